@@ -1,0 +1,154 @@
+//! The response body: the upstream's, streamed frame by frame in constant
+//! memory, or a small one the gateway made. It carries the request's
+//! record, so the access log line and metrics are written when the body
+//! has really been sent (or the client went away), with the bytes counted.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Method;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::error::Route;
+use crate::listen::ConnInfo;
+use crate::observe::{access, metrics};
+
+pub struct ResponseBody {
+    inner: Inner,
+    bytes: u64,
+    record: Option<Box<RequestRecord>>,
+}
+
+enum Inner {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    pub fn upstream(body: Incoming) -> Self {
+        Self::new(Inner::Upstream(body))
+    }
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        Self::new(Inner::Full(Some(data.into())))
+    }
+    pub fn empty() -> Self {
+        Self::new(Inner::Full(None))
+    }
+    fn new(inner: Inner) -> Self {
+        ResponseBody {
+            inner,
+            bytes: 0,
+            record: None,
+        }
+    }
+    pub fn with_record(mut self, record: RequestRecord) -> Self {
+        self.record = Some(Box::new(record));
+        self
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(d) = frame.data_ref() {
+                this.bytes += d.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Full(d) => d.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.bytes = self.bytes;
+            record.finish();
+        }
+    }
+}
+
+/// What the access log and metrics say of one request. Created when the
+/// request arrives (marking the connection busy), finished when its
+/// response body is done or dropped.
+pub struct RequestRecord {
+    pub conn: Arc<ConnInfo>,
+    pub method: Method,
+    pub started: Instant,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub client: Option<IpAddr>,
+    pub route: Route,
+    /// 0 until a response exists; a request dropped before that is logged
+    /// as 499, nginx's "client closed request".
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub bytes: u64,
+    finished: bool,
+}
+
+impl RequestRecord {
+    pub fn new(conn: Arc<ConnInfo>, method: Method, started: Instant) -> Self {
+        conn.activity.begin_request();
+        RequestRecord {
+            conn,
+            method,
+            started,
+            path: None,
+            query: None,
+            client: None,
+            route: Route::Rejected,
+            status: 0,
+            upstream_status: None,
+            bytes: 0,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if self.status == 0 {
+            self.status = 499;
+        }
+        let elapsed = self.started.elapsed();
+        metrics::request(self.conn.kind.as_str(), self.route.as_str(), self.status, elapsed);
+        access::log(self, elapsed);
+        self.conn.activity.end_request();
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,194 @@
+//! `gisgate check`: validate a config and every file it names, print the
+//! effective policy and its warnings, and with `--against` what would
+//! change relative to the running config.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{self, Protocol, Settings};
+use crate::diff;
+use crate::live::Live;
+use crate::tls::server::{LoadedCert, TlsSessions};
+
+/// The report to print, and whether the config is valid.
+pub fn report(path: &Path, against: Option<&Path>) -> (String, bool) {
+    let live = match build(path) {
+        Ok(l) => l,
+        Err(e) => return (format!("{e}\n{}: invalid\n", path.display()), false),
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: valid", path.display());
+    describe(&live, &mut out);
+    let warnings = warnings(&live.settings, live.certs());
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "warnings:");
+        for w in &warnings {
+            let _ = writeln!(out, "  - {w}");
+        }
+    }
+    if let Some(old_path) = against {
+        match build(old_path) {
+            Ok(old) => {
+                let changes = diff::changes(&old.settings, old.certs(), &live.settings, live.certs());
+                let _ = writeln!(out, "changes against {}:", old_path.display());
+                if changes.is_empty() {
+                    let _ = writeln!(out, "  (none: the effective policy is the same)");
+                }
+                for c in changes {
+                    let _ = writeln!(out, "  {c}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "cannot compare: {} is itself invalid:\n{e}", old_path.display());
+                return (out, false);
+            }
+        }
+    }
+    (out, true)
+}
+
+/// Everything the gateway would build at start, without binding anything.
+fn build(path: &Path) -> Result<Live, config::ConfigErrors> {
+    let settings = config::load(path)?;
+    let sessions = TlsSessions::new().map_err(|e| config::ConfigErrors(vec![settings.error_at("tls", e)]))?;
+    Live::build(settings, &sessions, None)
+}
+
+fn describe(live: &Live, out: &mut String) {
+    let s = &live.settings;
+    let p = s.server.protocol;
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<16} {v}");
+    };
+    line("protocol", match p {
+        Protocol::Https => format!("HTTPS (plain HTTP is redirected with {})", s.server.redirect_status.as_u16()),
+        Protocol::HttpAndHttps => "HTTP_AND_HTTPS (both are served)".into(),
+        Protocol::Http => "HTTP (plaintext only)".into(),
+    });
+    let mut listeners = Vec::new();
+    if let Some(a) = s.server.https_listen {
+        listeners.push(format!("https {a}"));
+    }
+    if let Some(a) = s.server.http_listen {
+        listeners.push(format!("http {a}{}", if p == Protocol::Https { " (redirect only)" } else { "" }));
+    }
+    if let Some(a) = s.observability_listen {
+        listeners.push(format!("observability {a}"));
+    }
+    line("listeners", listeners.join(", "));
+    if let Some(t) = &s.tls {
+        line("tls versions", t.version_names().join(", "));
+        line("suites offered", t.suite_names().join(", "));
+        if !t.skipped_suites.is_empty() {
+            line("suites skipped", format!("{} (not implemented by the TLS library)", t.skipped_suites.join(", ")));
+        }
+        for c in live.certs() {
+            line(
+                "certificate",
+                format!(
+                    "{} {}: {} serial {} expires {} SANs [{}]",
+                    c.name,
+                    c.path.display(),
+                    c.facts.owner,
+                    c.facts.serial_hex,
+                    diff::unix_time(c.facts.not_after),
+                    sans(c).join(", ")
+                ),
+            );
+        }
+    }
+    line(
+        "hsts",
+        s.hsts
+            .header_value()
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| "off".into()),
+    );
+    line(
+        "admin",
+        format!(
+            "paths {} allowed from [{}]{}",
+            s.admin.paths.join(", "),
+            s.admin.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            if s.admin.direct_access { "" } else { "; direct_access = false: refused for everyone" }
+        ),
+    );
+    line(
+        "client address",
+        if s.trusted_proxies.is_empty() {
+            "TCP peer (X-Forwarded-For is not believed)".into()
+        } else {
+            format!(
+                "X-Forwarded-For believed from [{}]",
+                s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+            )
+        },
+    );
+    line(
+        "cors",
+        if s.cors.allowed_origins.is_empty() {
+            format!("preflights pass to the upstream; Private Network Access {}", on_off(s.cors.allow_private_network))
+        } else {
+            format!(
+                "gateway answers preflights for [{}]; Private Network Access {}",
+                s.cors.allowed_origins.join(", "),
+                on_off(s.cors.allow_private_network)
+            )
+        },
+    );
+    line(
+        "upstream",
+        format!(
+            "{} verified by {}; name {}",
+            s.upstream.url(),
+            s.upstream.verification(),
+            s.upstream.server_name
+        ),
+    );
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "allowed"
+    } else {
+        "not allowed"
+    }
+}
+
+fn sans(c: &LoadedCert) -> Vec<String> {
+    let mut v = c.facts.dns_names.clone();
+    v.extend(c.facts.ip_addresses.iter().map(|i| i.to_string()));
+    v
+}
+
+/// Things that are valid but that an operator should look at.
+pub fn warnings(s: &Settings, certs: &[LoadedCert]) -> Vec<String> {
+    let mut w = s.warnings.clone();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    for c in certs {
+        let days_left = (c.facts.not_after - now) / 86_400;
+        if c.facts.not_after <= now {
+            w.push(format!("certificate {} ({}) has EXPIRED", c.name, c.path.display()));
+        } else if days_left < 30 {
+            w.push(format!("certificate {} ({}) expires in {days_left} days", c.name, c.path.display()));
+        }
+        if c.facts.self_signed {
+            w.push(format!(
+                "certificate {} ({}) is self-signed: browsers will warn; use one signed by a CA your clients trust",
+                c.name,
+                c.path.display()
+            ));
+        }
+    }
+    if let (Some(host), Some(default)) = (&s.server.public_host, certs.iter().find(|c| c.name == "default")) {
+        let name = crate::policy::redirect::parse_host(host).map(|(h, _)| h).unwrap_or(host);
+        let name = name.trim_matches(|c| c == '[' || c == ']');
+        if !default.facts.covers_name(name) && !certs.iter().any(|c| c.facts.covers_name(name)) {
+            w.push(format!(
+                "no loaded certificate covers server.public_host {host:?}: clients redirected there will get a name mismatch"
+            ));
+        }
+    }
+    w
+}

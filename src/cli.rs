@@ -1,0 +1,85 @@
+//! Command-line definitions (SPEC §1).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "gisgate", version, about = "TLS policy gateway for ArcGIS-style GIS servers: terminates client TLS, applies the site's transport security policy, and re-encrypts every request to the upstream over HTTPS")]
+pub struct Cli {
+    /// Run the gateway with this config (same as `gisgate run --config PATH`).
+    #[arg(long, global = false)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config and every file it names; print the effective policy.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        /// Also print what would change relative to this (running) config.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+    /// Dev certificates, a mock GIS server on loopback and the gateway in front of it.
+    Demo,
+    /// Only the built-in HTTPS mock GIS server.
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Certificate and key to serve (default: the dev certificates in certs/).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// Certificate tools.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Print the SHA-256 fingerprint of an HTTPS server's leaf certificate,
+    /// ready for `upstream.pin_sha256`.
+    UpstreamFingerprint { url: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Show the fields of each certificate in a PEM file.
+    Show {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a self-signed certificate and private key (key file mode 0600).
+    Generate {
+        #[arg(long)]
+        cn: String,
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Make a certificate signing request (PKCS#10) for an existing key.
+    Csr {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        cn: String,
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}

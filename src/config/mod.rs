@@ -1,0 +1,9 @@
+//! `gateway.toml`: raw file structs, validation into typed settings, and
+//! errors that carry file:line:col.
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors, Locator};
+pub use validate::*;

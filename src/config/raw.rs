@@ -1,0 +1,165 @@
+//! The file as written: serde structs that mirror `gateway.toml` one to one.
+//!
+//! Every table refuses unknown keys: a typo such as `allowed_ip` must never
+//! silently fall back to a default and weaken policy. Nothing here is
+//! interpreted; `validate.rs` turns these into typed settings.
+
+use serde::Deserialize;
+
+/// A list that operators may write either as a TOML array or, the way
+/// ArcGIS Server's admin API writes it, as one comma-separated string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ListOrCsv {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl ListOrCsv {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            ListOrCsv::List(v) => v.iter().map(|s| s.trim().to_string()).collect(),
+            ListOrCsv::Csv(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub hsts: RawHsts,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub client_ip: RawClientIp,
+    #[serde(default)]
+    pub cors: RawCors,
+    #[serde(default)]
+    pub observability: RawObservability,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub protocol: Option<String>,
+    pub https_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub public_host: Option<String>,
+    pub public_https_port: Option<u16>,
+    pub redirect_status: Option<u16>,
+    pub worker_threads: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub sni: Vec<RawSni>,
+    pub protocols: Option<ListOrCsv>,
+    pub cipher_suites: Option<ListOrCsv>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSni {
+    pub server_name: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHsts {
+    pub enabled: Option<bool>,
+    pub max_age: Option<String>,
+    pub include_subdomains: Option<bool>,
+    pub preload: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<String>,
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub pin_sha256: Vec<String>,
+    pub server_name: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub paths: Option<Vec<String>>,
+    pub allowed_ips: Option<ListOrCsv>,
+    pub direct_access: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientIp {
+    pub trusted_proxies: Option<ListOrCsv>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Option<ListOrCsv>,
+    pub allow_private_network: Option<bool>,
+    pub allowed_methods: Option<ListOrCsv>,
+    pub allowed_headers: Option<ListOrCsv>,
+    pub max_age: Option<String>,
+    pub allow_credentials: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObservability {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}

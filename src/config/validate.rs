@@ -1,0 +1,858 @@
+//! Raw file -> typed, validated [`Settings`], once. The request path never
+//! parses a string: addresses, CIDRs, durations and suites are typed here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+use ipnet::IpNet;
+use rustls::{ProtocolVersion, SupportedCipherSuite};
+
+use super::error::{ConfigError, ConfigErrors, Locator};
+use super::raw::*;
+use crate::tls::suites;
+
+/// The site's HTTP protocol mode, as ArcGIS Server's `Protocol` property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    HttpAndHttps,
+    Https,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::HttpAndHttps => "HTTP_AND_HTTPS",
+            Protocol::Https => "HTTPS",
+        }
+    }
+    pub fn https_enabled(self) -> bool {
+        self != Protocol::Http
+    }
+    /// Whether the plain-HTTP listener serves requests (rather than only
+    /// redirecting them).
+    pub fn http_serves(self) -> bool {
+        self != Protocol::Https
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The config file itself, absolute.
+    pub path: PathBuf,
+    /// How the file is named in messages (as given on the command line).
+    pub display: String,
+    /// The text it was parsed from, to locate keys in later errors.
+    pub source: std::sync::Arc<str>,
+    pub server: Server,
+    pub tls: Option<Tls>,
+    pub hsts: Hsts,
+    pub upstream: Upstream,
+    pub admin: Admin,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors: Cors,
+    pub observability_listen: Option<SocketAddr>,
+    pub limits: Limits,
+    pub reload_watch: bool,
+    pub log: Log,
+    /// Things that are allowed but that an operator should know about.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub protocol: Protocol,
+    pub https_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub public_host: Option<String>,
+    pub public_https_port: u16,
+    pub redirect_status: StatusCode,
+    pub worker_threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub sni: Vec<SniCert>,
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// The suites that will be offered, in the configured order.
+    pub suites: Vec<SupportedCipherSuite>,
+    /// Known IANA names that the TLS library does not implement, skipped.
+    pub skipped_suites: Vec<String>,
+}
+
+impl Tls {
+    pub fn version_names(&self) -> Vec<&'static str> {
+        self.versions
+            .iter()
+            .map(|v| suites::version_name(v.version))
+            .collect()
+    }
+    pub fn suite_names(&self) -> Vec<&'static str> {
+        self.suites.iter().map(|s| suites::suite_name(s)).collect()
+    }
+    pub fn enables(&self, version: ProtocolVersion) -> bool {
+        self.versions.iter().any(|v| v.version == version)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniCert {
+    pub server_name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hsts {
+    pub enabled: bool,
+    pub max_age: Duration,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// The `Strict-Transport-Security` value (RFC 6797 §6.1), or None when off.
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        if !self.enabled {
+            return None;
+        }
+        let mut v = format!("max-age={}", self.max_age.as_secs());
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        HeaderValue::from_str(&v).ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// `https://host[:port]`, the origin requests are sent to.
+    pub origin: http::uri::Authority,
+    pub host: String,
+    pub port: u16,
+    pub ca: Option<PathBuf>,
+    /// SHA-256 of the CA bundle's content: a rotated bundle at the same path
+    /// is a change.
+    pub ca_digest: Option<[u8; 32]>,
+    pub pins: Vec<[u8; 32]>,
+    pub server_name: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("https://{}", self.origin)
+    }
+    /// How the upstream certificate is verified, in words for `check`.
+    pub fn verification(&self) -> String {
+        match (&self.ca, self.pins.is_empty()) {
+            (Some(ca), true) => format!("chain to CA bundle {}", ca.display()),
+            (Some(ca), false) => format!(
+                "chain to CA bundle {} AND one of {} SHA-256 pin(s)",
+                ca.display(),
+                self.pins.len()
+            ),
+            (None, false) => format!(
+                "SHA-256 pin(s) only ({}), name and chain not checked",
+                self.pins.len()
+            ),
+            (None, true) => "system public roots".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub paths: Vec<String>,
+    pub allowed_ips: Vec<IpNet>,
+    pub direct_access: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    pub allowed_origins: Vec<String>,
+    pub allow_private_network: bool,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub max_age: Duration,
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+pub const DEFAULT_ADMIN_PATHS: [&str; 2] = ["/arcgis/admin", "/arcgis/manager"];
+pub const DEFAULT_CORS_METHODS: [&str; 4] = ["GET", "POST", "HEAD", "OPTIONS"];
+pub const DEFAULT_CORS_HEADERS: [&str; 4] = [
+    "Authorization",
+    "Content-Type",
+    "X-Esri-Authorization",
+    "X-Requested-With",
+];
+/// hyper refuses buffers smaller than this for HTTP/1 heads.
+pub const MIN_HEADER_BYTES: usize = 8192;
+const ONE_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Reads and validates a config file. Relative paths inside resolve against
+/// the file's directory.
+pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: display.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    parse(&text, &abs, &display)
+}
+
+/// Validates config text as if it were the file at `path` (shown as `display`).
+pub fn parse(text: &str, path: &Path, display: &str) -> Result<Settings, ConfigErrors> {
+    let loc = Locator::new(text);
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let position = e.span().map(|s| loc.line_col(s.start));
+        let message = match e.span() {
+            Some(s) => describe_serde_error(e.message(), text, s.start),
+            None => e.message().to_string(),
+        };
+        ConfigErrors(vec![ConfigError {
+            file: display.to_string(),
+            position,
+            message,
+        }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut v = Validator {
+        loc: &loc,
+        file: display,
+        base,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let settings = v.settings(raw, path);
+    if v.errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+/// Serde's messages name the field but not its table; add the table header
+/// that encloses the error so `unknown field` reads as a full key.
+fn describe_serde_error(message: &str, text: &str, offset: usize) -> String {
+    let message = message.trim().replace('`', "");
+    let before = &text[..offset.min(text.len())];
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match table {
+        Some(t) if message.starts_with("unknown field") => {
+            format!("in [{t}]: {message} (unknown keys are refused so a typo cannot weaken policy)")
+        }
+        Some(t) => format!("in [{t}]: {message}"),
+        None => message,
+    }
+}
+
+struct Validator<'a> {
+    loc: &'a Locator,
+    file: &'a str,
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            position: self.loc.position(key),
+            message: format!("{key}: {}", message.into()),
+        });
+    }
+
+    fn duration(&mut self, key: &str, raw: &Option<String>, default: &str) -> Duration {
+        let text = raw.as_deref().unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    key,
+                    format!("{text:?} is not a duration ({e}); write e.g. \"250ms\", \"10s\", \"5m\", \"365d\""),
+                );
+                humantime::parse_duration(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn listen(&mut self, key: &str, raw: &Option<String>, default: &str) -> Option<SocketAddr> {
+        let text = raw.as_deref().unwrap_or(default);
+        if text.is_empty() {
+            return None;
+        }
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    key,
+                    format!("{text:?} is not an address:port such as \"0.0.0.0:6443\" or \"[::]:6443\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn file(&mut self, key: &str, raw: &str) -> PathBuf {
+        let p = Path::new(raw);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        if !p.is_file() {
+            self.error(key, format!("file {} does not exist or is not a file", p.display()));
+        }
+        p
+    }
+
+    fn cidrs(&mut self, key: &str, items: &[String]) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for item in items {
+            match parse_ip_or_cidr(item) {
+                Ok(n) => out.push(n),
+                Err(e) => self.error(key, e),
+            }
+        }
+        out
+    }
+
+    fn settings(&mut self, raw: RawConfig, path: &Path) -> Settings {
+        let server = self.server(&raw.server);
+        let tls = self.tls(&raw.tls, server.protocol);
+        let hsts = self.hsts(&raw.hsts, server.protocol);
+        let upstream = self.upstream(&raw.upstream);
+        let admin = self.admin(&raw.admin);
+        let trusted_proxies = match &raw.client_ip.trusted_proxies {
+            Some(l) => self.cidrs("client_ip.trusted_proxies", &l.items()),
+            None => Vec::new(),
+        };
+        let cors = self.cors(&raw.cors);
+        let observability_listen =
+            self.listen("observability.listen", &raw.observability.listen, "127.0.0.1:9090");
+        let limits = self.limits(&raw.limits);
+        let log = self.log(&raw.log);
+        self.listen_conflicts(&server, observability_listen);
+        if server.protocol == Protocol::Http {
+            self.warnings.push(
+                "server.protocol = \"HTTP\": clients connect in plaintext; credentials and tokens cross the network unencrypted"
+                    .into(),
+            );
+        }
+        if admin
+            .allowed_ips
+            .iter()
+            .any(|n| n.prefix_len() == 0)
+        {
+            self.warnings.push(
+                "admin.allowed_ips admits every address: the admin gate only checks admin.direct_access".into(),
+            );
+        }
+        Settings {
+            path: path.to_path_buf(),
+            display: self.file.to_string(),
+            source: std::sync::Arc::from(self.loc.text()),
+            server,
+            tls,
+            hsts,
+            upstream,
+            admin,
+            trusted_proxies,
+            cors,
+            observability_listen,
+            limits,
+            reload_watch: raw.reload.watch.unwrap_or(true),
+            log,
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+
+    fn server(&mut self, raw: &RawServer) -> Server {
+        let protocol = match raw.protocol.as_deref().unwrap_or("HTTPS") {
+            "HTTPS" => Protocol::Https,
+            "HTTP_AND_HTTPS" => Protocol::HttpAndHttps,
+            "HTTP" => Protocol::Http,
+            other => {
+                self.error(
+                    "server.protocol",
+                    format!("{other:?} is not one of \"HTTPS\", \"HTTP_AND_HTTPS\", \"HTTP\""),
+                );
+                Protocol::Https
+            }
+        };
+        let https_listen = self.listen("server.https_listen", &raw.https_listen, "0.0.0.0:6443");
+        let https_listen = if protocol.https_enabled() {
+            if https_listen.is_none() {
+                self.error(
+                    "server.https_listen",
+                    format!("must be set when server.protocol = {:?}", protocol.as_str()),
+                );
+            }
+            https_listen
+        } else {
+            None
+        };
+        let http_listen = self.listen("server.http_listen", &raw.http_listen, "0.0.0.0:6080");
+        if protocol == Protocol::Http && http_listen.is_none() {
+            self.error(
+                "server.http_listen",
+                "must be set when server.protocol = \"HTTP\" (nothing would listen)",
+            );
+        }
+        let public_host = raw.public_host.clone();
+        if let Some(h) = &public_host {
+            if crate::policy::redirect::parse_host(h).is_err() {
+                self.error(
+                    "server.public_host",
+                    format!("{h:?} is not a host name or IP address (optionally with :port)"),
+                );
+            }
+        }
+        let public_https_port = raw.public_https_port.unwrap_or(6443);
+        if public_https_port == 0 {
+            self.error("server.public_https_port", "must be 1-65535");
+        }
+        let redirect_status = match raw.redirect_status.unwrap_or(308) {
+            s @ (301 | 302 | 307 | 308) => StatusCode::from_u16(s).unwrap_or(StatusCode::PERMANENT_REDIRECT),
+            other => {
+                self.error(
+                    "server.redirect_status",
+                    format!("{other} is not one of 301, 302, 307, 308"),
+                );
+                StatusCode::PERMANENT_REDIRECT
+            }
+        };
+        let worker_threads = match raw.worker_threads {
+            Some(0) => {
+                self.error("server.worker_threads", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            // std reads the cgroup CPU quota, so a container limited to
+            // 2 CPUs gets 2 threads, not the host's count.
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        Server {
+            protocol,
+            https_listen,
+            http_listen,
+            public_host,
+            public_https_port,
+            redirect_status,
+            worker_threads,
+        }
+    }
+
+    fn tls(&mut self, raw: &RawTls, protocol: Protocol) -> Option<Tls> {
+        if !protocol.https_enabled() {
+            return None;
+        }
+        let (cert, key) = match (&raw.cert, &raw.key) {
+            (Some(c), Some(k)) => (self.file("tls.cert", c), self.file("tls.key", k)),
+            _ => {
+                self.error(
+                    "tls",
+                    format!(
+                        "tls.cert and tls.key are required when server.protocol = {:?}",
+                        protocol.as_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut sni = Vec::new();
+        for (i, s) in raw.sni.iter().enumerate() {
+            let name = s.server_name.trim().to_ascii_lowercase();
+            if name.is_empty() || rustls::pki_types::ServerName::try_from(name.trim_start_matches("*.")).is_err() {
+                self.error(
+                    &format!("tls.sni.{i}.server_name"),
+                    format!("{:?} is not a DNS name", s.server_name),
+                );
+            }
+            if sni.iter().any(|x: &SniCert| x.server_name == name) {
+                self.error(
+                    &format!("tls.sni.{i}.server_name"),
+                    format!("{name:?} is listed twice"),
+                );
+            }
+            sni.push(SniCert {
+                server_name: name,
+                cert: self.file(&format!("tls.sni.{i}.cert"), &s.cert),
+                key: self.file(&format!("tls.sni.{i}.key"), &s.key),
+            });
+        }
+        let version_names = raw
+            .protocols
+            .as_ref()
+            .map(ListOrCsv::items)
+            .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]);
+        let mut versions = Vec::new();
+        for name in &version_names {
+            match suites::parse_version(name) {
+                Ok(v) => {
+                    if !versions.contains(&v) {
+                        versions.push(v)
+                    }
+                }
+                Err(e) => self.error("tls.protocols", e),
+            }
+        }
+        if versions.is_empty() && !version_names.iter().any(|n| suites::parse_version(n).is_err()) {
+            self.error("tls.protocols", "enable at least one of \"TLSv1.2\", \"TLSv1.3\"");
+        }
+        let (chosen, skipped, errors) = match &raw.cipher_suites {
+            Some(l) => suites::resolve(&l.items()),
+            None => (suites::default_suites(), Vec::new(), Vec::new()),
+        };
+        for e in errors {
+            self.error("tls.cipher_suites", e);
+        }
+        for s in &skipped {
+            self.warnings.push(format!(
+                "tls.cipher_suites: {s} is skipped: the TLS library does not implement it (CBC, static-RSA and 3DES suites are deliberately absent)"
+            ));
+        }
+        for v in &versions {
+            if !chosen.iter().any(|s| s.version() == *v) {
+                self.error(
+                    "tls.cipher_suites",
+                    format!(
+                        "no usable cipher suite left for {} (skipped: {})",
+                        suites::version_name(v.version),
+                        if skipped.is_empty() { "none".into() } else { skipped.join(", ") }
+                    ),
+                );
+            }
+        }
+        // Offer only suites of enabled versions.
+        let suites_offered: Vec<_> = chosen
+            .into_iter()
+            .filter(|s| versions.contains(&s.version()))
+            .collect();
+        Some(Tls {
+            cert,
+            key,
+            sni,
+            versions,
+            suites: suites_offered,
+            skipped_suites: skipped,
+        })
+    }
+
+    fn hsts(&mut self, raw: &RawHsts, protocol: Protocol) -> Hsts {
+        let enabled = raw.enabled.unwrap_or(false);
+        let max_age = self.duration("hsts.max_age", &raw.max_age, "365d");
+        let include_subdomains = raw.include_subdomains.unwrap_or(false);
+        let preload = raw.preload.unwrap_or(false);
+        if enabled && protocol != Protocol::Https {
+            self.error(
+                "hsts.enabled",
+                format!(
+                    "hsts.enabled = true needs server.protocol = \"HTTPS\" (it is {:?})",
+                    protocol.as_str()
+                ),
+            );
+        }
+        if preload && !include_subdomains {
+            self.error("hsts.preload", "preload needs hsts.include_subdomains = true (hstspreload.org requirement)");
+        }
+        if preload && max_age < ONE_YEAR {
+            self.error(
+                "hsts.preload",
+                format!(
+                    "preload needs hsts.max_age of at least one year (it is {})",
+                    humantime::format_duration(max_age)
+                ),
+            );
+        }
+        Hsts {
+            enabled,
+            max_age,
+            include_subdomains,
+            preload,
+        }
+    }
+
+    fn upstream(&mut self, raw: &RawUpstream) -> Upstream {
+        let mut origin = http::uri::Authority::from_static("invalid:443");
+        let mut host = String::from("invalid");
+        let mut port = 443;
+        match raw.url.as_deref() {
+            None => self.error("upstream.url", "is required, e.g. \"https://gis.internal:6443\""),
+            Some(url) => match url.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") => self.error(
+                    "upstream.url",
+                    format!(
+                        "{url:?} is plain http: gisgate never offloads TLS, every request is re-encrypted to the upstream over HTTPS (ArcGIS Server does not support SSL offloading); use https://"
+                    ),
+                ),
+                Ok(uri) if uri.scheme_str() != Some("https") => {
+                    self.error("upstream.url", format!("{url:?} must start with https://"))
+                }
+                Ok(uri) if !matches!(uri.path(), "" | "/") || uri.query().is_some() => self.error(
+                    "upstream.url",
+                    format!("{url:?}: give only the origin (https://host:port); request paths are forwarded as received"),
+                ),
+                Ok(uri) => match uri.authority() {
+                    Some(a) if a.as_str().contains('@') => {
+                        self.error("upstream.url", "must not contain user info")
+                    }
+                    Some(a) => {
+                        origin = a.clone();
+                        host = a.host().trim_matches(|c| c == '[' || c == ']').to_string();
+                        port = a.port_u16().unwrap_or(443);
+                    }
+                    None => self.error("upstream.url", format!("{url:?} has no host")),
+                },
+                Err(e) => self.error("upstream.url", format!("{url:?} is not a URL: {e}")),
+            },
+        }
+        let ca = raw.ca.as_deref().map(|c| self.file("upstream.ca", c));
+        let ca_digest = ca
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|bytes| crate::tls::certs::sha256_fingerprint(&bytes));
+        let mut pins = Vec::new();
+        for p in &raw.pin_sha256 {
+            match crate::tls::certs::parse_pin(p) {
+                Ok(pin) => pins.push(pin),
+                Err(e) => self.error("upstream.pin_sha256", e),
+            }
+        }
+        let server_name = raw.server_name.clone().unwrap_or_else(|| host.clone());
+        if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+            self.error(
+                "upstream.server_name",
+                format!("{server_name:?} is not a DNS name or IP address"),
+            );
+        }
+        let connect_timeout = self.duration("upstream.connect_timeout", &raw.connect_timeout, "5s");
+        let response_timeout = self.duration("upstream.response_timeout", &raw.response_timeout, "300s");
+        let pool_idle_timeout = self.duration("upstream.pool_idle_timeout", &raw.pool_idle_timeout, "90s");
+        Upstream {
+            origin,
+            host,
+            port,
+            ca,
+            ca_digest,
+            pins,
+            server_name,
+            connect_timeout,
+            response_timeout,
+            pool_idle_timeout,
+            pool_max_idle: raw.pool_max_idle.unwrap_or(64),
+        }
+    }
+
+    fn admin(&mut self, raw: &RawAdmin) -> Admin {
+        let paths = raw
+            .paths
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ADMIN_PATHS.iter().map(|s| s.to_string()).collect());
+        let mut canonical = Vec::new();
+        for p in &paths {
+            match crate::policy::path::canonical_path(p) {
+                Ok(c) => canonical.push(c),
+                Err(e) => self.error("admin.paths", format!("{p:?} is not a canonical absolute path: {e}")),
+            }
+        }
+        let allowed_ips = match &raw.allowed_ips {
+            Some(l) => self.cidrs("admin.allowed_ips", &l.items()),
+            None => vec![
+                "127.0.0.1/32".parse().expect("static CIDR"),
+                "::1/128".parse().expect("static CIDR"),
+            ],
+        };
+        Admin {
+            paths: canonical,
+            allowed_ips,
+            direct_access: raw.direct_access.unwrap_or(true),
+        }
+    }
+
+    fn cors(&mut self, raw: &RawCors) -> Cors {
+        let allowed_origins: Vec<String> =
+            raw.allowed_origins.as_ref().map(ListOrCsv::items).unwrap_or_default();
+        for o in &allowed_origins {
+            if o != "*" && !is_origin(o) {
+                self.error(
+                    "cors.allowed_origins",
+                    format!("{o:?} is not an origin like \"https://maps.example.com\" (scheme://host[:port], no path) or \"*\""),
+                );
+            }
+        }
+        let allow_credentials = raw.allow_credentials.unwrap_or(false);
+        if allow_credentials && allowed_origins.iter().any(|o| o == "*") {
+            self.error(
+                "cors.allow_credentials",
+                "cannot be true with \"*\" in cors.allowed_origins (browsers reject credentials with a wildcard origin); list the origins",
+            );
+        }
+        let list = |l: &Option<ListOrCsv>, d: &[&str]| {
+            l.as_ref()
+                .map(ListOrCsv::items)
+                .unwrap_or_else(|| d.iter().map(|s| s.to_string()).collect())
+        };
+        let allowed_methods = list(&raw.allowed_methods, &DEFAULT_CORS_METHODS);
+        for m in &allowed_methods {
+            if http::Method::from_bytes(m.as_bytes()).is_err() {
+                self.error("cors.allowed_methods", format!("{m:?} is not an HTTP method"));
+            }
+        }
+        let allowed_headers = list(&raw.allowed_headers, &DEFAULT_CORS_HEADERS);
+        for h in &allowed_headers {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                self.error("cors.allowed_headers", format!("{h:?} is not a header name"));
+            }
+        }
+        Cors {
+            allowed_origins,
+            allow_private_network: raw.allow_private_network.unwrap_or(false),
+            allowed_methods,
+            allowed_headers,
+            max_age: self.duration("cors.max_age", &raw.max_age, "10m"),
+            allow_credentials,
+        }
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Limits {
+        let header_read_timeout = self.duration("limits.header_read_timeout", &raw.header_read_timeout, "10s");
+        let idle_timeout = self.duration("limits.idle_timeout", &raw.idle_timeout, "60s");
+        let shutdown_grace = self.duration("limits.shutdown_grace", &raw.shutdown_grace, "30s");
+        for (key, d) in [
+            ("limits.header_read_timeout", header_read_timeout),
+            ("limits.idle_timeout", idle_timeout),
+        ] {
+            if d.is_zero() {
+                self.error(key, "must be greater than zero");
+            }
+        }
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if max_connections == 0 {
+            self.error("limits.max_connections", "must be at least 1");
+        }
+        let max_header_bytes = raw.max_header_bytes.unwrap_or(65_536);
+        if max_header_bytes < MIN_HEADER_BYTES {
+            self.error(
+                "limits.max_header_bytes",
+                format!("{max_header_bytes} is below the minimum of {MIN_HEADER_BYTES}"),
+            );
+        }
+        Limits {
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
+            max_header_bytes,
+            shutdown_grace,
+        }
+    }
+
+    fn log(&mut self, raw: &RawLog) -> Log {
+        let format = match raw.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                self.error("log.format", format!("{other:?} is not \"text\" or \"json\""));
+                LogFormat::Text
+            }
+        };
+        let level = raw.log_level();
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            self.error(
+                "log.level",
+                format!("{level:?} is not a level (error, warn, info, debug, trace) or filter"),
+            );
+        }
+        Log { format, level }
+    }
+
+    fn listen_conflicts(&mut self, server: &Server, observe: Option<SocketAddr>) {
+        let named = [
+            ("server.https_listen", server.https_listen),
+            ("server.http_listen", server.http_listen),
+            ("observability.listen", observe),
+        ];
+        for (i, (ka, a)) in named.iter().enumerate() {
+            for (kb, b) in &named[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a == b {
+                        self.error(kb, format!("{b} is also {ka}; each listener needs its own address"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// An error about `key`, found after validation (loading a certificate,
+    /// binding a listener), located in the file like a parse error.
+    pub fn error_at(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError {
+            file: self.display.clone(),
+            position: Locator::new(&self.source).position(key),
+            message: format!("{key}: {message}"),
+        }
+    }
+}
+
+impl RawLog {
+    fn log_level(&self) -> String {
+        self.level.clone().unwrap_or_else(|| "info".into())
+    }
+}
+
+pub use crate::policy::admin::parse_ip_or_cidr;
+
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains('/')
+        && crate::policy::redirect::parse_host(rest).is_ok()
+}

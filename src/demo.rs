@@ -1,0 +1,179 @@
+//! `gisgate demo` and `gisgate demo-upstream`: a built-in HTTPS mock GIS
+//! server on loopback, and the gateway in front of it with the shipped
+//! `gateway.toml`, so a user sees the product work in one command.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::devpki;
+use crate::tls::certs;
+
+/// The shipped, documented sample config; the demo writes it next to
+/// `certs/` when the working directory has none.
+pub const SHIPPED_CONFIG: &str = include_str!("../gateway.toml");
+/// Where the shipped config expects the mock GIS server.
+pub const DEMO_UPSTREAM: &str = "127.0.0.1:7443";
+
+pub async fn run() -> Result<(), String> {
+    let config_path = PathBuf::from("gateway.toml");
+    if !config_path.exists() {
+        std::fs::write(&config_path, SHIPPED_CONFIG).map_err(|e| format!("gateway.toml: {e}"))?;
+        eprintln!("wrote gateway.toml (the shipped sample)");
+    }
+    let pki = devpki::ensure_dev_pki(Path::new("certs")).map_err(|e| e.to_string())?;
+    if pki.created {
+        eprintln!("made development certificates in certs/ (a dev CA for localhost only; never use them in production)");
+    }
+    let settings = crate::config::load(&config_path).map_err(|e| e.to_string())?;
+    crate::logging::init(&settings.log);
+    let upstream_addr: SocketAddr = DEMO_UPSTREAM.parse().expect("static address");
+    let upstream = bind_mock(upstream_addr, &pki.upstream_cert, &pki.upstream_key).await?;
+    tokio::spawn(serve_mock(upstream.0, upstream.1));
+    let https = settings.server.https_listen;
+    let http = settings.server.http_listen;
+    let observe = settings.observability_listen;
+    let gw = crate::run::start(settings).await.map_err(|e| e.to_string())?;
+    print_curl_lines(https, http, observe);
+    let _ = tokio::signal::ctrl_c().await;
+    gw.shutdown().await;
+    Ok(())
+}
+
+fn print_curl_lines(https: Option<SocketAddr>, http: Option<SocketAddr>, observe: Option<SocketAddr>) {
+    let port = |a: Option<SocketAddr>, d: u16| a.map(|a| a.port()).unwrap_or(d);
+    let (hs, h, o) = (port(https, 6443), port(http, 6080), observe.map(|a| a.to_string()));
+    println!("\ngisgate demo is running: a mock GIS server on https://{DEMO_UPSTREAM} behind the gateway.\nTry (from this directory):\n");
+    println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/info?f=json'");
+    println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/services?f=pjson'");
+    println!("  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/rest/echo?f=json'   # what the GIS server received");
+    println!("  curl -i 'http://localhost:{h}/arcgis/rest/info?f=json'                          # redirect to https");
+    println!("  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/admin/'                # admin: allowed from loopback");
+    println!("  curl --cacert certs/ca.crt -i --path-as-is 'https://localhost:{hs}/arcgis/%2561dmin' # double encoding: 400");
+    if let Some(o) = o {
+        println!("  curl -s http://{o}/metrics | grep ^gisgate_");
+        println!("  curl -s 'http://{o}/security/config?f=pjson'");
+    }
+    println!("\nEdit gateway.toml while it runs: changes apply without a restart. Ctrl-C stops.\n");
+}
+
+/// `gisgate demo-upstream --listen ADDR`: only the mock GIS server.
+pub async fn run_upstream(listen: SocketAddr, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<(), String> {
+    let (cert, key) = match (cert, key) {
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            let pki = devpki::ensure_dev_pki(Path::new("certs")).map_err(|e| e.to_string())?;
+            (pki.upstream_cert, pki.upstream_key)
+        }
+    };
+    let (listener, acceptor) = bind_mock(listen, &cert, &key).await?;
+    tracing::info!("mock GIS server on https://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    tokio::select! {
+        _ = serve_mock(listener, acceptor) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+async fn bind_mock(addr: SocketAddr, cert: &Path, key: &Path) -> Result<(TcpListener, TlsAcceptor), String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let chain = certs::load_cert_chain(cert).map_err(|e| e.to_string())?;
+    let key = certs::load_private_key(key).map_err(|e| e.to_string())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("mock GIS server cannot listen on {addr}: {e}"))?;
+    Ok((listener, TlsAcceptor::from(Arc::new(config))))
+}
+
+async fn serve_mock(listener: TcpListener, acceptor: TlsAcceptor) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(tls);
+            let svc = service_fn(|req| async { Ok::<_, Infallible>(mock_response(req).await) });
+            let _ = if h2 {
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(io, svc)
+                    .await
+            } else {
+                hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await
+            };
+        });
+    }
+}
+
+/// Answers like a small ArcGIS Server site; anything else is echoed so a
+/// user can see exactly what the gateway forwarded.
+async fn mock_response(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let body = match path.as_str() {
+        "/arcgis/rest/info" => json!({
+            "currentVersion": 11.3,
+            "fullVersion": "11.3.0",
+            "owningSystemUrl": null,
+            "authInfo": { "isTokenBasedSecurity": true, "tokenServicesUrl": "/arcgis/tokens/", "shortLivedTokenValidity": 60 }
+        }),
+        "/arcgis/rest/services" => json!({
+            "currentVersion": 11.3,
+            "folders": ["Utilities"],
+            "services": [
+                { "name": "SampleWorldCities", "type": "MapServer" },
+                { "name": "Parcels", "type": "FeatureServer" }
+            ]
+        }),
+        p if p == "/arcgis/admin" || p.starts_with("/arcgis/admin/") => json!({
+            "resources": ["machines", "clusters", "services", "security", "system", "logs"],
+            "currentVersion": 11.3,
+            "echo": echo(&req),
+        }),
+        _ => {
+            let received = echo(&req);
+            let bytes = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+            let mut v = received;
+            v["bodyBytes"] = json!(bytes);
+            v
+        }
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn echo(req: &Request<Incoming>) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .filter(|(n, _)| *n != header::AUTHORIZATION && *n != header::COOKIE)
+        .map(|(n, v)| (n.to_string(), json!(String::from_utf8_lossy(v.as_bytes()))))
+        .collect();
+    json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "version": format!("{:?}", req.version()),
+        "headers": headers,
+    })
+}

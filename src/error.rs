@@ -1,0 +1,83 @@
+//! Every refusal the gateway makes, mapped to status, route label and a
+//! short body in exactly one place. Bodies never echo request data.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::policy::path::PathError;
+
+/// The `route` label of `gisgate_requests_total`: a bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Proxy,
+    Redirect,
+    AdminDenied,
+    Preflight,
+    Rejected,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Proxy => "proxy",
+            Route::Redirect => "redirect",
+            Route::AdminDenied => "admin_denied",
+            Route::Preflight => "preflight",
+            Route::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("path cannot be made canonical: {0}")]
+    BadPath(PathError),
+    #[error("missing or malformed Host")]
+    BadHost,
+    #[error("admin path refused for this client")]
+    AdminDenied,
+    #[error("upstream unreachable or not trusted")]
+    UpstreamFailed,
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::BadPath(_) | Refusal::BadHost => StatusCode::BAD_REQUEST,
+            Refusal::AdminDenied => StatusCode::FORBIDDEN,
+            Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn route(&self) -> Route {
+        match self {
+            Refusal::BadPath(_) | Refusal::BadHost => Route::Rejected,
+            Refusal::AdminDenied => Route::AdminDenied,
+            Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            Refusal::BadPath(_) => "400 Bad Request: the request path cannot be made canonical\n",
+            Refusal::BadHost => "400 Bad Request: missing or malformed Host\n",
+            Refusal::AdminDenied => "403 Forbidden: administrative access is not allowed from this address\n",
+            Refusal::UpstreamFailed => "502 Bad Gateway: the GIS server could not be reached securely\n",
+            Refusal::UpstreamTimeout => "504 Gateway Timeout: the GIS server did not answer in time\n",
+        }
+    }
+
+    pub fn response(&self) -> Response<ResponseBody> {
+        let body = self.body();
+        let mut r = Response::new(ResponseBody::full(body));
+        *r.status_mut() = self.status();
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+}

@@ -1,0 +1,222 @@
+//! The running gateway: the live snapshot behind an `ArcSwap`, its
+//! listeners, the connection limit, reload and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::{self, ConfigErrors, Settings};
+use crate::diff;
+use crate::listen::{self, ListenerKind, RunningListener};
+use crate::live::Live;
+use crate::observe::metrics;
+use crate::tls::server::TlsSessions;
+
+pub struct Gateway {
+    pub live: ArcSwap<Live>,
+    pub sessions: TlsSessions,
+    /// Permits for client connections on the public listeners.
+    pub connection_limit: Arc<Semaphore>,
+    limit_configured: Mutex<usize>,
+    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    draining: AtomicBool,
+    listeners: Mutex<Vec<RunningListener>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// What a successful reload changed, in policy terms.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub changes: Vec<String>,
+}
+
+impl Gateway {
+    /// Builds the first state and binds every listener; any failure is
+    /// reported before a single connection is accepted.
+    pub async fn start(
+        settings: Settings,
+        prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Result<Arc<Gateway>, ConfigErrors> {
+        let sessions = TlsSessions::new().map_err(|e| ConfigErrors(vec![settings.error_at("tls", e)]))?;
+        let live = Live::build(settings, &sessions, None)?;
+        let bound = bind_all(&live.settings, &[])?;
+        let max = live.settings.limits.max_connections;
+        let gw = Arc::new(Gateway {
+            live: ArcSwap::from_pointee(live),
+            sessions,
+            connection_limit: Arc::new(Semaphore::new(max)),
+            limit_configured: Mutex::new(max),
+            prometheus,
+            draining: AtomicBool::new(false),
+            listeners: Mutex::new(Vec::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        let running: Vec<_> = bound
+            .into_iter()
+            .map(|(kind, addr, l)| listen::start(&gw, kind, addr, l))
+            .collect();
+        *gw.listeners.lock().expect("listeners lock") = running;
+        metrics::config_loaded();
+        Ok(gw)
+    }
+
+    /// Where each listener really listens (port 0 resolved).
+    pub fn local_addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        let listeners = self.listeners.lock().expect("listeners lock");
+        listeners.iter().find(|l| l.kind == kind).map(|l| l.local_addr)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Validate, then publish: the new file is parsed, its certificates
+    /// loaded, its upstream client built and new listeners bound before one
+    /// atomic swap. Any failure leaves the running state untouched.
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, ConfigErrors> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let result = self.try_reload();
+        match &result {
+            Ok(_) => metrics::reload_succeeded(),
+            Err(_) => metrics::reload_failed(),
+        }
+        result
+    }
+
+    fn try_reload(self: &Arc<Self>) -> Result<Reloaded, ConfigErrors> {
+        let old = self.live.load_full();
+        let settings = config::load(&old.settings.path)?;
+        let new = Live::build(settings, &self.sessions, Some(&old))?;
+        let current: Vec<(ListenerKind, SocketAddr)> = {
+            let l = self.listeners.lock().expect("listeners lock");
+            l.iter().map(|r| (r.kind, r.addr)).collect()
+        };
+        let bound = bind_all(&new.settings, &current)?;
+        let changes = diff::changes(&old.settings, old.certs(), &new.settings, new.certs());
+        let wanted = wanted_listeners(&new.settings);
+        let new_limit = new.settings.limits.max_connections;
+        self.live.store(Arc::new(new));
+
+        let mut listeners = self.listeners.lock().expect("listeners lock");
+        listeners.retain(|l| {
+            let keep = wanted.iter().any(|(k, a, _)| *k == l.kind && *a == l.addr);
+            if !keep {
+                tracing::info!(listener = l.kind.as_str(), "closing listener {} (removed by reload); its connections drain", l.local_addr);
+                l.stop();
+            }
+            keep
+        });
+        for (kind, addr, l) in bound {
+            listeners.push(listen::start(self, kind, addr, l));
+        }
+        drop(listeners);
+        self.resize_connection_limit(new_limit);
+        Ok(Reloaded { changes })
+    }
+
+    fn resize_connection_limit(&self, new: usize) {
+        let mut configured = self.limit_configured.lock().expect("limit lock");
+        if new > *configured {
+            self.connection_limit.add_permits(new - *configured);
+        } else if new < *configured {
+            // Take the surplus permits as connections close; never block.
+            let surplus = (*configured - new) as u32;
+            let sem = self.connection_limit.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        *configured = new;
+    }
+
+    /// Counts a client connection for the drain and the active gauge.
+    pub fn track_connection(self: &Arc<Self>, kind: ListenerKind) -> ConnectionGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        metrics::connection_opened(kind.as_str());
+        ConnectionGuard { gw: self.clone(), kind }
+    }
+
+    /// SPEC §5: /readyz turns 503, listeners stop accepting, in-flight
+    /// requests finish within `limits.shutdown_grace`.
+    pub async fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let grace = self.live.load().settings.limits.shutdown_grace;
+        for l in self.listeners.lock().expect("listeners lock").iter() {
+            l.stop();
+        }
+        let drained = tokio::time::timeout(grace, async {
+            loop {
+                let notified = self.idle.notified();
+                if self.active.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("drained; all connections closed"),
+            Err(_) => tracing::warn!(
+                "shutdown grace of {:?} passed with {} connection(s) still open; closing them",
+                grace,
+                self.active.load(Ordering::Relaxed)
+            ),
+        }
+    }
+}
+
+pub struct ConnectionGuard {
+    gw: Arc<Gateway>,
+    kind: ListenerKind,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        metrics::connection_closed(self.kind.as_str());
+        if self.gw.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.gw.idle.notify_waiters();
+        }
+    }
+}
+
+fn wanted_listeners(s: &Settings) -> Vec<(ListenerKind, SocketAddr, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(a) = s.server.https_listen {
+        out.push((ListenerKind::Https, a, "server.https_listen"));
+    }
+    if let Some(a) = s.server.http_listen {
+        out.push((ListenerKind::Http, a, "server.http_listen"));
+    }
+    if let Some(a) = s.observability_listen {
+        out.push((ListenerKind::Observability, a, "observability.listen"));
+    }
+    out
+}
+
+/// Binds the listeners `s` wants that are not already running.
+fn bind_all(
+    s: &Settings,
+    running: &[(ListenerKind, SocketAddr)],
+) -> Result<Vec<(ListenerKind, SocketAddr, TcpListener)>, ConfigErrors> {
+    let mut out = Vec::new();
+    for (kind, addr, key) in wanted_listeners(s) {
+        if running.contains(&(kind, addr)) {
+            continue;
+        }
+        match listen::bind(addr) {
+            Ok(l) => out.push((kind, addr, l)),
+            Err(e) => return Err(ConfigErrors(vec![s.error_at(key, format!("cannot listen on {addr}: {e}"))])),
+        }
+    }
+    Ok(out)
+}

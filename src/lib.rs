@@ -1,0 +1,26 @@
+//! gisgate: a TLS policy gateway in front of an ArcGIS-style GIS server.
+//! It terminates client TLS, applies the site's transport security policy
+//! and re-encrypts every request to the upstream over HTTPS. It never
+//! offloads TLS: there is no plaintext hop to the upstream.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod certtool;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod devpki;
+pub mod diff;
+pub mod error;
+pub mod gateway;
+pub mod headers;
+pub mod listen;
+pub mod live;
+pub mod logging;
+pub mod observe;
+pub mod policy;
+pub mod proxy;
+pub mod reload;
+pub mod run;
+pub mod tls;

@@ -1,0 +1,147 @@
+//! The `gisgate` binary: parse arguments, set up logging, run a subcommand.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gisgate::cli::{CertCommand, Cli, Command};
+use gisgate::{certtool, check, config, demo, logging, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match (cli.command, cli.config) {
+        (Some(c), None) => c,
+        (None, Some(config)) => Command::Run { config },
+        (Some(_), Some(_)) => {
+            eprintln!("gisgate: give --config either alone or after `run`, not with another command");
+            return ExitCode::from(2);
+        }
+        (None, None) => {
+            eprintln!("gisgate: nothing to do; try `gisgate run --config gateway.toml` or `gisgate demo` (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Run { config } => run_gateway(&config),
+        Command::Check { config, against } => {
+            let (report, ok) = check::report(&config, against.as_deref());
+            print!("{report}");
+            exit(ok)
+        }
+        Command::Demo => with_runtime(demo::run()),
+        Command::DemoUpstream { listen, cert, key } => {
+            init_plain_logging();
+            with_runtime(demo::run_upstream(listen, cert, key))
+        }
+        Command::Cert(c) => cert_command(c),
+        Command::UpstreamFingerprint { url } => with_runtime(async move {
+            let fp = certtool::upstream_fingerprint(&url).await.map_err(|e| e.to_string())?;
+            print!("{}", certtool::fingerprint_report(&url, &fp));
+            Ok(())
+        }),
+    }
+}
+
+fn run_gateway(path: &Path) -> ExitCode {
+    let settings = match config::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("gisgate: invalid config, not starting");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&settings.log);
+    let runtime = match run::runtime(settings.server.worker_threads) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gisgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cert_command(c: CertCommand) -> ExitCode {
+    let result: Result<(), String> = match c {
+        CertCommand::Show { path, json } => certtool::show(&path).map_err(|e| e.to_string()).map(|facts| {
+            if json {
+                println!("{}", certtool::show_json(&facts));
+            } else {
+                print!("{}", certtool::show_text(&facts));
+            }
+        }),
+        CertCommand::Generate { cn, sans, days, cert, key } => {
+            let opts = certtool::GenerateOptions {
+                cn,
+                sans,
+                days,
+                cert_out: cert.clone(),
+                key_out: key.clone(),
+                ..Default::default()
+            };
+            certtool::generate_self_signed(&opts).map_err(|e| e.to_string()).map(|facts| {
+                println!(
+                    "wrote {} (serial {}, SHA256 {}) and {} (mode 0600)",
+                    cert.display(),
+                    facts.serial_number,
+                    facts.sha256,
+                    key.display()
+                );
+            })
+        }
+        CertCommand::Csr { key, cn, sans, out } => certtool::make_csr(&key, &cn, &sans)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| {
+                std::fs::write(&out, pem).map_err(|e| format!("{}: {e}", out.display()))?;
+                println!("wrote {}", out.display());
+                Ok(())
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gisgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_plain_logging() {
+    logging::init(&config::Log {
+        format: config::LogFormat::Text,
+        level: "info".into(),
+    });
+}
+
+fn with_runtime<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gisgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gisgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,150 @@
+//! The observability listener: `/metrics`, `/healthz`, `/readyz`, and the
+//! ArcGIS-shaped `/security/config` and `/sslcertificates` resources.
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::body::ResponseBody;
+use crate::gateway::Gateway;
+use crate::live::Live;
+use crate::observe::metrics;
+
+pub async fn handle<B>(gw: &Gateway, req: Request<B>) -> Response<ResponseBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+    }
+    let live = gw.live.load_full();
+    let format = match Format::from_query(req.uri().query()) {
+        Some(f) => f,
+        None => return text(StatusCode::BAD_REQUEST, "400 Bad Request: f must be json, pjson or html\n"),
+    };
+    match req.uri().path() {
+        "/metrics" => metrics_page(gw, &live),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/security/config" => resource(format, "Security configuration", security_config(&live)),
+        "/sslcertificates" => resource(
+            format,
+            "SSL certificates",
+            json!({ "certificates": live.certs().iter().map(|c| c.name.clone()).collect::<Vec<_>>() }),
+        ),
+        path => match path.strip_prefix("/sslcertificates/") {
+            Some(alias) => match certificate(&live, alias) {
+                Some(v) => resource(format, "SSL certificate", v),
+                None => text(StatusCode::NOT_FOUND, "404 Not Found: no certificate with that alias\n"),
+            },
+            None => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+        },
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    Pjson,
+    Html,
+}
+
+impl Format {
+    fn from_query(query: Option<&str>) -> Option<Format> {
+        let f = query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "f")
+            .map(|(_, v)| v);
+        match f {
+            None | Some("json") => Some(Format::Json),
+            Some("pjson") => Some(Format::Pjson),
+            Some("html") => Some(Format::Html),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The effective policy in the shape of ArcGIS Server's security
+/// configuration resource. No secrets: no keys, no file contents.
+pub fn security_config(live: &Live) -> Value {
+    let s = &live.settings;
+    let protocol = s.server.protocol;
+    let (protocols, suites) = match &s.tls {
+        Some(t) => (t.version_names().join(","), t.suite_names().join(", ")),
+        None => (String::new(), String::new()),
+    };
+    json!({
+        "Protocol": protocol.as_str(),
+        "httpEnabled": protocol.http_serves(),
+        "sslEnabled": protocol.https_enabled(),
+        "HSTSEnabled": s.hsts.enabled,
+        "httpsProtocols": protocols,
+        "cipherSuites": suites,
+        "allowedAdminAccessIPs": s.admin.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        "allowDirectAccess": s.admin.direct_access,
+        "allowInternetCORSAccess": s.cors.allow_private_network,
+    })
+}
+
+fn certificate(live: &Live, alias: &str) -> Option<Value> {
+    let cert = live.certs().iter().find(|c| c.name.eq_ignore_ascii_case(alias))?;
+    let mut facts = cert.facts.clone();
+    facts.alias_name = cert.name.clone();
+    facts.entry_type = "PrivateKeyEntry".into();
+    facts.chain_length = cert.chain_len.to_string();
+    serde_json::to_value(facts).ok()
+}
+
+fn metrics_page(gw: &Gateway, live: &Live) -> Response<ResponseBody> {
+    let mut body = gw.prometheus.as_ref().map(|h| h.render()).unwrap_or_default();
+    metrics::render_certificate_expiry(live.certs(), &mut body);
+    let mut r = Response::new(ResponseBody::full(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+fn resource(format: Format, title: &str, value: Value) -> Response<ResponseBody> {
+    let (body, content_type) = match format {
+        Format::Json => (value.to_string(), "application/json"),
+        Format::Pjson => (serde_json::to_string_pretty(&value).unwrap_or_default(), "application/json"),
+        Format::Html => (html(title, &value), "text/html; charset=utf-8"),
+    };
+    let mut r = Response::new(ResponseBody::full(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn html(title: &str, value: &Value) -> String {
+    let mut rows = String::new();
+    if let Value::Object(map) = value {
+        for (k, v) in map {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            rows.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", escape_html(k), escape_html(&v)));
+        }
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><table>\n{rows}</table></body></html>\n",
+        t = escape_html(title)
+    )
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

@@ -1,0 +1,169 @@
+//! Metric names (SPEC §6.1) as constants, explicit histogram buckets, and
+//! one function per event. Every label value comes from a bounded set:
+//! never a path, a client address or a header value.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS_TOTAL: &str = "gisgate_requests_total";
+pub const REQUEST_DURATION: &str = "gisgate_request_duration_seconds";
+pub const UPSTREAM_REQUESTS_TOTAL: &str = "gisgate_upstream_requests_total";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "gisgate_upstream_errors_total";
+pub const UPSTREAM_DURATION: &str = "gisgate_upstream_duration_seconds";
+pub const TLS_HANDSHAKES_TOTAL: &str = "gisgate_tls_handshakes_total";
+pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "gisgate_tls_handshake_errors_total";
+pub const CONNECTIONS_ACTIVE: &str = "gisgate_connections_active";
+pub const CONFIG_RELOADS_TOTAL: &str = "gisgate_config_reloads_total";
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "gisgate_config_last_reload_successful";
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str = "gisgate_config_last_reload_success_timestamp_seconds";
+pub const CERTIFICATE_EXPIRY_TIMESTAMP: &str = "gisgate_certificate_expiry_timestamp_seconds";
+pub const BUILD_INFO: &str = "gisgate_build_info";
+
+/// Latency buckets in seconds: sub-millisecond proxying up to the 300 s
+/// default response timeout of long geoprocessing jobs.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 300.0,
+];
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &DURATION_BUCKETS)
+                .expect("static buckets are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Tests may start several gateways in one process: the first
+            // recorder wins and all of them report into it.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS_TOTAL, "Requests answered, by listener, route and status.");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Time from request head to the end of the response body.");
+    describe_counter!(UPSTREAM_REQUESTS_TOTAL, "Responses received from the upstream, by status.");
+    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Upstream requests that got no response, by kind.");
+    describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Time until the upstream's response head arrived.");
+    describe_counter!(TLS_HANDSHAKES_TOTAL, "Completed client TLS handshakes, by version and cipher suite.");
+    describe_counter!(TLS_HANDSHAKE_ERRORS_TOTAL, "Failed client TLS handshakes, by reason.");
+    describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections, by listener.");
+    describe_counter!(CONFIG_RELOADS_TOTAL, "Config reload attempts, by result.");
+    describe_gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL, "1 if the last reload attempt succeeded.");
+    describe_gauge!(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP, Unit::Seconds, "Unix time of the last successful load.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+}
+
+/// Upkeep drains histogram buffers; run it so memory stays flat between
+/// scrapes.
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// `"200"`, `"404"`...: a static string per status code, so recording a
+/// request allocates nothing.
+fn status_label(code: u16) -> &'static str {
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        (0..600u16)
+            .map(|c| &*Box::leak(c.to_string().into_boxed_str()))
+            .collect()
+    });
+    labels.get(code as usize).copied().unwrap_or("other")
+}
+
+pub fn request(listener: &'static str, route: &'static str, status: u16, elapsed: Duration) {
+    counter!(REQUESTS_TOTAL, "listener" => listener, "route" => route, "status" => status_label(status)).increment(1);
+    histogram!(REQUEST_DURATION, "listener" => listener, "route" => route).record(elapsed.as_secs_f64());
+}
+
+pub fn upstream_response(status: http::StatusCode) {
+    counter!(UPSTREAM_REQUESTS_TOTAL, "status" => status_label(status.as_u16())).increment(1);
+}
+
+pub fn upstream_error(kind: &'static str) {
+    counter!(UPSTREAM_ERRORS_TOTAL, "kind" => kind).increment(1);
+}
+
+pub fn upstream_duration(elapsed: Duration) {
+    histogram!(UPSTREAM_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn tls_handshake(version: &'static str, cipher: &'static str) {
+    counter!(TLS_HANDSHAKES_TOTAL, "version" => version, "cipher" => cipher).increment(1);
+}
+
+pub fn tls_handshake_error(reason: &'static str) {
+    counter!(TLS_HANDSHAKE_ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn connection_opened(listener: &'static str) {
+    gauge!(CONNECTIONS_ACTIVE, "listener" => listener).increment(1.0);
+}
+
+pub fn connection_closed(listener: &'static str) {
+    gauge!(CONNECTIONS_ACTIVE, "listener" => listener).decrement(1.0);
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// The startup load counts as the first successful one.
+pub fn config_loaded() {
+    gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+    gauge!(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP).set(now_unix());
+    counter!(CONFIG_RELOADS_TOTAL, "result" => "success").absolute(0);
+    counter!(CONFIG_RELOADS_TOTAL, "result" => "failure").absolute(0);
+}
+
+pub fn reload_succeeded() {
+    counter!(CONFIG_RELOADS_TOTAL, "result" => "success").increment(1);
+    gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+    gauge!(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP).set(now_unix());
+}
+
+pub fn reload_failed() {
+    counter!(CONFIG_RELOADS_TOTAL, "result" => "failure").increment(1);
+    gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(0.0);
+}
+
+/// The certificate expiry gauge is rendered from the live state at scrape
+/// time: after a rotation the old serial disappears instead of lingering
+/// as a stale series.
+pub fn render_certificate_expiry(certs: &[crate::tls::server::LoadedCert], out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP {CERTIFICATE_EXPIRY_TIMESTAMP} Unix time at which each loaded certificate expires.\n# TYPE {CERTIFICATE_EXPIRY_TIMESTAMP} gauge"
+    );
+    for c in certs {
+        let _ = writeln!(
+            out,
+            "{CERTIFICATE_EXPIRY_TIMESTAMP}{{name=\"{}\",serial=\"{}\"}} {}",
+            escape_label(&c.name),
+            escape_label(&c.facts.serial_hex),
+            c.facts.not_after
+        );
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

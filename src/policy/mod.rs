@@ -1,0 +1,17 @@
+//! Request policy for the gisgate gateway: canonical paths, the admin gate,
+//! client addresses, the HTTPS redirect and CORS / Private Network Access.
+//!
+//! Every function here fails closed: when input is ambiguous or malformed,
+//! the answer is the restrictive one (an error, `None`, or no grant).
+
+pub mod admin;
+pub mod client_ip;
+pub mod cors;
+pub mod path;
+pub mod redirect;
+
+pub use admin::{parse_ip_or_cidr, AdminDecision, AdminGate};
+pub use client_ip::client_ip;
+pub use cors::{is_preflight, CorsPolicy};
+pub use path::{canonical_path, PathError};
+pub use redirect::{https_location, parse_host, HostError};

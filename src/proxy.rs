@@ -1,0 +1,289 @@
+//! One request, top to bottom, in the order of SPEC §3:
+//! canonical path -> client address -> listener rule -> preflight ->
+//! admin gate -> forward over HTTPS -> response headers -> log and metrics.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::{RequestRecord, ResponseBody};
+use crate::error::{Refusal, Route};
+use crate::headers;
+use crate::listen::{ConnInfo, ListenerKind};
+use crate::live::Live;
+use crate::observe::metrics;
+use crate::policy::{admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect};
+use crate::tls::upstream::classify;
+
+/// Serves one request on a gateway listener. Never fails: every refusal and
+/// upstream failure becomes a response.
+pub async fn handle(live: Arc<Live>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let mut record = RequestRecord::new(conn.clone(), req.method().clone(), started);
+    let outcome = route(&live, &conn, req, &mut record).await;
+    let mut response = match outcome {
+        Ok(r) => r,
+        Err(refusal) => {
+            record.route = refusal.route();
+            refusal.response()
+        }
+    };
+    finish_headers(&live, &conn, response.headers_mut());
+    record.status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.with_record(record))
+}
+
+async fn route(
+    live: &Live,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    record: &mut RequestRecord,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let policy = &live.policy;
+    let path = canonical_path(req.uri().path()).map_err(Refusal::BadPath)?;
+    record.path = Some(path.clone());
+    record.query = req.uri().query().map(str::to_string);
+    let client = client_ip(
+        conn.peer.ip(),
+        req.headers().get_all(&headers::X_FORWARDED_FOR).iter(),
+        &policy.trusted_proxies,
+    );
+    record.client = client;
+    let authority = request_authority(&req)?;
+
+    if conn.kind == ListenerKind::Http && !policy.protocol.http_serves() {
+        record.route = Route::Redirect;
+        return redirect_to_https(live, &authority, &path, req.uri().query());
+    }
+
+    if cors::is_preflight(req.method(), req.headers()) && policy.cors.answers_preflights() {
+        record.route = Route::Preflight;
+        return Ok(answer_preflight(live, req.headers()));
+    }
+
+    admin_gate(live, &path, client)?;
+
+    record.route = Route::Proxy;
+    forward(live, conn, req, &path, &authority, record).await
+}
+
+/// The host the client asked for: the absolute-form or HTTP/2 authority,
+/// else the Host header (RFC 9112 §3.2.2). Missing or malformed: 400.
+fn request_authority(req: &Request<Incoming>) -> Result<String, Refusal> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .ok_or(Refusal::BadHost)?,
+    };
+    redirect::parse_host(raw).map_err(|_| Refusal::BadHost)?;
+    Ok(raw.to_string())
+}
+
+fn redirect_to_https(
+    live: &Live,
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let policy = &live.policy;
+    let location = redirect::https_location(
+        policy.public_host.as_deref(),
+        Some(authority),
+        policy.public_https_port,
+        path,
+        query,
+    )
+    .map_err(|_| Refusal::BadHost)?;
+    let location = HeaderValue::from_str(&location).map_err(|_| Refusal::BadHost)?;
+    Ok(Response::builder()
+        .status(policy.redirect_status)
+        .header(header::LOCATION, location)
+        .header(header::CONTENT_LENGTH, "0")
+        .body(ResponseBody::empty())
+        .expect("static redirect response"))
+}
+
+fn answer_preflight(live: &Live, req_headers: &HeaderMap) -> Response<ResponseBody> {
+    let mut response = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(ResponseBody::empty())
+        .expect("static preflight response");
+    *response.headers_mut() = live.policy.cors.preflight_response_headers(req_headers);
+    response
+}
+
+/// Fail closed: an admin path from an address outside the allowlist, from
+/// an unknown client, or with direct access off, is refused.
+fn admin_gate(live: &Live, path: &str, client: Option<IpAddr>) -> Result<(), Refusal> {
+    match live.policy.admin.decide(path, client) {
+        AdminDecision::Denied => Err(Refusal::AdminDenied),
+        AdminDecision::NotAdmin | AdminDecision::Allowed => Ok(()),
+    }
+}
+
+async fn forward(
+    live: &Live,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    path: &str,
+    authority: &str,
+    record: &mut RequestRecord,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let upstream = &live.upstream;
+    let is_preflight = cors::is_preflight(req.method(), req.headers());
+    let origin_header = req.headers().get(header::ORIGIN).cloned();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = headers::upgrade_requested(&parts.headers, parts.version);
+    let client_request_headers = if is_preflight || origin_header.is_some() {
+        Some(parts.headers.clone())
+    } else {
+        None
+    };
+
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method.clone();
+    *out.uri_mut() = upstream_uri(&upstream.settings.origin, path, parts.uri.query())?;
+    *out.version_mut() = Version::HTTP_11;
+    let mut headers = std::mem::take(&mut parts.headers);
+    headers::remove_hop_by_hop(&mut headers, upgrade);
+    headers::set_forwarded(
+        &mut headers,
+        conn.peer.ip(),
+        live.policy.trusted_proxies.iter().any(|n| n.contains(&normalize(conn.peer.ip()))),
+        conn.kind.scheme(),
+        authority,
+    );
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?,
+    );
+    *out.headers_mut() = headers;
+    // The client's side of a WebSocket upgrade, resolved once we answer 101.
+    let client_upgrade = upgrade
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+
+    let client = if upgrade { &upstream.upgrade_client } else { &upstream.client };
+    let upstream_started = Instant::now();
+    let result = tokio::time::timeout(upstream.settings.response_timeout, client.request(out)).await;
+    metrics::upstream_duration(upstream_started.elapsed());
+    let mut response = match result {
+        Err(_) => {
+            metrics::upstream_error("timeout");
+            tracing::warn!(upstream = %upstream.settings.url(), "upstream response timed out after {:?}", upstream.settings.response_timeout);
+            return Err(Refusal::UpstreamTimeout);
+        }
+        Ok(Err(e)) => {
+            let (kind, reason) = classify(&e);
+            metrics::upstream_error(kind.as_str());
+            tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
+            return Err(match kind {
+                crate::tls::upstream::UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
+                _ => Refusal::UpstreamFailed,
+            });
+        }
+        Ok(Ok(r)) => r,
+    };
+    record.upstream_status = Some(response.status().as_u16());
+    metrics::upstream_response(response.status());
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    headers::remove_hop_by_hop(response.headers_mut(), switching && upgrade);
+    rewrite_location(live, conn, authority, response.headers_mut());
+    if let Some(req_headers) = &client_request_headers {
+        if is_preflight {
+            live.policy.cors.apply_pna_to_upstream_preflight(req_headers, response.headers_mut());
+        } else {
+            live.policy.cors.apply_to_response(req_headers, response.headers_mut());
+        }
+    }
+
+    if switching {
+        match client_upgrade {
+            Some(client_side) => splice_upgrade(client_side, hyper::upgrade::on(&mut response)),
+            None => return Err(Refusal::UpstreamFailed),
+        }
+    }
+    Ok(response.map(ResponseBody::upstream))
+}
+
+/// After both sides switched protocols (WebSocket, RFC 6455 §4), copy bytes
+/// both ways until either closes. ArcGIS stream services use wss.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!("upgrade not completed: {e}");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!("upgraded connection ended: {e}");
+        }
+    });
+}
+
+fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn upstream_uri(origin: &Authority, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))?;
+    Uri::builder()
+        .scheme(Scheme::HTTPS)
+        .authority(origin.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| Refusal::BadHost)
+}
+
+/// An upstream `Location` pointing at the upstream's own origin is turned
+/// into the public origin the client used, as nginx's `proxy_redirect
+/// default` does, so redirects never leak the internal address.
+fn rewrite_location(live: &Live, conn: &ConnInfo, authority: &str, headers: &mut HeaderMap) {
+    let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    for origin in &live.policy.upstream_origins {
+        let Some(prefix) = location.get(..origin.len()) else { continue };
+        let rest = &location[origin.len()..];
+        if prefix.eq_ignore_ascii_case(origin) && (rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+            let public = format!("{}://{}{}", conn.kind.scheme(), authority, rest);
+            if let Ok(v) = HeaderValue::from_str(&public) {
+                headers.insert(header::LOCATION, v);
+            }
+            return;
+        }
+    }
+}
+
+/// Headers every response gets, gateway-made or proxied: HSTS on HTTPS
+/// only (RFC 6797 §7.2: never over plain HTTP), replacing the upstream's.
+fn finish_headers(live: &Live, conn: &ConnInfo, headers: &mut HeaderMap) {
+    headers.remove(header::STRICT_TRANSPORT_SECURITY);
+    if conn.kind == ListenerKind::Https {
+        if let Some(hsts) = &live.policy.hsts {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+}

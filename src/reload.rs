@@ -1,0 +1,211 @@
+//! What triggers a reload: a change to the config file or any file it
+//! names, seen by watching their *directories* (Kubernetes ConfigMap and
+//! Secret volumes swap a `..data` symlink, editors rename over the file,
+//! others write in place); SIGHUP; and a periodic content check for
+//! filesystems that send no events. Each trigger compares a hash of the
+//! files' contents, so touching a file without changing it does nothing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::{self, Settings};
+use crate::gateway::Gateway;
+
+/// Debounce window: editors and kubelet write in several steps; one reload
+/// after the burst, well within the 1 s target of SPEC §4.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+const PERIODIC_CHECK: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    FileEvent,
+    Signal,
+    Periodic,
+}
+
+/// Starts the reload machinery for a running gateway.
+pub fn spawn(gw: Arc<Gateway>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watch = gw.live.load().settings.reload_watch;
+    if watch {
+        let tx = tx.clone();
+        let gw = gw.clone();
+        std::thread::Builder::new()
+            .name("gisgate-watch".into())
+            .spawn(move || watch_files(gw, tx))
+            .expect("spawn watcher thread");
+    }
+    spawn_sighup(tx.clone());
+    let periodic = tx;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PERIODIC_CHECK);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if periodic.send(Trigger::Periodic).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(reload_loop(gw, rx));
+}
+
+fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload by file change only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if tx.send(Trigger::Signal).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Trigger>) {
+    let config_path = gw.live.load().settings.path.clone();
+    let mut last_seen = fingerprint(&config_path);
+    while let Some(mut trigger) = rx.recv().await {
+        // Coalesce a burst of triggers into one reload.
+        while let Ok(t) = rx.try_recv() {
+            if t == Trigger::Signal {
+                trigger = t;
+            }
+        }
+        let current = fingerprint(&config_path);
+        if trigger != Trigger::Signal && current == last_seen {
+            continue;
+        }
+        last_seen = current;
+        let how = match trigger {
+            Trigger::FileEvent => "file change",
+            Trigger::Signal => "SIGHUP",
+            Trigger::Periodic => "periodic check",
+        };
+        apply(&gw, how).await;
+    }
+}
+
+/// Reloads and logs the outcome in policy terms.
+pub async fn apply(gw: &Arc<Gateway>, how: &str) -> bool {
+    match gw.reload().await {
+        Ok(r) if r.changes.is_empty() => {
+            tracing::info!(trigger = how, "config reloaded: the content changed nothing in the effective policy");
+            true
+        }
+        Ok(r) => {
+            tracing::info!(trigger = how, changes = r.changes.len(), "config reloaded");
+            for change in &r.changes {
+                tracing::info!(trigger = how, "changed {change}");
+            }
+            true
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(trigger = how, "reload refused, keeping the running config: {e}");
+            }
+            false
+        }
+    }
+}
+
+/// The config file and every file it names, as the file on disk says now.
+fn named_files(config_path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![config_path.to_path_buf()];
+    if let Ok(s) = config::load(config_path) {
+        files.extend(files_of(&s));
+    }
+    files
+}
+
+pub fn files_of(s: &Settings) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(t) = &s.tls {
+        files.push(t.cert.clone());
+        files.push(t.key.clone());
+        for sni in &t.sni {
+            files.push(sni.cert.clone());
+            files.push(sni.key.clone());
+        }
+    }
+    if let Some(ca) = &s.upstream.ca {
+        files.push(ca.clone());
+    }
+    files
+}
+
+/// SHA-256 over the names and contents of every file, read through
+/// symlinks, so a `..data` swap counts and an unchanged touch does not.
+fn fingerprint(config_path: &Path) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for f in named_files(config_path) {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        match std::fs::read(&f) {
+            Ok(bytes) => {
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update(b"<missing>"),
+        }
+    }
+    h.finalize().into()
+}
+
+/// Watches the directories (not the files: a rename or symlink swap
+/// replaces the inode a file watch would follow) of every named file.
+fn watch_files(gw: Arc<Gateway>, tx: mpsc::UnboundedSender<Trigger>) {
+    let event_tx = tx.clone();
+    let mut debouncer = match notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            if result.is_ok() {
+                let _ = event_tx.send(Trigger::FileEvent);
+            }
+        },
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("cannot watch files ({e}); reload by SIGHUP and the periodic check");
+            return;
+        }
+    };
+    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
+    loop {
+        let config_path = gw.live.load().settings.path.clone();
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut files = named_files(&config_path);
+        files.extend(files_of(&gw.live.load().settings));
+        for f in files {
+            if let Some(dir) = f.parent() {
+                dirs.insert(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() });
+            }
+        }
+        for dir in dirs.difference(&watched.clone()) {
+            match debouncer.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watched.insert(dir.clone());
+                }
+                Err(e) => tracing::warn!("cannot watch {}: {e}", dir.display()),
+            }
+        }
+        for dir in watched.clone().difference(&dirs) {
+            let _ = debouncer.unwatch(dir);
+            watched.remove(dir);
+        }
+        if tx.is_closed() {
+            return;
+        }
+        // The set of files can change with each reload; look again soon.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,56 @@
+//! Running the gateway until SIGTERM/SIGINT, then draining (SPEC §5).
+
+use std::sync::Arc;
+
+use crate::config::{ConfigErrors, Settings};
+use crate::gateway::Gateway;
+use crate::observe::metrics;
+use crate::reload;
+
+/// A multi-threaded runtime with `server.worker_threads` threads, like
+/// nginx's `worker_processes`.
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads.max(1))
+        .thread_name("gisgate-worker")
+        .enable_all()
+        .build()
+}
+
+/// Starts the gateway with metrics and reload, serves until a signal, then
+/// drains. Errors are those of the startup config (exit 1).
+pub async fn serve(settings: Settings) -> Result<(), ConfigErrors> {
+    let gw = start(settings).await?;
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutdown signal received: /readyz is 503, listeners closed, draining in-flight requests");
+    gw.shutdown().await;
+    Ok(())
+}
+
+/// Starts everything but does not wait: for `serve`, the demo and tests.
+pub async fn start(settings: Settings) -> Result<Arc<Gateway>, ConfigErrors> {
+    let handle = metrics::install();
+    metrics::spawn_upkeep(handle.clone());
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    let gw = Gateway::start(settings, Some(handle)).await?;
+    reload::spawn(gw.clone());
+    Ok(gw)
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

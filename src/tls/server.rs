@@ -1,0 +1,184 @@
+//! The client-facing TLS policy: versions, suites, certificates by SNI,
+//! ALPN and session resumption, built into one `rustls::ServerConfig`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use super::certs::{self, CertFacts};
+use super::suites;
+use crate::config::Tls;
+
+/// Session cache and ticket keys live for the whole process, so a reload
+/// that swaps the TLS policy does not invalidate clients' sessions.
+#[derive(Clone)]
+pub struct TlsSessions {
+    cache: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn ProducesTickets>,
+}
+
+impl TlsSessions {
+    pub fn new() -> Result<Self, rustls::Error> {
+        Ok(TlsSessions {
+            // About 20k sessions in a few MiB, like nginx's 10m shared cache.
+            cache: rustls::server::ServerSessionMemoryCache::new(20_000),
+            ticketer: aws_lc_rs::Ticketer::new()?,
+        })
+    }
+}
+
+/// A loaded certificate, with the facts that /sslcertificates and the
+/// expiry metric report.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    /// `default` or the SNI server name.
+    pub name: String,
+    pub path: PathBuf,
+    pub chain_len: usize,
+    pub key_algorithm: rustls::SignatureAlgorithm,
+    pub facts: CertFacts,
+}
+
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub certs: Vec<LoadedCert>,
+}
+
+/// A failed build, with the config key it is about (for file:line:col).
+#[derive(Debug)]
+pub struct TlsBuildError {
+    pub key: String,
+    pub message: String,
+}
+
+pub fn provider_for(tls: &Tls) -> CryptoProvider {
+    CryptoProvider {
+        cipher_suites: tls.suites.clone(),
+        ..aws_lc_rs::default_provider()
+    }
+}
+
+pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, TlsBuildError> {
+    let provider = Arc::new(provider_for(tls));
+    let (default_key, default_cert) = load_one("default", "tls", &tls.cert, &tls.key, &provider)?;
+    let mut loaded = vec![default_cert];
+    let mut by_name = HashMap::new();
+    for (i, sni) in tls.sni.iter().enumerate() {
+        let (key, cert) = load_one(&sni.server_name, &format!("tls.sni.{i}"), &sni.cert, &sni.key, &provider)?;
+        by_name.insert(sni.server_name.clone(), key);
+        loaded.push(cert);
+    }
+    check_suites_fit_keys(tls, &loaded)?;
+
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&tls.versions)
+        .map_err(|e| TlsBuildError {
+            key: "tls.protocols".into(),
+            message: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver {
+            default: default_key,
+            by_name,
+        }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = sessions.cache.clone();
+    config.ticketer = sessions.ticketer.clone();
+    Ok(ServerTls {
+        config: Arc::new(config),
+        certs: loaded,
+    })
+}
+
+fn load_one(
+    name: &str,
+    key_prefix: &str,
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<(Arc<CertifiedKey>, LoadedCert), TlsBuildError> {
+    let err = |key: &str, e: certs::CertError| TlsBuildError {
+        key: format!("{key_prefix}.{key}"),
+        message: e.to_string(),
+    };
+    let chain = certs::load_cert_chain(cert_path).map_err(|e| err("cert", e))?;
+    let private = certs::load_private_key(key_path).map_err(|e| err("key", e))?;
+    let facts = certs::cert_facts(&chain[0]).map_err(|e| err("cert", e))?;
+    let chain_len = chain.len();
+    let certified = certs::certified_key(chain, private, provider, cert_path, key_path).map_err(|e| err("key", e))?;
+    let key_algorithm = certified.key.algorithm();
+    Ok((
+        certified,
+        LoadedCert {
+            name: name.to_string(),
+            path: cert_path.to_path_buf(),
+            chain_len,
+            key_algorithm,
+            facts,
+        },
+    ))
+}
+
+/// Each enabled version must keep at least one suite that every loaded
+/// certificate's key can sign with: an RSA key cannot serve ECDHE_ECDSA.
+fn check_suites_fit_keys(tls: &Tls, certs: &[LoadedCert]) -> Result<(), TlsBuildError> {
+    for version in &tls.versions {
+        for cert in certs {
+            let fits = tls
+                .suites
+                .iter()
+                .filter(|s| s.version() == *version)
+                .any(|s| suites::fits_key(s, cert.key_algorithm));
+            if !fits {
+                return Err(TlsBuildError {
+                    key: "tls.cipher_suites".into(),
+                    message: format!(
+                        "no cipher suite for {} fits the {:?} key of certificate {} ({}): add a suite for that key type",
+                        suites::version_name(version.version),
+                        cert.key_algorithm,
+                        cert.path.display(),
+                        cert.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Picks the certificate by SNI; clients that send none (connecting by IP)
+/// get the default one.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    fn lookup(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+        if let Some(k) = self.by_name.get(name) {
+            return Some(k);
+        }
+        // `*.example.com` covers exactly one label, as RFC 6125 §6.4.3 has it.
+        let (_, parent) = name.split_once('.')?;
+        self.by_name.get(&format!("*.{parent}"))
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let found = hello.server_name().and_then(|name| {
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.lookup(&name.to_ascii_lowercase()).cloned()
+            } else {
+                self.lookup(name).cloned()
+            }
+        });
+        Some(found.unwrap_or_else(|| self.default.clone()))
+    }
+}

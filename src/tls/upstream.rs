@@ -1,0 +1,281 @@
+//! The re-encrypting half: a pooled HTTPS client to the GIS server, with
+//! the certificate verified by CA bundle, SHA-256 pins, both, or the
+//! system's public roots. There is no plaintext mode.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use super::certs;
+use crate::config::Upstream;
+
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// Clients for one upstream configuration. Upgrades (WebSocket) need an
+/// HTTP/1.1 connection, so they get a client that only offers http/1.1.
+pub struct UpstreamClient {
+    pub settings: Upstream,
+    pub client: HttpsClient,
+    pub upgrade_client: HttpsClient,
+}
+
+#[derive(Debug)]
+pub struct UpstreamBuildError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl UpstreamClient {
+    pub fn build(settings: &Upstream) -> Result<Self, UpstreamBuildError> {
+        let tls = client_tls_config(settings)?;
+        let server_name = ServerName::try_from(settings.server_name.clone()).map_err(|e| UpstreamBuildError {
+            key: "upstream.server_name",
+            message: e.to_string(),
+        })?;
+        let client = client_for(settings, tls.clone(), server_name.clone(), true);
+        let upgrade_client = client_for(settings, tls, server_name, false);
+        Ok(UpstreamClient {
+            settings: settings.clone(),
+            client,
+            upgrade_client,
+        })
+    }
+}
+
+fn client_for(settings: &Upstream, tls: ClientConfig, name: ServerName<'static>, allow_h2: bool) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .with_server_name_resolver(FixedServerNameResolver::new(name));
+    let connector = if allow_h2 {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .pool_max_idle_per_host(settings.pool_max_idle)
+        .build(connector)
+}
+
+fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, UpstreamBuildError> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
+    let chain = match &settings.ca {
+        Some(ca) => {
+            let roots = certs::load_ca_bundle(ca).map_err(|e| UpstreamBuildError {
+                key: "upstream.ca",
+                message: e.to_string(),
+            })?;
+            Some(webpki_verifier(roots, &provider)?)
+        }
+        None if settings.pins.is_empty() => {
+            let roots = system_roots()?;
+            Some(webpki_verifier(roots, &provider)?)
+        }
+        None => None,
+    };
+    let verifier = Arc::new(UpstreamVerifier {
+        chain,
+        pins: settings.pins.clone(),
+        algorithms,
+    });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamBuildError {
+            key: "upstream",
+            message: e.to_string(),
+        })?;
+    // The verifier is always ours: chain and/or pins, never "accept all".
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::in_memory_sessions(256);
+    Ok(config)
+}
+
+fn webpki_verifier(
+    roots: rustls::RootCertStore,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, UpstreamBuildError> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| UpstreamBuildError {
+            key: "upstream.ca",
+            message: e.to_string(),
+        })
+}
+
+fn system_roots() -> Result<rustls::RootCertStore, UpstreamBuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(UpstreamBuildError {
+            key: "upstream.url",
+            message: "no upstream.ca or upstream.pin_sha256 given and no system root certificates were found; set upstream.ca (the CA that signed the GIS server's certificate) or pin it with upstream.pin_sha256 (see `gisgate upstream-fingerprint`)".into(),
+        });
+    }
+    Ok(roots)
+}
+
+/// The pin check failed: the leaf is not one of `upstream.pin_sha256`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream certificate SHA-256 {got} matches no upstream.pin_sha256")]
+pub struct PinMismatch {
+    pub got: String,
+}
+
+#[derive(Debug)]
+struct UpstreamVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    pins: Vec<[u8; 32]>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for UpstreamVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(chain) = &self.chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        }
+        if !self.pins.is_empty() {
+            // With pins alone the pin is the trust anchor: a GIS server's own
+            // self-signed certificate (CN only, no SAN, SHA-1 signature) is
+            // trusted by its fingerprint, which chain validation would refuse.
+            let got = certs::sha256_fingerprint(end_entity.as_ref());
+            if !self.pins.contains(&got) {
+                return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    rustls::OtherError(Arc::new(PinMismatch {
+                        got: certs::colon_hex(&got),
+                    })),
+                )));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    // The handshake signature is always checked: it proves the server holds
+    // the key of the certificate that was pinned or chained.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Why a request to the upstream failed, as a bounded metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Tls,
+    Timeout,
+    Protocol,
+}
+
+impl UpstreamErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Tls => "tls",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Sorts a client error into a kind and a sentence for the log: refused,
+/// timed out, certificate not trusted and why, pin mismatch.
+pub fn classify(err: &(dyn std::error::Error + 'static)) -> (UpstreamErrorKind, String) {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut io_kind = None;
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return (UpstreamErrorKind::Tls, describe_tls(tls));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return (UpstreamErrorKind::Tls, describe_tls(tls));
+            }
+            io_kind.get_or_insert(io.kind());
+        }
+        current = e.source();
+    }
+    let text = error_chain(err);
+    match io_kind {
+        Some(std::io::ErrorKind::TimedOut) => (UpstreamErrorKind::Timeout, format!("connect timed out: {text}")),
+        Some(std::io::ErrorKind::ConnectionRefused) => (UpstreamErrorKind::Connect, format!("connection refused: {text}")),
+        Some(_) if text.contains("connect") => (UpstreamErrorKind::Connect, text),
+        _ if text.contains("connect timeout") || text.contains("timed out") => {
+            (UpstreamErrorKind::Timeout, format!("connect timed out: {text}"))
+        }
+        _ if text.contains("connect") || text.contains("dns") => (UpstreamErrorKind::Connect, text),
+        _ => (UpstreamErrorKind::Protocol, text),
+    }
+}
+
+fn describe_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(o)) => {
+            format!("TLS to upstream failed: certificate not trusted: {o}")
+        }
+        rustls::Error::InvalidCertificate(c) => {
+            format!("TLS to upstream failed: certificate not trusted: {c:?}")
+        }
+        other => format!("TLS to upstream failed: {other}"),
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut current = err.source();
+    while let Some(e) = current {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        current = e.source();
+    }
+    out
+}
