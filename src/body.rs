@@ -56,7 +56,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -141,7 +144,12 @@ impl RequestRecord {
             self.status = 499;
         }
         let elapsed = self.started.elapsed();
-        metrics::request(self.conn.kind.as_str(), self.route.as_str(), self.status, elapsed);
+        metrics::request(
+            self.conn.kind.as_str(),
+            self.route.as_str(),
+            self.status,
+            elapsed,
+        );
         access::log(self, elapsed);
         self.conn.activity.end_request();
     }

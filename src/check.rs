@@ -30,7 +30,8 @@ pub fn report(path: &Path, against: Option<&Path>) -> (String, bool) {
     if let Some(old_path) = against {
         match build(old_path) {
             Ok(old) => {
-                let changes = diff::changes(&old.settings, old.certs(), &live.settings, live.certs());
+                let changes =
+                    diff::changes(&old.settings, old.certs(), &live.settings, live.certs());
                 let _ = writeln!(out, "changes against {}:", old_path.display());
                 if changes.is_empty() {
                     let _ = writeln!(out, "  (none: the effective policy is the same)");
@@ -40,7 +41,11 @@ pub fn report(path: &Path, against: Option<&Path>) -> (String, bool) {
                 }
             }
             Err(e) => {
-                let _ = writeln!(out, "cannot compare: {} is itself invalid:\n{e}", old_path.display());
+                let _ = writeln!(
+                    out,
+                    "cannot compare: {} is itself invalid:\n{e}",
+                    old_path.display()
+                );
                 return (out, false);
             }
         }
@@ -51,7 +56,8 @@ pub fn report(path: &Path, against: Option<&Path>) -> (String, bool) {
 /// Everything the gateway would build at start, without binding anything.
 fn build(path: &Path) -> Result<Live, config::ConfigErrors> {
     let settings = config::load(path)?;
-    let sessions = TlsSessions::new().map_err(|e| config::ConfigErrors(vec![settings.error_at("tls", e)]))?;
+    let sessions =
+        TlsSessions::new().map_err(|e| config::ConfigErrors(vec![settings.error_at("tls", e)]))?;
     Live::build(settings, &sessions, None)
 }
 
@@ -61,17 +67,30 @@ fn describe(live: &Live, out: &mut String) {
     let mut line = |k: &str, v: String| {
         let _ = writeln!(out, "  {k:<16} {v}");
     };
-    line("protocol", match p {
-        Protocol::Https => format!("HTTPS (plain HTTP is redirected with {})", s.server.redirect_status.as_u16()),
-        Protocol::HttpAndHttps => "HTTP_AND_HTTPS (both are served)".into(),
-        Protocol::Http => "HTTP (plaintext only)".into(),
-    });
+    line(
+        "protocol",
+        match p {
+            Protocol::Https => format!(
+                "HTTPS (plain HTTP is redirected with {})",
+                s.server.redirect_status.as_u16()
+            ),
+            Protocol::HttpAndHttps => "HTTP_AND_HTTPS (both are served)".into(),
+            Protocol::Http => "HTTP (plaintext only)".into(),
+        },
+    );
     let mut listeners = Vec::new();
     if let Some(a) = s.server.https_listen {
         listeners.push(format!("https {a}"));
     }
     if let Some(a) = s.server.http_listen {
-        listeners.push(format!("http {a}{}", if p == Protocol::Https { " (redirect only)" } else { "" }));
+        listeners.push(format!(
+            "http {a}{}",
+            if p == Protocol::Https {
+                " (redirect only)"
+            } else {
+                ""
+            }
+        ));
     }
     if let Some(a) = s.observability_listen {
         listeners.push(format!("observability {a}"));
@@ -81,7 +100,13 @@ fn describe(live: &Live, out: &mut String) {
         line("tls versions", t.version_names().join(", "));
         line("suites offered", t.suite_names().join(", "));
         if !t.skipped_suites.is_empty() {
-            line("suites skipped", format!("{} (not implemented by the TLS library)", t.skipped_suites.join(", ")));
+            line(
+                "suites skipped",
+                format!(
+                    "{} (not implemented by the TLS library)",
+                    t.skipped_suites.join(", ")
+                ),
+            );
         }
         for c in live.certs() {
             line(
@@ -110,8 +135,17 @@ fn describe(live: &Live, out: &mut String) {
         format!(
             "paths {} allowed from [{}]{}",
             s.admin.paths.join(", "),
-            s.admin.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
-            if s.admin.direct_access { "" } else { "; direct_access = false: refused for everyone" }
+            s.admin
+                .allowed_ips
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if s.admin.direct_access {
+                ""
+            } else {
+                "; direct_access = false: refused for everyone"
+            }
         ),
     );
     line(
@@ -121,14 +155,21 @@ fn describe(live: &Live, out: &mut String) {
         } else {
             format!(
                 "X-Forwarded-For believed from [{}]",
-                s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                s.trusted_proxies
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         },
     );
     line(
         "cors",
         if s.cors.allowed_origins.is_empty() {
-            format!("preflights pass to the upstream; Private Network Access {}", on_off(s.cors.allow_private_network))
+            format!(
+                "preflights pass to the upstream; Private Network Access {}",
+                on_off(s.cors.allow_private_network)
+            )
         } else {
             format!(
                 "gateway answers preflights for [{}]; Private Network Access {}",
@@ -165,13 +206,24 @@ fn sans(c: &LoadedCert) -> Vec<String> {
 /// Things that are valid but that an operator should look at.
 pub fn warnings(s: &Settings, certs: &[LoadedCert]) -> Vec<String> {
     let mut w = s.warnings.clone();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     for c in certs {
         let days_left = (c.facts.not_after - now) / 86_400;
         if c.facts.not_after <= now {
-            w.push(format!("certificate {} ({}) has EXPIRED", c.name, c.path.display()));
+            w.push(format!(
+                "certificate {} ({}) has EXPIRED",
+                c.name,
+                c.path.display()
+            ));
         } else if days_left < 30 {
-            w.push(format!("certificate {} ({}) expires in {days_left} days", c.name, c.path.display()));
+            w.push(format!(
+                "certificate {} ({}) expires in {days_left} days",
+                c.name,
+                c.path.display()
+            ));
         }
         if c.facts.self_signed {
             w.push(format!(
@@ -181,8 +233,13 @@ pub fn warnings(s: &Settings, certs: &[LoadedCert]) -> Vec<String> {
             ));
         }
     }
-    if let (Some(host), Some(default)) = (&s.server.public_host, certs.iter().find(|c| c.name == "default")) {
-        let name = crate::policy::redirect::parse_host(host).map(|(h, _)| h).unwrap_or(host);
+    if let (Some(host), Some(default)) = (
+        &s.server.public_host,
+        certs.iter().find(|c| c.name == "default"),
+    ) {
+        let name = crate::policy::redirect::parse_host(host)
+            .map(|(h, _)| h)
+            .unwrap_or(host);
         let name = name.trim_matches(|c| c == '[' || c == ']');
         if !default.facts.covers_name(name) && !certs.iter().any(|c| c.facts.covers_name(name)) {
             w.push(format!(

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "gisgate", version, about = "TLS policy gateway for ArcGIS-style GIS servers: terminates client TLS, applies the site's transport security policy, and re-encrypts every request to the upstream over HTTPS")]
+#[command(
+    name = "gisgate",
+    version,
+    about = "TLS policy gateway for ArcGIS-style GIS servers: terminates client TLS, applies the site's transport security policy, and re-encrypts every request to the upstream over HTTPS"
+)]
 pub struct Cli {
     /// Run the gateway with this config (same as `gisgate run --config PATH`).
     #[arg(long, global = false)]

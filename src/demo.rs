@@ -44,16 +44,26 @@ pub async fn run() -> Result<(), String> {
     let https = settings.server.https_listen;
     let http = settings.server.http_listen;
     let observe = settings.observability_listen;
-    let gw = crate::run::start(settings).await.map_err(|e| e.to_string())?;
+    let gw = crate::run::start(settings)
+        .await
+        .map_err(|e| e.to_string())?;
     print_curl_lines(https, http, observe);
     let _ = tokio::signal::ctrl_c().await;
     gw.shutdown().await;
     Ok(())
 }
 
-fn print_curl_lines(https: Option<SocketAddr>, http: Option<SocketAddr>, observe: Option<SocketAddr>) {
+fn print_curl_lines(
+    https: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    observe: Option<SocketAddr>,
+) {
     let port = |a: Option<SocketAddr>, d: u16| a.map(|a| a.port()).unwrap_or(d);
-    let (hs, h, o) = (port(https, 6443), port(http, 6080), observe.map(|a| a.to_string()));
+    let (hs, h, o) = (
+        port(https, 6443),
+        port(http, 6080),
+        observe.map(|a| a.to_string()),
+    );
     println!("\ngisgate demo is running: a mock GIS server on https://{DEMO_UPSTREAM} behind the gateway.\nTry (from this directory):\n");
     println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/info?f=json'");
     println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/services?f=pjson'");
@@ -69,7 +79,11 @@ fn print_curl_lines(https: Option<SocketAddr>, http: Option<SocketAddr>, observe
 }
 
 /// `gisgate demo-upstream --listen ADDR`: only the mock GIS server.
-pub async fn run_upstream(listen: SocketAddr, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<(), String> {
+pub async fn run_upstream(
+    listen: SocketAddr,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<(), String> {
     let (cert, key) = match (cert, key) {
         (Some(c), Some(k)) => (c, k),
         _ => {
@@ -78,7 +92,10 @@ pub async fn run_upstream(listen: SocketAddr, cert: Option<PathBuf>, key: Option
         }
     };
     let (listener, acceptor) = bind_mock(listen, &cert, &key).await?;
-    tracing::info!("mock GIS server on https://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    tracing::info!(
+        "mock GIS server on https://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     tokio::select! {
         _ = serve_mock(listener, acceptor) => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -86,7 +103,11 @@ pub async fn run_upstream(listen: SocketAddr, cert: Option<PathBuf>, key: Option
     Ok(())
 }
 
-async fn bind_mock(addr: SocketAddr, cert: &Path, key: &Path) -> Result<(TcpListener, TlsAcceptor), String> {
+async fn bind_mock(
+    addr: SocketAddr,
+    cert: &Path,
+    key: &Path,
+) -> Result<(TcpListener, TlsAcceptor), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certs::load_cert_chain(cert).map_err(|e| e.to_string())?;
     let key = certs::load_private_key(key).map_err(|e| e.to_string())?;
@@ -105,10 +126,14 @@ async fn bind_mock(addr: SocketAddr, cert: &Path, key: &Path) -> Result<(TcpList
 
 async fn serve_mock(listener: TcpListener, acceptor: TlsAcceptor) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(tls);
             let svc = service_fn(|req| async { Ok::<_, Infallible>(mock_response(req).await) });
@@ -117,7 +142,9 @@ async fn serve_mock(listener: TcpListener, acceptor: TlsAcceptor) {
                     .serve_connection(io, svc)
                     .await
             } else {
-                hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await
             };
         });
     }
@@ -149,7 +176,12 @@ async fn mock_response(req: Request<Incoming>) -> Response<Full<Bytes>> {
         }),
         _ => {
             let received = echo(&req);
-            let bytes = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+            let bytes = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes().len())
+                .unwrap_or(0);
             let mut v = received;
             v["bodyBytes"] = json!(bytes);
             v
@@ -157,8 +189,10 @@ async fn mock_response(req: Request<Incoming>) -> Response<Full<Bytes>> {
     };
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 

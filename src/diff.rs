@@ -8,17 +8,55 @@ use std::fmt::Display;
 use crate::config::Settings;
 use crate::tls::server::LoadedCert;
 
-pub fn changes(old: &Settings, old_certs: &[LoadedCert], new: &Settings, new_certs: &[LoadedCert]) -> Vec<String> {
+pub fn changes(
+    old: &Settings,
+    old_certs: &[LoadedCert],
+    new: &Settings,
+    new_certs: &[LoadedCert],
+) -> Vec<String> {
     let mut d = Diff(Vec::new());
-    d.value("server.protocol", old.server.protocol.as_str(), new.server.protocol.as_str());
-    d.value("server.https_listen", opt(&old.server.https_listen), opt(&new.server.https_listen));
-    d.value("server.http_listen", opt(&old.server.http_listen), opt(&new.server.http_listen));
-    d.value("server.public_host", opt(&old.server.public_host), opt(&new.server.public_host));
-    d.value("server.public_https_port", old.server.public_https_port, new.server.public_https_port);
-    d.value("server.redirect_status", old.server.redirect_status.as_u16(), new.server.redirect_status.as_u16());
-    d.value("server.worker_threads", old.server.worker_threads, new.server.worker_threads);
+    d.value(
+        "server.protocol",
+        old.server.protocol.as_str(),
+        new.server.protocol.as_str(),
+    );
+    d.value(
+        "server.https_listen",
+        opt(&old.server.https_listen),
+        opt(&new.server.https_listen),
+    );
+    d.value(
+        "server.http_listen",
+        opt(&old.server.http_listen),
+        opt(&new.server.http_listen),
+    );
+    d.value(
+        "server.public_host",
+        opt(&old.server.public_host),
+        opt(&new.server.public_host),
+    );
+    d.value(
+        "server.public_https_port",
+        old.server.public_https_port,
+        new.server.public_https_port,
+    );
+    d.value(
+        "server.redirect_status",
+        old.server.redirect_status.as_u16(),
+        new.server.redirect_status.as_u16(),
+    );
+    d.value(
+        "server.worker_threads",
+        old.server.worker_threads,
+        new.server.worker_threads,
+    );
 
-    let versions = |s: &Settings| s.tls.as_ref().map(|t| t.version_names()).unwrap_or_default();
+    let versions = |s: &Settings| {
+        s.tls
+            .as_ref()
+            .map(|t| t.version_names())
+            .unwrap_or_default()
+    };
     let suites = |s: &Settings| s.tls.as_ref().map(|t| t.suite_names()).unwrap_or_default();
     d.set("tls.protocols", &versions(old), &versions(new));
     d.set("tls.cipher_suites", &suites(old), &suites(new));
@@ -26,44 +64,124 @@ pub fn changes(old: &Settings, old_certs: &[LoadedCert], new: &Settings, new_cer
 
     d.value("hsts.enabled", old.hsts.enabled, new.hsts.enabled);
     d.value("hsts.max_age", dur(old.hsts.max_age), dur(new.hsts.max_age));
-    d.value("hsts.include_subdomains", old.hsts.include_subdomains, new.hsts.include_subdomains);
+    d.value(
+        "hsts.include_subdomains",
+        old.hsts.include_subdomains,
+        new.hsts.include_subdomains,
+    );
     d.value("hsts.preload", old.hsts.preload, new.hsts.preload);
 
     let (ou, nu) = (&old.upstream, &new.upstream);
     d.value("upstream.url", ou.url(), nu.url());
-    d.value("upstream.verification", ou.verification(), nu.verification());
+    d.value(
+        "upstream.verification",
+        ou.verification(),
+        nu.verification(),
+    );
     if ou.ca_digest != nu.ca_digest && ou.ca.is_some() && ou.ca == nu.ca {
         d.0.push("upstream.ca: content changed".into());
     }
     d.set("upstream.pin_sha256", &pins(&ou.pins), &pins(&nu.pins));
     d.value("upstream.server_name", &ou.server_name, &nu.server_name);
-    d.value("upstream.connect_timeout", dur(ou.connect_timeout), dur(nu.connect_timeout));
-    d.value("upstream.response_timeout", dur(ou.response_timeout), dur(nu.response_timeout));
-    d.value("upstream.pool_idle_timeout", dur(ou.pool_idle_timeout), dur(nu.pool_idle_timeout));
+    d.value(
+        "upstream.connect_timeout",
+        dur(ou.connect_timeout),
+        dur(nu.connect_timeout),
+    );
+    d.value(
+        "upstream.response_timeout",
+        dur(ou.response_timeout),
+        dur(nu.response_timeout),
+    );
+    d.value(
+        "upstream.pool_idle_timeout",
+        dur(ou.pool_idle_timeout),
+        dur(nu.pool_idle_timeout),
+    );
     d.value("upstream.pool_max_idle", ou.pool_max_idle, nu.pool_max_idle);
 
     d.set("admin.paths", &old.admin.paths, &new.admin.paths);
-    d.set("admin.allowed_ips", &strings(&old.admin.allowed_ips), &strings(&new.admin.allowed_ips));
-    d.value("admin.direct_access", old.admin.direct_access, new.admin.direct_access);
-    d.set("client_ip.trusted_proxies", &strings(&old.trusted_proxies), &strings(&new.trusted_proxies));
+    d.set(
+        "admin.allowed_ips",
+        &strings(&old.admin.allowed_ips),
+        &strings(&new.admin.allowed_ips),
+    );
+    d.value(
+        "admin.direct_access",
+        old.admin.direct_access,
+        new.admin.direct_access,
+    );
+    d.set(
+        "client_ip.trusted_proxies",
+        &strings(&old.trusted_proxies),
+        &strings(&new.trusted_proxies),
+    );
 
     let (oc, nc) = (&old.cors, &new.cors);
-    d.set("cors.allowed_origins", &oc.allowed_origins, &nc.allowed_origins);
-    d.value("cors.allow_private_network", oc.allow_private_network, nc.allow_private_network);
-    d.set("cors.allowed_methods", &oc.allowed_methods, &nc.allowed_methods);
-    d.set("cors.allowed_headers", &oc.allowed_headers, &nc.allowed_headers);
+    d.set(
+        "cors.allowed_origins",
+        &oc.allowed_origins,
+        &nc.allowed_origins,
+    );
+    d.value(
+        "cors.allow_private_network",
+        oc.allow_private_network,
+        nc.allow_private_network,
+    );
+    d.set(
+        "cors.allowed_methods",
+        &oc.allowed_methods,
+        &nc.allowed_methods,
+    );
+    d.set(
+        "cors.allowed_headers",
+        &oc.allowed_headers,
+        &nc.allowed_headers,
+    );
     d.value("cors.max_age", dur(oc.max_age), dur(nc.max_age));
-    d.value("cors.allow_credentials", oc.allow_credentials, nc.allow_credentials);
+    d.value(
+        "cors.allow_credentials",
+        oc.allow_credentials,
+        nc.allow_credentials,
+    );
 
-    d.value("observability.listen", opt(&old.observability_listen), opt(&new.observability_listen));
+    d.value(
+        "observability.listen",
+        opt(&old.observability_listen),
+        opt(&new.observability_listen),
+    );
     let (ol, nl) = (&old.limits, &new.limits);
-    d.value("limits.header_read_timeout", dur(ol.header_read_timeout), dur(nl.header_read_timeout));
-    d.value("limits.idle_timeout", dur(ol.idle_timeout), dur(nl.idle_timeout));
-    d.value("limits.max_connections", ol.max_connections, nl.max_connections);
-    d.value("limits.max_header_bytes", ol.max_header_bytes, nl.max_header_bytes);
-    d.value("limits.shutdown_grace", dur(ol.shutdown_grace), dur(nl.shutdown_grace));
+    d.value(
+        "limits.header_read_timeout",
+        dur(ol.header_read_timeout),
+        dur(nl.header_read_timeout),
+    );
+    d.value(
+        "limits.idle_timeout",
+        dur(ol.idle_timeout),
+        dur(nl.idle_timeout),
+    );
+    d.value(
+        "limits.max_connections",
+        ol.max_connections,
+        nl.max_connections,
+    );
+    d.value(
+        "limits.max_header_bytes",
+        ol.max_header_bytes,
+        nl.max_header_bytes,
+    );
+    d.value(
+        "limits.shutdown_grace",
+        dur(ol.shutdown_grace),
+        dur(nl.shutdown_grace),
+    );
     d.value("reload.watch", old.reload_watch, new.reload_watch);
-    d.value("log.format", format!("{:?}", old.log.format), format!("{:?}", new.log.format));
+    d.value(
+        "log.format",
+        format!("{:?}", old.log.format),
+        format!("{:?}", new.log.format),
+    );
     d.value("log.level", &old.log.level, &new.log.level);
     d.0
 }
@@ -81,12 +199,24 @@ impl Diff {
     fn set<T: AsRef<str>>(&mut self, key: &str, old: &[T], new: &[T]) {
         let old: Vec<&str> = old.iter().map(AsRef::as_ref).collect();
         let new: Vec<&str> = new.iter().map(AsRef::as_ref).collect();
-        let mut parts: Vec<String> = new.iter().filter(|n| !old.contains(n)).map(|n| format!("+{n}")).collect();
-        parts.extend(old.iter().filter(|o| !new.contains(o)).map(|o| format!("-{o}")));
+        let mut parts: Vec<String> = new
+            .iter()
+            .filter(|n| !old.contains(n))
+            .map(|n| format!("+{n}"))
+            .collect();
+        parts.extend(
+            old.iter()
+                .filter(|o| !new.contains(o))
+                .map(|o| format!("-{o}")),
+        );
         if !parts.is_empty() {
             self.0.push(format!("{key}: {}", parts.join(" ")));
         } else if old != new {
-            self.0.push(format!("{key}: order {} -> {}", old.join(","), new.join(",")));
+            self.0.push(format!(
+                "{key}: order {} -> {}",
+                old.join(","),
+                new.join(",")
+            ));
         }
     }
 
@@ -94,14 +224,23 @@ impl Diff {
         for n in new {
             let key = cert_key(&n.name);
             match old.iter().find(|o| o.name == n.name) {
-                Some(o) if o.facts.serial_hex != n.facts.serial_hex || o.facts.sha256 != n.facts.sha256 => self.0.push(format!(
-                    "{key}: serial {} -> {} (expires {})",
-                    short(&o.facts.serial_hex),
-                    short(&n.facts.serial_hex),
-                    unix_time(n.facts.not_after)
-                )),
+                Some(o)
+                    if o.facts.serial_hex != n.facts.serial_hex
+                        || o.facts.sha256 != n.facts.sha256 =>
+                {
+                    self.0.push(format!(
+                        "{key}: serial {} -> {} (expires {})",
+                        short(&o.facts.serial_hex),
+                        short(&n.facts.serial_hex),
+                        unix_time(n.facts.not_after)
+                    ))
+                }
                 Some(_) => {}
-                None => self.0.push(format!("{key}: +{} (serial {})", n.name, short(&n.facts.serial_hex))),
+                None => self.0.push(format!(
+                    "{key}: +{} (serial {})",
+                    n.name,
+                    short(&n.facts.serial_hex)
+                )),
             }
         }
         for o in old.iter().filter(|o| !new.iter().any(|n| n.name == o.name)) {
@@ -127,7 +266,9 @@ fn short(serial: &str) -> String {
 }
 
 fn opt<T: Display>(v: &Option<T>) -> String {
-    v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+    v.as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "(none)".into())
 }
 
 fn dur(d: std::time::Duration) -> String {

@@ -64,9 +64,15 @@ impl Refusal {
         match self {
             Refusal::BadPath(_) => "400 Bad Request: the request path cannot be made canonical\n",
             Refusal::BadHost => "400 Bad Request: missing or malformed Host\n",
-            Refusal::AdminDenied => "403 Forbidden: administrative access is not allowed from this address\n",
-            Refusal::UpstreamFailed => "502 Bad Gateway: the GIS server could not be reached securely\n",
-            Refusal::UpstreamTimeout => "504 Gateway Timeout: the GIS server did not answer in time\n",
+            Refusal::AdminDenied => {
+                "403 Forbidden: administrative access is not allowed from this address\n"
+            }
+            Refusal::UpstreamFailed => {
+                "502 Bad Gateway: the GIS server could not be reached securely\n"
+            }
+            Refusal::UpstreamTimeout => {
+                "504 Gateway Timeout: the GIS server did not answer in time\n"
+            }
         }
     }
 
@@ -75,7 +81,10 @@ impl Refusal {
         let mut r = Response::new(ResponseBody::full(body));
         *r.status_mut() = self.status();
         let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r

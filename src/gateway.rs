@@ -43,7 +43,8 @@ impl Gateway {
         settings: Settings,
         prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Result<Arc<Gateway>, ConfigErrors> {
-        let sessions = TlsSessions::new().map_err(|e| ConfigErrors(vec![settings.error_at("tls", e)]))?;
+        let sessions =
+            TlsSessions::new().map_err(|e| ConfigErrors(vec![settings.error_at("tls", e)]))?;
         let live = Live::build(settings, &sessions, None)?;
         let bound = bind_all(&live.settings, &[])?;
         let max = live.settings.limits.max_connections;
@@ -71,7 +72,10 @@ impl Gateway {
     /// Where each listener really listens (port 0 resolved).
     pub fn local_addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
         let listeners = self.listeners.lock().expect("listeners lock");
-        listeners.iter().find(|l| l.kind == kind).map(|l| l.local_addr)
+        listeners
+            .iter()
+            .find(|l| l.kind == kind)
+            .map(|l| l.local_addr)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -109,7 +113,11 @@ impl Gateway {
         listeners.retain(|l| {
             let keep = wanted.iter().any(|(k, a, _)| *k == l.kind && *a == l.addr);
             if !keep {
-                tracing::info!(listener = l.kind.as_str(), "closing listener {} (removed by reload); its connections drain", l.local_addr);
+                tracing::info!(
+                    listener = l.kind.as_str(),
+                    "closing listener {} (removed by reload); its connections drain",
+                    l.local_addr
+                );
                 l.stop();
             }
             keep
@@ -143,7 +151,10 @@ impl Gateway {
     pub fn track_connection(self: &Arc<Self>, kind: ListenerKind) -> ConnectionGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
         metrics::connection_opened(kind.as_str());
-        ConnectionGuard { gw: self.clone(), kind }
+        ConnectionGuard {
+            gw: self.clone(),
+            kind,
+        }
     }
 
     /// SPEC §5: /readyz turns 503, listeners stop accepting, in-flight
@@ -215,7 +226,11 @@ fn bind_all(
         }
         match listen::bind(addr) {
             Ok(l) => out.push((kind, addr, l)),
-            Err(e) => return Err(ConfigErrors(vec![s.error_at(key, format!("cannot listen on {addr}: {e}"))])),
+            Err(e) => {
+                return Err(ConfigErrors(vec![
+                    s.error_at(key, format!("cannot listen on {addr}: {e}"))
+                ]))
+            }
         }
     }
     Ok(out)

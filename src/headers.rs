@@ -6,22 +6,22 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one connection, never forwarded.
-const HOP_BY_HOP: [&HeaderName; 7] = [
-    &header::CONNECTION,
-    &KEEP_ALIVE,
-    &PROXY_CONNECTION,
-    &header::TE,
-    &header::TRAILER,
-    &header::TRANSFER_ENCODING,
-    &header::UPGRADE,
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// An HTTP/1.1 request asking to switch protocols (WebSocket).
@@ -55,7 +55,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
     }
     for name in HOP_BY_HOP {
-        if keep_upgrade && (*name == header::UPGRADE || *name == header::CONNECTION) {
+        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
             continue;
         }
         headers.remove(name);
@@ -69,7 +69,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// X-Forwarded-For is kept (and appended to) only when the peer is a
 /// trusted proxy; otherwise it is replaced, so the upstream is never handed
 /// a forged client address.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, scheme: &'static str, authority: &str) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    peer_trusted: bool,
+    scheme: &'static str,
+    authority: &str,
+) {
     let peer = match peer {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
         v4 => v4,
@@ -89,14 +95,14 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, 
         format!("{}, {peer}", previous.join(", "))
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     if let Ok(v) = HeaderValue::from_str(authority) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
+        headers.insert(X_FORWARDED_HOST, v);
     }
     let port = authority_port(authority).unwrap_or(if scheme == "https" { 443 } else { 80 });
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
 }
 
 fn authority_port(authority: &str) -> Option<u16> {
@@ -104,7 +110,9 @@ fn authority_port(authority: &str) -> Option<u16> {
         Some(i) => &authority[i + 1..],
         None => authority,
     };
-    after_host.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+    after_host
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
 }
 
 #[cfg(test)]
@@ -114,7 +122,10 @@ mod tests {
     #[test]
     fn headers_named_in_connection_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
@@ -129,8 +140,14 @@ mod tests {
     fn forged_forwarded_for_from_untrusted_peer_is_replaced() {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("127.0.0.1"));
-        set_forwarded(&mut h, "203.0.113.9".parse().unwrap(), false, "https", "gis.example.com");
-        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9");
+        set_forwarded(
+            &mut h,
+            "203.0.113.9".parse().unwrap(),
+            false,
+            "https",
+            "gis.example.com",
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9");
         assert_eq!(h["x-forwarded-port"], "443");
     }
 
@@ -139,8 +156,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.7"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), true, "https", "gis.example.com:6443");
-        assert_eq!(h[X_FORWARDED_FOR], "198.51.100.7, 10.0.0.2, 10.0.0.1");
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            true,
+            "https",
+            "gis.example.com:6443",
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.7, 10.0.0.2, 10.0.0.1");
         assert_eq!(h["x-forwarded-port"], "6443");
         assert_eq!(h["x-forwarded-host"], "gis.example.com:6443");
     }

@@ -99,7 +99,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Starts the accept loop of a bound listener.
-pub fn start(gw: &Arc<Gateway>, kind: ListenerKind, addr: SocketAddr, listener: TcpListener) -> RunningListener {
+pub fn start(
+    gw: &Arc<Gateway>,
+    kind: ListenerKind,
+    addr: SocketAddr,
+    listener: TcpListener,
+) -> RunningListener {
     let local_addr = listener.local_addr().unwrap_or(addr);
     let (stop, stop_rx) = watch::channel(false);
     let limit = match kind {
@@ -170,7 +175,12 @@ async fn serve_connection(
             let Some(tls) = &live.tls else { return };
             let acceptor = TlsAcceptor::from(tls.config.clone());
             drop(live);
-            let stream = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
+            let stream = match tokio::time::timeout(
+                limits.header_read_timeout,
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     metrics::tls_handshake_error(handshake_error_reason(&e));
@@ -184,7 +194,9 @@ async fn serve_connection(
             };
             let session = stream.get_ref().1;
             let version = session.protocol_version().map(suites::version_name);
-            let suite = session.negotiated_cipher_suite().map(|s| suites::suite_name(&s));
+            let suite = session
+                .negotiated_cipher_suite()
+                .map(|s| suites::suite_name(&s));
             metrics::tls_handshake(version.unwrap_or("other"), suite.unwrap_or("unknown"));
             let h2 = session.alpn_protocol() == Some(b"h2");
             let info = Arc::new(ConnInfo {
@@ -218,15 +230,26 @@ fn handshake_error_reason(e: &io::Error) -> &'static str {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(E::PeerIncompatible(P::NoCipherSuitesInCommon)) => "no_shared_cipher",
         Some(E::PeerIncompatible(
-            P::SupportedVersionsExtensionRequired | P::Tls12NotOffered | P::Tls13RequiredForQuic | P::Tls12NotOfferedOrEnabled,
+            P::SupportedVersionsExtensionRequired
+            | P::Tls12NotOffered
+            | P::Tls13RequiredForQuic
+            | P::Tls12NotOfferedOrEnabled,
         )) => "protocol_version",
-        Some(E::PeerIncompatible(P::NoKxGroupsInCommon | P::NoEcPointFormatsInCommon)) => "no_shared_group",
+        Some(E::PeerIncompatible(P::NoKxGroupsInCommon | P::NoEcPointFormatsInCommon)) => {
+            "no_shared_group"
+        }
         Some(E::PeerIncompatible(_)) => "incompatible",
-        Some(E::InvalidMessage(_) | E::InappropriateHandshakeMessage { .. } | E::InappropriateMessage { .. }) => "malformed",
+        Some(
+            E::InvalidMessage(_)
+            | E::InappropriateHandshakeMessage { .. }
+            | E::InappropriateMessage { .. },
+        ) => "malformed",
         Some(E::AlertReceived(_)) => "alert_received",
         Some(_) => "other",
         None => match e.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => "eof",
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe => "eof",
             io::ErrorKind::InvalidData => "malformed",
             _ => "io",
         },
@@ -314,7 +337,12 @@ where
     }
 }
 
-async fn drive<C: GracefulConnection>(conn: C, info: &ConnInfo, limits: &Limits, mut drain: watch::Receiver<bool>) {
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    info: &ConnInfo,
+    limits: &Limits,
+    mut drain: watch::Receiver<bool>,
+) {
     let mut conn = pin!(conn);
     let mut closing = *drain.borrow();
     if closing {
@@ -439,7 +467,11 @@ struct ActivityIo<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -450,7 +482,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_write_vectored(

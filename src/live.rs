@@ -75,7 +75,9 @@ impl Live {
 impl Policy {
     fn from_settings(s: &Settings) -> Policy {
         let cors = &s.cors;
-        let join = |v: &[String]| HeaderValue::from_str(&v.join(", ")).unwrap_or(HeaderValue::from_static(""));
+        let join = |v: &[String]| {
+            HeaderValue::from_str(&v.join(", ")).unwrap_or(HeaderValue::from_static(""))
+        };
         let origin = &s.upstream.origin;
         let mut upstream_origins = vec![format!("https://{origin}")];
         if s.upstream.port == 443 && origin.port().is_none() {
@@ -86,9 +88,18 @@ impl Policy {
         Policy {
             protocol: s.server.protocol,
             hsts: s.hsts.header_value(),
-            admin: AdminGate::new(&s.admin.paths, s.admin.allowed_ips.clone(), s.admin.direct_access),
+            admin: AdminGate::new(
+                &s.admin.paths,
+                s.admin.allowed_ips.clone(),
+                s.admin.direct_access,
+            ),
             cors: CorsPolicy {
-                allowed_origins: cors.allowed_origins.iter().filter(|o| *o != "*").cloned().collect(),
+                allowed_origins: cors
+                    .allowed_origins
+                    .iter()
+                    .filter(|o| *o != "*")
+                    .cloned()
+                    .collect(),
                 allow_any_origin: cors.allowed_origins.iter().any(|o| o == "*"),
                 allow_private_network: cors.allow_private_network,
                 allowed_methods: join(&cors.allowed_methods),

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
         (Some(c), None) => c,
         (None, Some(config)) => Command::Run { config },
         (Some(_), Some(_)) => {
-            eprintln!("gisgate: give --config either alone or after `run`, not with another command");
+            eprintln!(
+                "gisgate: give --config either alone or after `run`, not with another command"
+            );
             return ExitCode::from(2);
         }
         (None, None) => {
@@ -36,7 +38,9 @@ fn main() -> ExitCode {
         }
         Command::Cert(c) => cert_command(c),
         Command::UpstreamFingerprint { url } => with_runtime(async move {
-            let fp = certtool::upstream_fingerprint(&url).await.map_err(|e| e.to_string())?;
+            let fp = certtool::upstream_fingerprint(&url)
+                .await
+                .map_err(|e| e.to_string())?;
             print!("{}", certtool::fingerprint_report(&url, &fp));
             Ok(())
         }),
@@ -70,41 +74,52 @@ fn run_gateway(path: &Path) -> ExitCode {
 }
 
 fn cert_command(c: CertCommand) -> ExitCode {
-    let result: Result<(), String> = match c {
-        CertCommand::Show { path, json } => certtool::show(&path).map_err(|e| e.to_string()).map(|facts| {
-            if json {
-                println!("{}", certtool::show_json(&facts));
-            } else {
-                print!("{}", certtool::show_text(&facts));
-            }
-        }),
-        CertCommand::Generate { cn, sans, days, cert, key } => {
-            let opts = certtool::GenerateOptions {
+    let result: Result<(), String> =
+        match c {
+            CertCommand::Show { path, json } => certtool::show(&path)
+                .map_err(|e| e.to_string())
+                .map(|facts| {
+                    if json {
+                        println!("{}", certtool::show_json(&facts));
+                    } else {
+                        print!("{}", certtool::show_text(&facts));
+                    }
+                }),
+            CertCommand::Generate {
                 cn,
                 sans,
                 days,
-                cert_out: cert.clone(),
-                key_out: key.clone(),
-                ..Default::default()
-            };
-            certtool::generate_self_signed(&opts).map_err(|e| e.to_string()).map(|facts| {
-                println!(
-                    "wrote {} (serial {}, SHA256 {}) and {} (mode 0600)",
-                    cert.display(),
-                    facts.serial_number,
-                    facts.sha256,
-                    key.display()
-                );
-            })
-        }
-        CertCommand::Csr { key, cn, sans, out } => certtool::make_csr(&key, &cn, &sans)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| {
-                std::fs::write(&out, pem).map_err(|e| format!("{}: {e}", out.display()))?;
-                println!("wrote {}", out.display());
-                Ok(())
-            }),
-    };
+                cert,
+                key,
+            } => {
+                let opts = certtool::GenerateOptions {
+                    cn,
+                    sans,
+                    days,
+                    cert_out: cert.clone(),
+                    key_out: key.clone(),
+                    ..Default::default()
+                };
+                certtool::generate_self_signed(&opts)
+                    .map_err(|e| e.to_string())
+                    .map(|facts| {
+                        println!(
+                            "wrote {} (serial {}, SHA256 {}) and {} (mode 0600)",
+                            cert.display(),
+                            facts.serial_number,
+                            facts.sha256,
+                            key.display()
+                        );
+                    })
+            }
+            CertCommand::Csr { key, cn, sans, out } => certtool::make_csr(&key, &cn, &sans)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| {
+                    std::fs::write(&out, pem).map_err(|e| format!("{}: {e}", out.display()))?;
+                    println!("wrote {}", out.display());
+                    Ok(())
+                }),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -122,7 +137,10 @@ fn init_plain_logging() {
 }
 
 fn with_runtime<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gisgate: cannot start the runtime: {e}");

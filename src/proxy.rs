@@ -18,12 +18,18 @@ use crate::headers;
 use crate::listen::{ConnInfo, ListenerKind};
 use crate::live::Live;
 use crate::observe::metrics;
-use crate::policy::{admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect};
+use crate::policy::{
+    admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
+};
 use crate::tls::upstream::classify;
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.
-pub async fn handle(live: Arc<Live>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ResponseBody> {
+pub async fn handle(
+    live: Arc<Live>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let mut record = RequestRecord::new(conn.clone(), req.method().clone(), started);
     let outcome = route(&live, &conn, req, &mut record).await;
@@ -159,7 +165,10 @@ async fn forward(
     headers::set_forwarded(
         &mut headers,
         conn.peer.ip(),
-        live.policy.trusted_proxies.iter().any(|n| n.contains(&normalize(conn.peer.ip()))),
+        live.policy
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&normalize(conn.peer.ip()))),
         conn.kind.scheme(),
         authority,
     );
@@ -173,9 +182,14 @@ async fn forward(
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
 
-    let client = if upgrade { &upstream.upgrade_client } else { &upstream.client };
+    let client = if upgrade {
+        &upstream.upgrade_client
+    } else {
+        &upstream.client
+    };
     let upstream_started = Instant::now();
-    let result = tokio::time::timeout(upstream.settings.response_timeout, client.request(out)).await;
+    let result =
+        tokio::time::timeout(upstream.settings.response_timeout, client.request(out)).await;
     metrics::upstream_duration(upstream_started.elapsed());
     let mut response = match result {
         Err(_) => {
@@ -202,9 +216,13 @@ async fn forward(
     rewrite_location(live, conn, authority, response.headers_mut());
     if let Some(req_headers) = &client_request_headers {
         if is_preflight {
-            live.policy.cors.apply_pna_to_upstream_preflight(req_headers, response.headers_mut());
+            live.policy
+                .cors
+                .apply_pna_to_upstream_preflight(req_headers, response.headers_mut());
         } else {
-            live.policy.cors.apply_to_response(req_headers, response.headers_mut());
+            live.policy
+                .cors
+                .apply_to_response(req_headers, response.headers_mut());
         }
     }
 
@@ -248,7 +266,8 @@ fn upstream_uri(origin: &Authority, path: &str, query: Option<&str>) -> Result<U
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))?;
+    let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq))
+        .map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))?;
     Uri::builder()
         .scheme(Scheme::HTTPS)
         .authority(origin.clone())
@@ -265,9 +284,13 @@ fn rewrite_location(live: &Live, conn: &ConnInfo, authority: &str, headers: &mut
         return;
     };
     for origin in &live.policy.upstream_origins {
-        let Some(prefix) = location.get(..origin.len()) else { continue };
+        let Some(prefix) = location.get(..origin.len()) else {
+            continue;
+        };
         let rest = &location[origin.len()..];
-        if prefix.eq_ignore_ascii_case(origin) && (rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+        if prefix.eq_ignore_ascii_case(origin)
+            && (rest.is_empty() || rest.starts_with(['/', '?', '#']))
+        {
             let public = format!("{}://{}{}", conn.kind.scheme(), authority, rest);
             if let Ok(v) = HeaderValue::from_str(&public) {
                 headers.insert(header::LOCATION, v);

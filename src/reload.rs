@@ -58,7 +58,8 @@ pub fn spawn(gw: Arc<Gateway>) {
 
 fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             tracing::warn!("cannot listen for SIGHUP; reload by file change only");
             return;
         };
@@ -98,7 +99,10 @@ async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Trigger>)
 pub async fn apply(gw: &Arc<Gateway>, how: &str) -> bool {
     match gw.reload().await {
         Ok(r) if r.changes.is_empty() => {
-            tracing::info!(trigger = how, "config reloaded: the content changed nothing in the effective policy");
+            tracing::info!(
+                trigger = how,
+                "config reloaded: the content changed nothing in the effective policy"
+            );
             true
         }
         Ok(r) => {
@@ -110,7 +114,10 @@ pub async fn apply(gw: &Arc<Gateway>, how: &str) -> bool {
         }
         Err(errors) => {
             for e in &errors.0 {
-                tracing::error!(trigger = how, "reload refused, keeping the running config: {e}");
+                tracing::error!(
+                    trigger = how,
+                    "reload refused, keeping the running config: {e}"
+                );
             }
             false
         }
@@ -187,7 +194,11 @@ fn watch_files(gw: Arc<Gateway>, tx: mpsc::UnboundedSender<Trigger>) {
         files.extend(files_of(&gw.live.load().settings));
         for f in files {
             if let Some(dir) = f.parent() {
-                dirs.insert(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() });
+                dirs.insert(if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir.to_path_buf()
+                });
             }
         }
         for dir in dirs.difference(&watched.clone()) {

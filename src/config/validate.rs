@@ -329,7 +329,9 @@ impl Validator<'_> {
             Err(_) => {
                 self.error(
                     key,
-                    format!("{text:?} is not an address:port such as \"0.0.0.0:6443\" or \"[::]:6443\""),
+                    format!(
+                        "{text:?} is not an address:port such as \"0.0.0.0:6443\" or \"[::]:6443\""
+                    ),
                 );
                 None
             }
@@ -344,7 +346,10 @@ impl Validator<'_> {
             self.base.join(p)
         };
         if !p.is_file() {
-            self.error(key, format!("file {} does not exist or is not a file", p.display()));
+            self.error(
+                key,
+                format!("file {} does not exist or is not a file", p.display()),
+            );
         }
         p
     }
@@ -371,8 +376,11 @@ impl Validator<'_> {
             None => Vec::new(),
         };
         let cors = self.cors(&raw.cors);
-        let observability_listen =
-            self.listen("observability.listen", &raw.observability.listen, "127.0.0.1:9090");
+        let observability_listen = self.listen(
+            "observability.listen",
+            &raw.observability.listen,
+            "127.0.0.1:9090",
+        );
         let limits = self.limits(&raw.limits);
         let log = self.log(&raw.log);
         self.listen_conflicts(&server, observability_listen);
@@ -382,11 +390,7 @@ impl Validator<'_> {
                     .into(),
             );
         }
-        if admin
-            .allowed_ips
-            .iter()
-            .any(|n| n.prefix_len() == 0)
-        {
+        if admin.allowed_ips.iter().any(|n| n.prefix_len() == 0) {
             self.warnings.push(
                 "admin.allowed_ips admits every address: the admin gate only checks admin.direct_access".into(),
             );
@@ -456,7 +460,9 @@ impl Validator<'_> {
             self.error("server.public_https_port", "must be 1-65535");
         }
         let redirect_status = match raw.redirect_status.unwrap_or(308) {
-            s @ (301 | 302 | 307 | 308) => StatusCode::from_u16(s).unwrap_or(StatusCode::PERMANENT_REDIRECT),
+            s @ (301 | 302 | 307 | 308) => {
+                StatusCode::from_u16(s).unwrap_or(StatusCode::PERMANENT_REDIRECT)
+            }
             other => {
                 self.error(
                     "server.redirect_status",
@@ -473,7 +479,9 @@ impl Validator<'_> {
             Some(n) => n,
             // std reads the cgroup CPU quota, so a container limited to
             // 2 CPUs gets 2 threads, not the host's count.
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
         Server {
             protocol,
@@ -506,7 +514,9 @@ impl Validator<'_> {
         let mut sni = Vec::new();
         for (i, s) in raw.sni.iter().enumerate() {
             let name = s.server_name.trim().to_ascii_lowercase();
-            if name.is_empty() || rustls::pki_types::ServerName::try_from(name.trim_start_matches("*.")).is_err() {
+            if name.is_empty()
+                || rustls::pki_types::ServerName::try_from(name.trim_start_matches("*.")).is_err()
+            {
                 self.error(
                     &format!("tls.sni.{i}.server_name"),
                     format!("{:?} is not a DNS name", s.server_name),
@@ -540,8 +550,15 @@ impl Validator<'_> {
                 Err(e) => self.error("tls.protocols", e),
             }
         }
-        if versions.is_empty() && !version_names.iter().any(|n| suites::parse_version(n).is_err()) {
-            self.error("tls.protocols", "enable at least one of \"TLSv1.2\", \"TLSv1.3\"");
+        if versions.is_empty()
+            && !version_names
+                .iter()
+                .any(|n| suites::parse_version(n).is_err())
+        {
+            self.error(
+                "tls.protocols",
+                "enable at least one of \"TLSv1.2\", \"TLSv1.3\"",
+            );
         }
         let (chosen, skipped, errors) = match &raw.cipher_suites {
             Some(l) => suites::resolve(&l.items()),
@@ -562,7 +579,11 @@ impl Validator<'_> {
                     format!(
                         "no usable cipher suite left for {} (skipped: {})",
                         suites::version_name(v.version),
-                        if skipped.is_empty() { "none".into() } else { skipped.join(", ") }
+                        if skipped.is_empty() {
+                            "none".into()
+                        } else {
+                            skipped.join(", ")
+                        }
                     ),
                 );
             }
@@ -597,7 +618,10 @@ impl Validator<'_> {
             );
         }
         if preload && !include_subdomains {
-            self.error("hsts.preload", "preload needs hsts.include_subdomains = true (hstspreload.org requirement)");
+            self.error(
+                "hsts.preload",
+                "preload needs hsts.include_subdomains = true (hstspreload.org requirement)",
+            );
         }
         if preload && max_age < ONE_YEAR {
             self.error(
@@ -670,8 +694,10 @@ impl Validator<'_> {
             );
         }
         let connect_timeout = self.duration("upstream.connect_timeout", &raw.connect_timeout, "5s");
-        let response_timeout = self.duration("upstream.response_timeout", &raw.response_timeout, "300s");
-        let pool_idle_timeout = self.duration("upstream.pool_idle_timeout", &raw.pool_idle_timeout, "90s");
+        let response_timeout =
+            self.duration("upstream.response_timeout", &raw.response_timeout, "300s");
+        let pool_idle_timeout =
+            self.duration("upstream.pool_idle_timeout", &raw.pool_idle_timeout, "90s");
         Upstream {
             origin,
             host,
@@ -696,7 +722,10 @@ impl Validator<'_> {
         for p in &paths {
             match crate::policy::path::canonical_path(p) {
                 Ok(c) => canonical.push(c),
-                Err(e) => self.error("admin.paths", format!("{p:?} is not a canonical absolute path: {e}")),
+                Err(e) => self.error(
+                    "admin.paths",
+                    format!("{p:?} is not a canonical absolute path: {e}"),
+                ),
             }
         }
         let allowed_ips = match &raw.allowed_ips {
@@ -714,8 +743,11 @@ impl Validator<'_> {
     }
 
     fn cors(&mut self, raw: &RawCors) -> Cors {
-        let allowed_origins: Vec<String> =
-            raw.allowed_origins.as_ref().map(ListOrCsv::items).unwrap_or_default();
+        let allowed_origins: Vec<String> = raw
+            .allowed_origins
+            .as_ref()
+            .map(ListOrCsv::items)
+            .unwrap_or_default();
         for o in &allowed_origins {
             if o != "*" && !is_origin(o) {
                 self.error(
@@ -739,13 +771,19 @@ impl Validator<'_> {
         let allowed_methods = list(&raw.allowed_methods, &DEFAULT_CORS_METHODS);
         for m in &allowed_methods {
             if http::Method::from_bytes(m.as_bytes()).is_err() {
-                self.error("cors.allowed_methods", format!("{m:?} is not an HTTP method"));
+                self.error(
+                    "cors.allowed_methods",
+                    format!("{m:?} is not an HTTP method"),
+                );
             }
         }
         let allowed_headers = list(&raw.allowed_headers, &DEFAULT_CORS_HEADERS);
         for h in &allowed_headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                self.error("cors.allowed_headers", format!("{h:?} is not a header name"));
+                self.error(
+                    "cors.allowed_headers",
+                    format!("{h:?} is not a header name"),
+                );
             }
         }
         Cors {
@@ -759,7 +797,11 @@ impl Validator<'_> {
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {
-        let header_read_timeout = self.duration("limits.header_read_timeout", &raw.header_read_timeout, "10s");
+        let header_read_timeout = self.duration(
+            "limits.header_read_timeout",
+            &raw.header_read_timeout,
+            "10s",
+        );
         let idle_timeout = self.duration("limits.idle_timeout", &raw.idle_timeout, "60s");
         let shutdown_grace = self.duration("limits.shutdown_grace", &raw.shutdown_grace, "30s");
         for (key, d) in [
@@ -795,7 +837,10 @@ impl Validator<'_> {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                self.error("log.format", format!("{other:?} is not \"text\" or \"json\""));
+                self.error(
+                    "log.format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                );
                 LogFormat::Text
             }
         };
@@ -819,7 +864,10 @@ impl Validator<'_> {
             for (kb, b) in &named[i + 1..] {
                 if let (Some(a), Some(b)) = (a, b) {
                     if a == b {
-                        self.error(kb, format!("{b} is also {ka}; each listener needs its own address"));
+                        self.error(
+                            kb,
+                            format!("{b} is also {ka}; each listener needs its own address"),
+                        );
                     }
                 }
             }

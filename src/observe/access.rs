@@ -13,7 +13,10 @@ pub fn log(r: &RequestRecord, elapsed: Duration) {
     if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         return;
     }
-    let client = r.client.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into());
+    let client = r
+        .client
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "unknown".into());
     let path = r.path.as_deref().unwrap_or("-");
     let query = r.query.as_deref().map(redact_query).unwrap_or_default();
     tracing::info!(

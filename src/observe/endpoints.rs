@@ -16,7 +16,12 @@ pub async fn handle<B>(gw: &Gateway, req: Request<B>) -> Response<ResponseBody> 
     let live = gw.live.load_full();
     let format = match Format::from_query(req.uri().query()) {
         Some(f) => f,
-        None => return text(StatusCode::BAD_REQUEST, "400 Bad Request: f must be json, pjson or html\n"),
+        None => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: f must be json, pjson or html\n",
+            )
+        }
     };
     match req.uri().path() {
         "/metrics" => metrics_page(gw, &live),
@@ -32,7 +37,10 @@ pub async fn handle<B>(gw: &Gateway, req: Request<B>) -> Response<ResponseBody> 
         path => match path.strip_prefix("/sslcertificates/") {
             Some(alias) => match certificate(&live, alias) {
                 Some(v) => resource(format, "SSL certificate", v),
-                None => text(StatusCode::NOT_FOUND, "404 Not Found: no certificate with that alias\n"),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "404 Not Found: no certificate with that alias\n",
+                ),
             },
             None => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
         },
@@ -86,7 +94,10 @@ pub fn security_config(live: &Live) -> Value {
 }
 
 fn certificate(live: &Live, alias: &str) -> Option<Value> {
-    let cert = live.certs().iter().find(|c| c.name.eq_ignore_ascii_case(alias))?;
+    let cert = live
+        .certs()
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(alias))?;
     let mut facts = cert.facts.clone();
     facts.alias_name = cert.name.clone();
     facts.entry_type = "PrivateKeyEntry".into();
@@ -95,7 +106,11 @@ fn certificate(live: &Live, alias: &str) -> Option<Value> {
 }
 
 fn metrics_page(gw: &Gateway, live: &Live) -> Response<ResponseBody> {
-    let mut body = gw.prometheus.as_ref().map(|h| h.render()).unwrap_or_default();
+    let mut body = gw
+        .prometheus
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
     metrics::render_certificate_expiry(live.certs(), &mut body);
     let mut r = Response::new(ResponseBody::full(body));
     r.headers_mut().insert(
@@ -108,7 +123,10 @@ fn metrics_page(gw: &Gateway, live: &Live) -> Response<ResponseBody> {
 fn resource(format: Format, title: &str, value: Value) -> Response<ResponseBody> {
     let (body, content_type) = match format {
         Format::Json => (value.to_string(), "application/json"),
-        Format::Pjson => (serde_json::to_string_pretty(&value).unwrap_or_default(), "application/json"),
+        Format::Pjson => (
+            serde_json::to_string_pretty(&value).unwrap_or_default(),
+            "application/json",
+        ),
         Format::Html => (html(title, &value), "text/html; charset=utf-8"),
     };
     let mut r = Response::new(ResponseBody::full(body));
@@ -125,7 +143,11 @@ fn html(title: &str, value: &Value) -> String {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            rows.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", escape_html(k), escape_html(&v)));
+            rows.push_str(&format!(
+                "<tr><th>{}</th><td>{}</td></tr>\n",
+                escape_html(k),
+                escape_html(&v)
+            ));
         }
     }
     format!(
@@ -144,7 +166,9 @@ fn escape_html(s: &str) -> String {
 fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }

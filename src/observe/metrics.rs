@@ -18,14 +18,16 @@ pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "gisgate_tls_handshake_errors_total
 pub const CONNECTIONS_ACTIVE: &str = "gisgate_connections_active";
 pub const CONFIG_RELOADS_TOTAL: &str = "gisgate_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "gisgate_config_last_reload_successful";
-pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str = "gisgate_config_last_reload_success_timestamp_seconds";
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
+    "gisgate_config_last_reload_success_timestamp_seconds";
 pub const CERTIFICATE_EXPIRY_TIMESTAMP: &str = "gisgate_certificate_expiry_timestamp_seconds";
 pub const BUILD_INFO: &str = "gisgate_build_info";
 
 /// Latency buckets in seconds: sub-millisecond proxying up to the 300 s
 /// default response timeout of long geoprocessing jobs.
 const DURATION_BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 300.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    300.0,
 ];
 
 /// Installs the process-wide recorder once and returns its handle.
@@ -34,7 +36,10 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &DURATION_BUCKETS)
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_duration_seconds".into()),
+                    &DURATION_BUCKETS,
+                )
                 .expect("static buckets are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -50,18 +55,51 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(REQUESTS_TOTAL, "Requests answered, by listener, route and status.");
-    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Time from request head to the end of the response body.");
-    describe_counter!(UPSTREAM_REQUESTS_TOTAL, "Responses received from the upstream, by status.");
-    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Upstream requests that got no response, by kind.");
-    describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Time until the upstream's response head arrived.");
-    describe_counter!(TLS_HANDSHAKES_TOTAL, "Completed client TLS handshakes, by version and cipher suite.");
-    describe_counter!(TLS_HANDSHAKE_ERRORS_TOTAL, "Failed client TLS handshakes, by reason.");
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "Requests answered, by listener, route and status."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from request head to the end of the response body."
+    );
+    describe_counter!(
+        UPSTREAM_REQUESTS_TOTAL,
+        "Responses received from the upstream, by status."
+    );
+    describe_counter!(
+        UPSTREAM_ERRORS_TOTAL,
+        "Upstream requests that got no response, by kind."
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Time until the upstream's response head arrived."
+    );
+    describe_counter!(
+        TLS_HANDSHAKES_TOTAL,
+        "Completed client TLS handshakes, by version and cipher suite."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_ERRORS_TOTAL,
+        "Failed client TLS handshakes, by reason."
+    );
     describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections, by listener.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reload attempts, by result.");
-    describe_gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL, "1 if the last reload attempt succeeded.");
-    describe_gauge!(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP, Unit::Seconds, "Unix time of the last successful load.");
-    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "1 if the last reload attempt succeeded."
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
+        Unit::Seconds,
+        "Unix time of the last successful load."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build runs."
+    );
 }
 
 /// Upkeep drains histogram buffers; run it so memory stays flat between
@@ -90,7 +128,8 @@ fn status_label(code: u16) -> &'static str {
 
 pub fn request(listener: &'static str, route: &'static str, status: u16, elapsed: Duration) {
     counter!(REQUESTS_TOTAL, "listener" => listener, "route" => route, "status" => status_label(status)).increment(1);
-    histogram!(REQUEST_DURATION, "listener" => listener, "route" => route).record(elapsed.as_secs_f64());
+    histogram!(REQUEST_DURATION, "listener" => listener, "route" => route)
+        .record(elapsed.as_secs_f64());
 }
 
 pub fn upstream_response(status: http::StatusCode) {
@@ -122,7 +161,10 @@ pub fn connection_closed(listener: &'static str) {
 }
 
 fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// The startup load counts as the first successful one.
@@ -165,5 +207,7 @@ pub fn render_certificate_expiry(certs: &[crate::tls::server::LoadedCert], out: 
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

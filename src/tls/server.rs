@@ -69,7 +69,13 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, TlsBuildErr
     let mut loaded = vec![default_cert];
     let mut by_name = HashMap::new();
     for (i, sni) in tls.sni.iter().enumerate() {
-        let (key, cert) = load_one(&sni.server_name, &format!("tls.sni.{i}"), &sni.cert, &sni.key, &provider)?;
+        let (key, cert) = load_one(
+            &sni.server_name,
+            &format!("tls.sni.{i}"),
+            &sni.cert,
+            &sni.key,
+            &provider,
+        )?;
         by_name.insert(sni.server_name.clone(), key);
         loaded.push(cert);
     }
@@ -110,7 +116,8 @@ fn load_one(
     let private = certs::load_private_key(key_path).map_err(|e| err("key", e))?;
     let facts = certs::cert_facts(&chain[0]).map_err(|e| err("cert", e))?;
     let chain_len = chain.len();
-    let certified = certs::certified_key(chain, private, provider, cert_path, key_path).map_err(|e| err("key", e))?;
+    let certified = certs::certified_key(chain, private, provider, cert_path, key_path)
+        .map_err(|e| err("key", e))?;
     let key_algorithm = certified.key.algorithm();
     Ok((
         certified,

@@ -4,7 +4,10 @@
 //! suites with forward secrecy; every other IANA name is known but skipped.
 
 use rustls::crypto::aws_lc_rs;
-use rustls::{CipherSuite, ProtocolVersion, SignatureAlgorithm, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls::{
+    CipherSuite, ProtocolVersion, SignatureAlgorithm, SupportedCipherSuite,
+    SupportedProtocolVersion,
+};
 
 pub fn parse_version(name: &str) -> Result<&'static SupportedProtocolVersion, String> {
     match name.trim() {
@@ -145,9 +148,15 @@ mod tests {
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
             "TLS_AES_128_GCM_SHA256".into(),
         ]);
-        let fits: Vec<bool> = chosen.iter().map(|s| fits_key(s, SignatureAlgorithm::RSA)).collect();
+        let fits: Vec<bool> = chosen
+            .iter()
+            .map(|s| fits_key(s, SignatureAlgorithm::RSA))
+            .collect();
         assert_eq!(fits, [false, true, true]);
-        let fits: Vec<bool> = chosen.iter().map(|s| fits_key(s, SignatureAlgorithm::ECDSA)).collect();
+        let fits: Vec<bool> = chosen
+            .iter()
+            .map(|s| fits_key(s, SignatureAlgorithm::ECDSA))
+            .collect();
         assert_eq!(fits, [true, false, true]);
     }
 }

@@ -37,10 +37,11 @@ pub struct UpstreamBuildError {
 impl UpstreamClient {
     pub fn build(settings: &Upstream) -> Result<Self, UpstreamBuildError> {
         let tls = client_tls_config(settings)?;
-        let server_name = ServerName::try_from(settings.server_name.clone()).map_err(|e| UpstreamBuildError {
-            key: "upstream.server_name",
-            message: e.to_string(),
-        })?;
+        let server_name =
+            ServerName::try_from(settings.server_name.clone()).map_err(|e| UpstreamBuildError {
+                key: "upstream.server_name",
+                message: e.to_string(),
+            })?;
         let client = client_for(settings, tls.clone(), server_name.clone(), true);
         let upgrade_client = client_for(settings, tls, server_name, false);
         Ok(UpstreamClient {
@@ -51,7 +52,12 @@ impl UpstreamClient {
     }
 }
 
-fn client_for(settings: &Upstream, tls: ClientConfig, name: ServerName<'static>, allow_h2: bool) -> HttpsClient {
+fn client_for(
+    settings: &Upstream,
+    tls: ClientConfig,
+    name: ServerName<'static>,
+    allow_h2: bool,
+) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -243,12 +249,19 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> (UpstreamErrorKind, 
     }
     let text = error_chain(err);
     match io_kind {
-        Some(std::io::ErrorKind::TimedOut) => (UpstreamErrorKind::Timeout, format!("connect timed out: {text}")),
-        Some(std::io::ErrorKind::ConnectionRefused) => (UpstreamErrorKind::Connect, format!("connection refused: {text}")),
+        Some(std::io::ErrorKind::TimedOut) => (
+            UpstreamErrorKind::Timeout,
+            format!("connect timed out: {text}"),
+        ),
+        Some(std::io::ErrorKind::ConnectionRefused) => (
+            UpstreamErrorKind::Connect,
+            format!("connection refused: {text}"),
+        ),
         Some(_) if text.contains("connect") => (UpstreamErrorKind::Connect, text),
-        _ if text.contains("connect timeout") || text.contains("timed out") => {
-            (UpstreamErrorKind::Timeout, format!("connect timed out: {text}"))
-        }
+        _ if text.contains("connect timeout") || text.contains("timed out") => (
+            UpstreamErrorKind::Timeout,
+            format!("connect timed out: {text}"),
+        ),
         _ if text.contains("connect") || text.contains("dns") => (UpstreamErrorKind::Connect, text),
         _ => (UpstreamErrorKind::Protocol, text),
     }
