@@ -863,7 +863,8 @@ impl Validator<'_> {
         for (i, (ka, a)) in named.iter().enumerate() {
             for (kb, b) in &named[i + 1..] {
                 if let (Some(a), Some(b)) = (a, b) {
-                    if a == b {
+                    // Port 0 asks the OS for any free port: never a clash.
+                    if a == b && a.port() != 0 {
                         self.error(
                             kb,
                             format!("{b} is also {ka}; each listener needs its own address"),

@@ -239,13 +239,17 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> (UpstreamErrorKind, 
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return (UpstreamErrorKind::Tls, describe_tls(tls));
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return (UpstreamErrorKind::Tls, describe_tls(tls));
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                io_kind.get_or_insert(io.kind());
+                // io::Error::source() skips the error it wraps; step into it.
+                match io.get_ref() {
+                    Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                    None => e.source(),
+                }
             }
-            io_kind.get_or_insert(io.kind());
-        }
-        current = e.source();
+            None => e.source(),
+        };
     }
     let text = error_chain(err);
     match io_kind {
@@ -257,7 +261,6 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> (UpstreamErrorKind, 
             UpstreamErrorKind::Connect,
             format!("connection refused: {text}"),
         ),
-        Some(_) if text.contains("connect") => (UpstreamErrorKind::Connect, text),
         _ if text.contains("connect timeout") || text.contains("timed out") => (
             UpstreamErrorKind::Timeout,
             format!("connect timed out: {text}"),
