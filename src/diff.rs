@@ -271,8 +271,19 @@ fn opt<T: Display>(v: &Option<T>) -> String {
         .unwrap_or_else(|| "(none)".into())
 }
 
-fn dur(d: std::time::Duration) -> String {
-    humantime::format_duration(d).to_string()
+/// A duration the way gateway.toml writes it: `100s`, `5m`, `365d`, `250ms`.
+pub fn dur(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 && s >= 600 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 fn strings<T: Display>(v: &[T]) -> Vec<String> {

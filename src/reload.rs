@@ -32,14 +32,21 @@ enum Trigger {
 /// Starts the reload machinery for a running gateway.
 pub fn spawn(gw: Arc<Gateway>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let watch = gw.live.load().settings.reload_watch;
-    if watch {
-        let tx = tx.clone();
-        let gw = gw.clone();
-        std::thread::Builder::new()
-            .name("gisgate-watch".into())
-            .spawn(move || watch_files(gw, tx))
-            .expect("spawn watcher thread");
+    let settings = gw.live.load().settings.clone();
+    // What was actually loaded, so a write racing the start is still seen.
+    let loaded = fingerprint_of(settings.source.as_bytes(), &files_of(&settings));
+    if settings.reload_watch {
+        // Register the watches before returning: a change right after
+        // start must not slip through.
+        if let Some(watcher) = Watcher::new(tx.clone()) {
+            let mut watcher = watcher;
+            watcher.refresh(&gw);
+            let gw = gw.clone();
+            std::thread::Builder::new()
+                .name("gisgate-watch".into())
+                .spawn(move || watcher.run(gw))
+                .expect("spawn watcher thread");
+        }
     }
     spawn_sighup(tx.clone());
     let periodic = tx;
@@ -53,7 +60,7 @@ pub fn spawn(gw: Arc<Gateway>) {
             }
         }
     });
-    tokio::spawn(reload_loop(gw, rx));
+    tokio::spawn(reload_loop(gw, rx, loaded));
 }
 
 fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
@@ -71,9 +78,9 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
     });
 }
 
-async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Trigger>) {
+async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Trigger>, loaded: [u8; 32]) {
     let config_path = gw.live.load().settings.path.clone();
-    let mut last_seen = fingerprint(&config_path);
+    let mut last_seen = loaded;
     while let Some(mut trigger) = rx.recv().await {
         // Coalesce a burst of triggers into one reload.
         while let Ok(t) = rx.try_recv() {
@@ -149,14 +156,23 @@ pub fn files_of(s: &Settings) -> Vec<PathBuf> {
     files
 }
 
-/// SHA-256 over the names and contents of every file, read through
-/// symlinks, so a `..data` swap counts and an unchanged touch does not.
+/// SHA-256 over the contents of the config file and every file it names,
+/// read through symlinks, so a `..data` swap counts and an unchanged touch
+/// does not.
 fn fingerprint(config_path: &Path) -> [u8; 32] {
+    let text = std::fs::read(config_path).unwrap_or_default();
+    let files: Vec<PathBuf> = named_files(config_path).into_iter().skip(1).collect();
+    fingerprint_of(&text, &files)
+}
+
+fn fingerprint_of(config_text: &[u8], files: &[PathBuf]) -> [u8; 32] {
     let mut h = Sha256::new();
-    for f in named_files(config_path) {
+    h.update((config_text.len() as u64).to_le_bytes());
+    h.update(config_text);
+    for f in files {
         h.update(f.as_os_str().as_encoded_bytes());
         h.update([0]);
-        match std::fs::read(&f) {
+        match std::fs::read(f) {
             Ok(bytes) => {
                 h.update((bytes.len() as u64).to_le_bytes());
                 h.update(&bytes);
@@ -169,54 +185,77 @@ fn fingerprint(config_path: &Path) -> [u8; 32] {
 
 /// Watches the directories (not the files: a rename or symlink swap
 /// replaces the inode a file watch would follow) of every named file.
-fn watch_files(gw: Arc<Gateway>, tx: mpsc::UnboundedSender<Trigger>) {
-    let event_tx = tx.clone();
-    let mut debouncer = match notify_debouncer_full::new_debouncer(
-        DEBOUNCE,
-        None,
-        move |result: notify_debouncer_full::DebounceEventResult| {
-            if result.is_ok() {
-                let _ = event_tx.send(Trigger::FileEvent);
+struct Watcher {
+    debouncer: notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    watched: BTreeSet<PathBuf>,
+    tx: mpsc::UnboundedSender<Trigger>,
+}
+
+impl Watcher {
+    fn new(tx: mpsc::UnboundedSender<Trigger>) -> Option<Watcher> {
+        let event_tx = tx.clone();
+        let debouncer = notify_debouncer_full::new_debouncer(
+            DEBOUNCE,
+            None,
+            move |result: notify_debouncer_full::DebounceEventResult| {
+                if result.is_ok() {
+                    let _ = event_tx.send(Trigger::FileEvent);
+                }
+            },
+        );
+        match debouncer {
+            Ok(debouncer) => Some(Watcher {
+                debouncer,
+                watched: BTreeSet::new(),
+                tx,
+            }),
+            Err(e) => {
+                tracing::warn!("cannot watch files ({e}); reload by SIGHUP and the periodic check");
+                None
             }
-        },
-    ) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!("cannot watch files ({e}); reload by SIGHUP and the periodic check");
-            return;
         }
-    };
-    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
-    loop {
-        let config_path = gw.live.load().settings.path.clone();
-        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-        let mut files = named_files(&config_path);
-        files.extend(files_of(&gw.live.load().settings));
-        for f in files {
-            if let Some(dir) = f.parent() {
-                dirs.insert(if dir.as_os_str().is_empty() {
+    }
+
+    /// Watches the directories of the files named now, by the running
+    /// config and by the file on disk.
+    fn refresh(&mut self, gw: &Gateway) {
+        let settings = gw.live.load().settings.clone();
+        let mut files = named_files(&settings.path);
+        files.extend(files_of(&settings));
+        let dirs: BTreeSet<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent())
+            .map(|d| {
+                if d.as_os_str().is_empty() {
                     PathBuf::from(".")
                 } else {
-                    dir.to_path_buf()
-                });
-            }
-        }
-        for dir in dirs.difference(&watched.clone()) {
-            match debouncer.watch(dir, RecursiveMode::NonRecursive) {
+                    d.to_path_buf()
+                }
+            })
+            .collect();
+        for dir in dirs.difference(&self.watched.clone()) {
+            match self.debouncer.watch(dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {
-                    watched.insert(dir.clone());
+                    self.watched.insert(dir.clone());
                 }
                 Err(e) => tracing::warn!("cannot watch {}: {e}", dir.display()),
             }
         }
-        for dir in watched.clone().difference(&dirs) {
-            let _ = debouncer.unwatch(dir);
-            watched.remove(dir);
+        for dir in self.watched.clone().difference(&dirs) {
+            let _ = self.debouncer.unwatch(dir);
+            self.watched.remove(dir);
         }
-        if tx.is_closed() {
-            return;
+    }
+
+    /// The set of files can change with each reload; look again now and
+    /// then, until the gateway is gone.
+    fn run(mut self, gw: Arc<Gateway>) {
+        while !self.tx.is_closed() {
+            std::thread::sleep(Duration::from_secs(2));
+            self.refresh(&gw);
         }
-        // The set of files can change with each reload; look again soon.
-        std::thread::sleep(Duration::from_secs(2));
     }
 }
