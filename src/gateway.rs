@@ -158,12 +158,16 @@ impl Gateway {
     }
 
     /// SPEC §5: /readyz turns 503, listeners stop accepting, in-flight
-    /// requests finish within `limits.shutdown_grace`.
+    /// requests finish within `limits.shutdown_grace`. The observability
+    /// listener stays up meanwhile, so probes see the 503 rather than a
+    /// refused connection.
     pub async fn shutdown(&self) {
         self.draining.store(true, Ordering::Relaxed);
         let grace = self.live.load().settings.limits.shutdown_grace;
         for l in self.listeners.lock().expect("listeners lock").iter() {
-            l.stop();
+            if l.kind != ListenerKind::Observability {
+                l.stop();
+            }
         }
         let drained = tokio::time::timeout(grace, async {
             loop {
@@ -194,7 +198,9 @@ pub struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         metrics::connection_closed(self.kind.as_str());
-        if self.gw.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.kind != ListenerKind::Observability
+            && self.gw.active.fetch_sub(1, Ordering::AcqRel) == 1
+        {
             self.gw.idle.notify_waiters();
         }
     }

@@ -1,0 +1,336 @@
+//! The `gisgate` binary as an operator runs it: the access log, exit codes
+//! on SIGTERM, and the certificate tools (SPEC §1, §5, §6).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+fn gisgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gisgate"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_is_json_per_request_without_secrets_and_sigterm_exits_zero() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let (https, observe) = (free_port(), free_port());
+    let text = site.config(
+        up.addr,
+        &format!(
+            "[server]\nhttps_listen = \"127.0.0.1:{https}\"\nhttp_listen = \"\"\n[observability]\nlisten = \"127.0.0.1:{observe}\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n"
+        ),
+    );
+    let path = site.write_config(&text);
+    let mut child = gisgate()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
+    eventually(Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let r = https_request(
+        &site,
+        addr,
+        false,
+        get(
+            "/arcgis/rest/services?f=json&token=SECRETTOKEN",
+            &[
+                ("authorization", "Bearer SECRETBEARER"),
+                ("cookie", "AGS_ROLES=SECRETCOOKIE"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let stderr = child.stderr.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean drain exits 0");
+    let lines: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let all = lines.join("\n");
+    assert!(!all.contains("SECRET"), "a secret reached the log:\n{all}");
+    let access: serde_json::Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["target"] == "gisgate::access")
+        .unwrap_or_else(|| panic!("no access line in:\n{all}"));
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/arcgis/rest/services");
+    assert_eq!(access["query"], "f=*&token=*");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["upstream_status"], 200);
+    assert_eq!(access["route"], "proxy");
+    assert_eq!(access["client"], "127.0.0.1");
+    assert_eq!(access["tls_version"], "TLSv1.3");
+    assert!(access["tls_cipher"].as_str().unwrap().starts_with("TLS_"));
+    assert_eq!(access["bytes"], 11);
+    assert!(access["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(access["timestamp"].is_string());
+}
+
+#[test]
+fn invalid_config_exits_one_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[upstream]\nurl = \"http://gis:6080\"\n").unwrap();
+    let out = gisgate()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2:1: upstream.url"), "{err}");
+    assert!(err.contains("never offloads TLS"), "{err}");
+}
+
+#[test]
+fn port_that_cannot_be_bound_exits_one() {
+    let site = Site::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let text = site.config(
+        "127.0.0.1:1".parse().unwrap(),
+        &format!("[server]\nhttps_listen = \"127.0.0.1:{port}\"\n"),
+    );
+    let path = site.write_config(&text);
+    let out = gisgate()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+#[test]
+fn cert_generate_writes_a_0600_key_and_show_reports_the_fields() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("gw.crt"), dir.path().join("gw.key"));
+    let out = gisgate()
+        .args([
+            "cert",
+            "generate",
+            "--cn",
+            "gis.example.com",
+            "--san",
+            "gis.example.com",
+            "--san",
+            "10.0.0.5",
+            "--days",
+            "30",
+            "--cert",
+        ])
+        .arg(&crt)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let show = gisgate()
+        .args(["cert", "show", "--json"])
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(show.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert!(v[0]["Owner"]
+        .as_str()
+        .unwrap()
+        .contains("CN=gis.example.com"));
+    assert_eq!(v[0]["Version"], "3");
+    let text = gisgate().args(["cert", "show"]).arg(&crt).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("SHA256: "), "{text}");
+    // The key is never printed.
+    assert!(!text.contains("PRIVATE KEY"));
+    // A second generate does not overwrite the key.
+    let again = gisgate()
+        .args(["cert", "generate", "--cn", "x", "--cert"])
+        .arg(&crt)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+}
+
+#[test]
+fn cert_csr_is_accepted_by_openssl_req_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key, csr) = (
+        dir.path().join("a.crt"),
+        dir.path().join("a.key"),
+        dir.path().join("a.csr"),
+    );
+    assert!(gisgate()
+        .args(["cert", "generate", "--cn", "gis.example.com", "--cert"])
+        .arg(&crt)
+        .arg("--key")
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let out = gisgate()
+        .args([
+            "cert",
+            "csr",
+            "--cn",
+            "gis.example.com",
+            "--san",
+            "gis.example.com",
+            "--key",
+        ])
+        .arg(&key)
+        .arg("--out")
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = Command::new("openssl")
+        .args(["req", "-verify", "-noout", "-in"])
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_fingerprint_prints_a_pin_that_the_gateway_accepts() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let url = format!("https://127.0.0.1:{}", up.addr.port());
+    let out = tokio::task::spawn_blocking(move || {
+        gisgate()
+            .args(["upstream-fingerprint", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pin_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("pin_sha256"))
+        .expect(&text);
+    let expected =
+        gisgate::tls::certs::colon_hex(&gisgate::tls::certs::sha256_fingerprint(&up.cert_der));
+    assert!(pin_line.contains(&expected), "{text}");
+    // Pasted into [upstream], the gateway trusts it.
+    let config = site
+        .config(up.addr, &format!("[upstream]\n{}\n", pin_line.trim()))
+        .replace("ca = \"ca.crt\"\n", "");
+    let path = site.write_config(&config);
+    let gw = gisgate::run::start(gisgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let addr = gw.local_addr(gisgate::listen::ListenerKind::Https).unwrap();
+    assert_eq!(
+        https_request(&site, addr, false, get("/x", &[]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn check_warns_about_risky_but_valid_settings() {
+    let site = Site::new();
+    let dir = site.path("");
+    let (crt, key) = (dir.join("self.crt"), dir.join("self.key"));
+    assert!(gisgate()
+        .args([
+            "cert",
+            "generate",
+            "--cn",
+            "other.example.com",
+            "--days",
+            "10",
+            "--cert"
+        ])
+        .arg(&crt)
+        .arg("--key")
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let text = site.config(
+        "127.0.0.1:7443".parse().unwrap(),
+        "[server]\npublic_host = \"gis.example.com\"\n[tls]\ncert = \"self.crt\"\nkey = \"self.key\"\n[admin]\nallowed_ips = [\"0.0.0.0/0\", \"::/0\"]\n",
+    );
+    let path = site.write_config(&text);
+    let out = gisgate()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("expires in"), "{report}");
+    assert!(report.contains("self-signed"), "{report}");
+    assert!(
+        report.contains("does not cover") || report.contains("covers server.public_host"),
+        "{report}"
+    );
+    assert!(report.contains("admits every address"), "{report}");
+    let http_mode = site.config(
+        "127.0.0.1:7443".parse().unwrap(),
+        "[server]\nprotocol = \"HTTP\"\n",
+    );
+    let path = site.write_config(&http_mode);
+    let out = gisgate()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("plaintext"));
+}
