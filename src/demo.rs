@@ -48,7 +48,7 @@ pub async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     print_curl_lines(https, http, observe);
-    let _ = tokio::signal::ctrl_c().await;
+    stop_signal().await;
     gw.shutdown().await;
     Ok(())
 }
@@ -98,9 +98,26 @@ pub async fn run_upstream(
     );
     tokio::select! {
         _ = serve_mock(listener, acceptor) => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = stop_signal() => {}
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM: as a container's first process the mock server must
+/// stop when the engine asks it to.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn bind_mock(

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Memory of idle TLS keep-alive connections: RSS of gisgate and of the nginx
+# peer before and after N (default 10,000) idle connections, each having
+# made one HTTP/1.1 request. Loopback only, bounded in count and time.
+#
+#   bench/idle-conns.sh [N]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
+N="${1:-10000}"
+HOLD="${HOLD:-5}"
+export RUN_DIR="${RUN_DIR:-/tmp/gisbench}"
+mkdir -p "$WORK/harness"; cp -r "$SHARED/." "$WORK/harness/"; chmod -R u+w "$WORK/harness"
+H="$WORK/harness"
+[ -f "$H/pki/ca.crt" ] || "$H/pki.sh"
+(cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example idle_conns)
+ulimit -n 65536
+"$H/stop-peers.sh" >/dev/null 2>&1 || true
+PEERS=nginx "$H/start-peers.sh" >/dev/null
+sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|1|g" -e "s|@KEEPALIVE@|64|g" \
+  "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
+"$ROOT/target/release/gisgate" run --config "$WORK/gisgate.toml" 2> "$WORK/gisgate.log" &
+GPID=$!
+trap 'kill -TERM $GPID 2>/dev/null; wait $GPID 2>/dev/null; "$H/stop-peers.sh" >/dev/null 2>&1' EXIT
+for _ in $(seq 1 50); do curl -sf -o /dev/null http://127.0.0.1:19090/readyz && break; sleep 0.2; done
+
+rss_kib() { # total RSS of the processes listening on a port
+  local pids; pids=$(ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+  local total=0; for p in $pids; do total=$((total + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done; echo $total
+}
+measure() { # name port
+  local before after
+  before=$(rss_kib "$2")
+  "$ROOT/target/release/examples/idle_conns" "127.0.0.1:$2" "$N" "$HOLD" "$H/pki/ca.crt" > "$WORK/idle-$1.txt" &
+  local client=$!
+  # wait until the client reports all connections open, then sample
+  for _ in $(seq 1 600); do grep -q '^open' "$WORK/idle-$1.txt" 2>/dev/null && break; sleep 0.1; done
+  after=$(rss_kib "$2")
+  wait $client
+  printf '%-8s idle RSS %6d KiB, with %d idle TLS connections %7d KiB: +%d KiB (%.2f KiB/conn)\n' \
+    "$1" "$before" "$N" "$after" $((after - before)) "$(echo "($after - $before) / $N" | bc -l)"
+}
+measure gisgate 19443
+measure nginx 17443
