@@ -21,15 +21,20 @@ async fn main() {
     for c in CertificateDer::pem_file_iter(&args[4]).expect("CA file") {
         roots.add(c.expect("CA cert")).expect("CA cert");
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut held = Vec::with_capacity(n);
-    let request = format!("GET /arcgis/rest/info?f=json HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", addr.port());
+    let request = format!(
+        "GET /arcgis/rest/info?f=json HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+        addr.port()
+    );
     for batch in (0..n).collect::<Vec<_>>().chunks(100) {
         let mut tasks = Vec::new();
         for _ in batch {
@@ -37,7 +42,10 @@ async fn main() {
             let request = request.clone();
             tasks.push(tokio::spawn(async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-                let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.ok()?;
+                let mut tls = connector
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await
+                    .ok()?;
                 tls.write_all(request.as_bytes()).await.ok()?;
                 let mut buf = vec![0u8; 4096];
                 let _ = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await;

@@ -81,8 +81,13 @@ async fn route(
 }
 
 /// The host the client asked for: the absolute-form or HTTP/2 authority,
-/// else the Host header (RFC 9112 §3.2.2). Missing or malformed: 400.
+/// else the Host header (RFC 9112 §3.2.2). Missing or malformed: 400, and
+/// so is more than one Host line (RFC 9112 §3.2): which one the client
+/// meant is unknowable.
 fn request_authority(req: &Request<Incoming>) -> Result<String, Refusal> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Refusal::BadHost);
+    }
     let raw = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => req

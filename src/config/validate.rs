@@ -268,23 +268,44 @@ pub fn parse(text: &str, path: &Path, display: &str) -> Result<Settings, ConfigE
     }
 }
 
-/// Serde's messages name the field but not its table; add the table header
-/// that encloses the error so `unknown field` reads as a full key.
+/// Serde's messages name the field but not its table; add the table that
+/// encloses the error so `unknown field` reads as a full key, and name the
+/// key whose value is wrong (`server.redirect_status: invalid type ...`).
 fn describe_serde_error(message: &str, text: &str, offset: usize) -> String {
     let message = message.trim().replace('`', "");
-    let before = &text[..offset.min(text.len())];
-    let table = before
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    match table {
-        Some(t) if message.starts_with("unknown field") => {
-            format!("in [{t}]: {message} (unknown keys are refused so a typo cannot weaken policy)")
-        }
-        Some(t) => format!("in [{t}]: {message}"),
-        None => message,
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let on_header = line.starts_with('[');
+    let table = if on_header {
+        // An unknown table (`[hst]`, `[tls.foo]`) is a key of its parent.
+        let name = line.trim_start_matches('[').split(']').next().unwrap_or("");
+        name.rsplit_once('.')
+            .map(|(parent, _)| parent.trim().to_string())
+    } else {
+        text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    };
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !on_header && !k.is_empty());
+    if message.starts_with("unknown field") {
+        let why = "(unknown keys are refused so a typo cannot weaken policy)";
+        return match table {
+            Some(t) => format!("in [{t}]: {message} {why}"),
+            None => format!("{message} {why}"),
+        };
+    }
+    match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}: {message}"),
+        (None, Some(k)) => format!("{k}: {message}"),
+        (Some(t), None) => format!("in [{t}]: {message}"),
+        (None, None) => message,
     }
 }
 

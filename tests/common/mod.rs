@@ -705,3 +705,57 @@ where
 pub fn empty_body() -> Empty<Bytes> {
     Empty::new()
 }
+
+// ---------------------------------------------------------------- policy helpers
+
+impl Site {
+    /// Starts a gateway from config text written as this site's
+    /// `gateway.toml` (for configs `config` cannot express, e.g. no `[tls]`).
+    pub async fn gateway_from_text(&self, text: &str) -> TestGateway {
+        let path = self.write_config(text);
+        let settings =
+            gisgate::config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let gw = gisgate::run::start(settings)
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start:\n{e}"));
+        TestGateway {
+            https: gw.local_addr(ListenerKind::Https),
+            http: gw.local_addr(ListenerKind::Http),
+            observe: gw.local_addr(ListenerKind::Observability),
+            gw,
+            config_path: path,
+        }
+    }
+
+    /// A gateway in front of an arbitrary upstream address (one where
+    /// nothing listens, say).
+    pub async fn gateway_at(&self, upstream: SocketAddr, overlay: &str) -> TestGateway {
+        self.gateway_from_text(&self.config(upstream, overlay))
+            .await
+    }
+}
+
+/// A loopback address where nothing listens.
+pub fn dead_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Every value of header `name` (case-insensitive) in the head of a raw
+/// HTTP/1.1 response.
+pub fn header_values<'a>(raw: &'a str, name: &str) -> Vec<&'a str> {
+    let head = raw.split("\r\n\r\n").next().unwrap_or("");
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+/// The first value of header `name` in a raw HTTP/1.1 response.
+pub fn header_of<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    header_values(raw, name).into_iter().next()
+}
