@@ -65,6 +65,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Headers some servers (IIS, and so the ArcGIS Web Adaptor on IIS) take
+/// as the request path instead of the request line. Forwarded, they would
+/// let a client replace the path the admin gate judged.
+const PATH_OVERRIDES: [HeaderName; 2] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
+
+pub fn remove_path_overrides(headers: &mut HeaderMap) {
+    for name in PATH_OVERRIDES {
+        headers.remove(name);
+    }
+}
+
 /// Sets X-Forwarded-For/-Proto/-Host/-Port. A client-supplied
 /// X-Forwarded-For is kept (and appended to) only when the peer is a
 /// trusted proxy; otherwise it is replaced, so the upstream is never handed

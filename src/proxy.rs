@@ -21,7 +21,9 @@ use crate::observe::metrics;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
-use crate::tls::upstream::classify;
+use crate::tls::upstream::{classify, UpstreamProtocol};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.
@@ -161,12 +163,12 @@ async fn forward(
         None
     };
 
+    let protocol = upstream.protocol().await;
     let mut out = Request::new(body);
     *out.method_mut() = parts.method.clone();
-    *out.uri_mut() = upstream_uri(&upstream.settings.origin, path, parts.uri.query())?;
-    *out.version_mut() = Version::HTTP_11;
     let mut headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut headers, upgrade);
+    headers::remove_path_overrides(&mut headers);
     headers::set_forwarded(
         &mut headers,
         conn.peer.ip(),
@@ -177,24 +179,42 @@ async fn forward(
         conn.kind.scheme(),
         authority,
     );
-    headers.insert(
-        header::HOST,
-        HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?,
-    );
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            *out.uri_mut() = upstream_uri(&upstream.settings.origin, path, parts.uri.query())?;
+            *out.version_mut() = Version::HTTP_11;
+            // Host kept: the GIS server builds its URLs from it.
+            headers.insert(
+                header::HOST,
+                HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?,
+            );
+        }
+        UpstreamProtocol::Http2 => {
+            // The client's host travels as :authority (RFC 9113 §8.3.1).
+            let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
+            *out.uri_mut() = upstream_uri(&host, path, parts.uri.query())?;
+            *out.version_mut() = Version::HTTP_2;
+            headers.remove(header::HOST);
+        }
+    }
     *out.headers_mut() = headers;
     // The client's side of a WebSocket upgrade, resolved once we answer 101.
     let client_upgrade = upgrade
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
 
-    let client = if upgrade {
-        &upstream.upgrade_client
-    } else {
-        &upstream.client
-    };
     let upstream_started = Instant::now();
-    let result =
-        tokio::time::timeout(upstream.settings.response_timeout, client.request(out)).await;
+    let sent = async {
+        match protocol {
+            UpstreamProtocol::Http1 => upstream
+                .client
+                .request(out)
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+            UpstreamProtocol::Http2 => upstream.send_h2(out).await,
+        }
+    };
+    let result = tokio::time::timeout(upstream.settings.response_timeout, sent).await;
     metrics::upstream_duration(upstream_started.elapsed());
     let mut response = match result {
         Err(_) => {
@@ -203,7 +223,7 @@ async fn forward(
             return Err(Refusal::UpstreamTimeout);
         }
         Ok(Err(e)) => {
-            let (kind, reason) = classify(&e);
+            let (kind, reason) = classify(e.as_ref());
             metrics::upstream_error(kind.as_str());
             tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
             return Err(match kind {

@@ -36,13 +36,36 @@ async fn http2_client_reaches_an_http1_upstream_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_upstream_is_used_when_it_offers_h2() {
+async fn upstream_offering_both_protocols_gets_http1_with_host_kept() {
     let site = Site::new();
     let up = site.upstream(true).await;
     let tg = site.gateway(&up, "").await;
-    let r = https_get(&site, &tg, "/x", false).await;
+    let r = https_request(&site, tg.https(), true, get("/x", &[])).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(up.last().version, http::Version::HTTP_2);
+    let seen = up.last();
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(seen.headers["host"], "localhost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_only_upstream_gets_http2_with_the_client_host_as_authority() {
+    let site = Site::new();
+    let up = TestUpstream::start_h2_only(&site.upstream_cert).await;
+    let tg = site.gateway(&up, "").await;
+    for _ in 0..3 {
+        let mut req = get("/arcgis/rest/info", &[("host", "gis.example.com:8443")]);
+        *req.uri_mut() = "/arcgis/rest/info".parse().unwrap();
+        let r = https_request(&site, tg.https(), false, req).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let seen = up.last();
+    assert_eq!(seen.version, http::Version::HTTP_2);
+    assert_eq!(seen.authority.as_deref(), Some("gis.example.com:8443"));
+    assert!(
+        !seen.headers.contains_key("host"),
+        "no Host that could differ from :authority"
+    );
+    assert_eq!(seen.headers["x-forwarded-host"], "gis.example.com:8443");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,6 +82,7 @@ async fn forwarded_headers_reach_the_upstream_and_host_is_kept() {
             ("x-drop-me", "1"),
             ("keep-alive", "timeout=5"),
             ("x-keep-me", "1"),
+            ("x-original-url", "/arcgis/admin"),
         ],
     );
     let mut req = req;
@@ -81,6 +105,10 @@ async fn forwarded_headers_reach_the_upstream_and_host_is_kept() {
     assert!(!h.contains_key("keep-alive"));
     assert!(!h.contains_key("connection"));
     assert_eq!(h["x-keep-me"], "1");
+    assert!(
+        !h.contains_key("x-original-url"),
+        "path-override headers never reach the upstream"
+    );
     // and on the way back
     assert!(!r.headers.contains_key("x-secret-hop"));
     assert_eq!(r.headers["x-upstream"], "yes");

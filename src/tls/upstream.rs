@@ -20,12 +20,29 @@ use crate::config::Upstream;
 
 pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
-/// Clients for one upstream configuration. Upgrades (WebSocket) need an
-/// HTTP/1.1 connection, so they get a client that only offers http/1.1.
+/// The HTTP version spoken to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+}
+
+/// Clients for one upstream configuration.
+///
+/// HTTP/1.1 is spoken whenever the upstream offers it: it is what ArcGIS
+/// Server's connector speaks, what nginx and HAProxy speak upstream, and it
+/// carries the client's Host verbatim over a pool keyed by the upstream
+/// alone. An upstream that refuses http/1.1 in ALPN is spoken to over one
+/// multiplexed HTTP/2 connection whose `:authority` is the client's Host
+/// (RFC 9113 §8.3.1 forbids a Host that differs from `:authority`).
 pub struct UpstreamClient {
     pub settings: Upstream,
+    /// The keep-alive pool for HTTP/1.1 (upgrades included).
     pub client: HttpsClient,
-    pub upgrade_client: HttpsClient,
+    h2: H2Connection,
+    protocol: tokio::sync::OnceCell<UpstreamProtocol>,
+    probe_tls: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
 }
 
 #[derive(Debug)]
@@ -42,35 +59,130 @@ impl UpstreamClient {
                 key: "upstream.server_name",
                 message: e.to_string(),
             })?;
-        let client = client_for(settings, tls.clone(), server_name.clone(), true);
-        let upgrade_client = client_for(settings, tls, server_name, false);
+        let client = client_for(settings, tls.clone(), server_name.clone());
+        let mut probe = tls.clone();
+        probe.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut h2 = tls;
+        h2.alpn_protocols = vec![b"h2".to_vec()];
         Ok(UpstreamClient {
             settings: settings.clone(),
             client,
-            upgrade_client,
+            h2: H2Connection {
+                tls: Arc::new(h2),
+                sender: tokio::sync::Mutex::new(None),
+            },
+            protocol: tokio::sync::OnceCell::new(),
+            probe_tls: Arc::new(probe),
+            server_name,
         })
+    }
+
+    /// Which protocol to speak, learned once with a TLS handshake offering
+    /// only http/1.1: an upstream that refuses it speaks HTTP/2 only. An
+    /// unreachable upstream is not remembered; HTTP/1.1 is tried.
+    pub async fn protocol(&self) -> UpstreamProtocol {
+        if let Some(p) = self.protocol.get() {
+            return *p;
+        }
+        match self.probe().await {
+            Some(p) => *self.protocol.get_or_init(|| async { p }).await,
+            None => UpstreamProtocol::Http1,
+        }
+    }
+
+    async fn probe(&self) -> Option<UpstreamProtocol> {
+        let tcp = self.connect_tcp().await.ok()?;
+        let connector = tokio_rustls::TlsConnector::from(self.probe_tls.clone());
+        match connector.connect(self.server_name.clone(), tcp).await {
+            Ok(_) => Some(UpstreamProtocol::Http1),
+            Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::AlertReceived(
+                    rustls::AlertDescription::NoApplicationProtocol,
+                ))
+                | Some(rustls::Error::NoApplicationProtocol) => Some(UpstreamProtocol::Http2),
+                _ => None,
+            },
+        }
+    }
+
+    async fn connect_tcp(&self) -> std::io::Result<tokio::net::TcpStream> {
+        let s = &self.settings;
+        let connect = async {
+            let mut last = std::io::Error::other("no address");
+            for addr in tokio::net::lookup_host((s.host.as_str(), s.port)).await? {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nodelay(true);
+                        return Ok(tcp);
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        tokio::time::timeout(s.connect_timeout, connect)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+
+    /// Sends over the HTTP/2-only path. `req` carries the client's Host as
+    /// its URI authority and no Host header.
+    pub async fn send_h2(
+        &self,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, BoxError> {
+        let mut sender = self.h2_sender().await?;
+        sender.ready().await?;
+        Ok(sender.send_request(req).await?)
+    }
+
+    async fn h2_sender(
+        &self,
+    ) -> Result<hyper::client::conn::http2::SendRequest<Incoming>, BoxError> {
+        let mut slot = self.h2.sender.lock().await;
+        if let Some(s) = slot.as_ref() {
+            if !s.is_closed() {
+                return Ok(s.clone());
+            }
+        }
+        let tcp = self.connect_tcp().await?;
+        let tls = tokio_rustls::TlsConnector::from(self.h2.tls.clone())
+            .connect(self.server_name.clone(), tcp)
+            .await?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream HTTP/2 connection ended: {e}");
+            }
+        });
+        *slot = Some(sender.clone());
+        Ok(sender)
     }
 }
 
-fn client_for(
-    settings: &Upstream,
-    tls: ClientConfig,
-    name: ServerName<'static>,
-    allow_h2: bool,
-) -> HttpsClient {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One multiplexed HTTP/2 connection, made on first use and again when it
+/// closes.
+struct H2Connection {
+    tls: Arc<ClientConfig>,
+    sender: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Incoming>>>,
+}
+
+fn client_for(settings: &Upstream, tls: ClientConfig, name: ServerName<'static>) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(settings.connect_timeout));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
-        .with_server_name_resolver(FixedServerNameResolver::new(name));
-    let connector = if allow_h2 {
-        builder.enable_all_versions().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    };
+        .with_server_name_resolver(FixedServerNameResolver::new(name))
+        .enable_http1()
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

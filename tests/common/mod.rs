@@ -139,6 +139,8 @@ fn rand_u64() -> u64 {
 /// What the upstream received for one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The request's URI authority (HTTP/2's `:authority`), if any.
+    pub authority: Option<String>,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -180,6 +182,30 @@ impl TestUpstream {
         key: PrivateKeyDer<'static>,
         h2: bool,
     ) -> TestUpstream {
+        let alpn: Vec<Vec<u8>> = if h2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Self::start_alpn(chain, key, alpn).await
+    }
+
+    /// An upstream that speaks only HTTP/2: it refuses http/1.1 in ALPN.
+    pub async fn start_h2_only(issued: &Issued) -> TestUpstream {
+        let chain: Vec<CertificateDer<'static>> =
+            rustls::pki_types::pem::PemObject::pem_slice_iter(issued.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key: PrivateKeyDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+        Self::start_alpn(chain, key, vec![b"h2".to_vec()]).await
+    }
+
+    pub async fn start_alpn(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        alpn: Vec<Vec<u8>>,
+    ) -> TestUpstream {
         let cert_der = chain[0].clone();
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -187,11 +213,7 @@ impl TestUpstream {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .unwrap();
-        config.alpn_protocols = if h2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
+        config.alpn_protocols = alpn;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -272,6 +294,7 @@ async fn upstream_route(
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Response<UpBody> {
     seen.lock().unwrap().push(Seen {
+        authority: req.uri().authority().map(|a| a.to_string()),
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().map(str::to_string),
