@@ -201,7 +201,17 @@ impl Watcher {
             DEBOUNCE,
             None,
             move |result: notify_debouncer_full::DebounceEventResult| {
-                if result.is_ok() {
+                // Only changes count. Reading a file raises access events
+                // (open, close-nowrite); reacting to them would make every
+                // content check trigger the next one.
+                let changed = result
+                    .map(|events| {
+                        events
+                            .iter()
+                            .any(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+                    })
+                    .unwrap_or(false);
+                if changed {
                     let _ = event_tx.send(Trigger::FileEvent);
                 }
             },

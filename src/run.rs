@@ -10,8 +10,16 @@ use crate::reload;
 /// A multi-threaded runtime with `server.worker_threads` threads, like
 /// nginx's `worker_processes`.
 pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if worker_threads <= 1 {
+        // One worker: the single-threaded scheduler does the same work
+        // without the multi-threaded one's cross-thread bookkeeping.
+        return tokio::runtime::Builder::new_current_thread()
+            .thread_name("gisgate-worker")
+            .enable_all()
+            .build();
+    }
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads.max(1))
+        .worker_threads(worker_threads)
         .thread_name("gisgate-worker")
         .enable_all()
         .build()

@@ -42,6 +42,14 @@ async fn label_values_stay_bounded_under_distinct_paths_and_clients() {
         sender.send_request(req)
     };
     send(0).await.unwrap();
+    // A request is counted when its response body is done, which can be
+    // after the client has the head: wait for its series before counting.
+    eventually(std::time::Duration::from_secs(10), || async {
+        tg.metrics()
+            .await
+            .contains("gisgate_requests_total{listener=\"https\",route=\"proxy\",status=\"200\"}")
+    })
+    .await;
     let before_text = tg.metrics().await;
     let before = series(&before_text).len();
     for i in 1..=1000 {

@@ -5,7 +5,10 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
+
+use crate::error::Route;
+use crate::listen::ListenerKind;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS_TOTAL: &str = "gisgate_requests_total";
@@ -141,7 +144,9 @@ pub fn upstream_error(kind: &'static str) {
 }
 
 pub fn upstream_duration(elapsed: Duration) {
-    histogram!(UPSTREAM_DURATION).record(elapsed.as_secs_f64());
+    static H: OnceLock<Histogram> = OnceLock::new();
+    H.get_or_init(|| histogram!(UPSTREAM_DURATION))
+        .record(elapsed.as_secs_f64());
 }
 
 pub fn tls_handshake(version: &'static str, cipher: &'static str) {
