@@ -144,12 +144,7 @@ impl RequestRecord {
             self.status = 499;
         }
         let elapsed = self.started.elapsed();
-        metrics::request(
-            self.conn.kind.as_str(),
-            self.route.as_str(),
-            self.status,
-            elapsed,
-        );
+        metrics::request(self.conn.kind, self.route, self.status, elapsed);
         access::log(self, elapsed);
         self.conn.activity.end_request();
     }

@@ -129,14 +129,70 @@ fn status_label(code: u16) -> &'static str {
     labels.get(code as usize).copied().unwrap_or("other")
 }
 
-pub fn request(listener: &'static str, route: &'static str, status: u16, elapsed: Duration) {
-    counter!(REQUESTS_TOTAL, "listener" => listener, "route" => route, "status" => status_label(status)).increment(1);
-    histogram!(REQUEST_DURATION, "listener" => listener, "route" => route)
+/// Labels are bounded sets, so every handle fits in a fixed table and is
+/// resolved from the recorder once: recording a request is an index and an
+/// atomic add, with no key hashing on the request path.
+const LISTENERS: [ListenerKind; 3] = [
+    ListenerKind::Https,
+    ListenerKind::Http,
+    ListenerKind::Observability,
+];
+const ROUTES: [Route; 5] = [
+    Route::Proxy,
+    Route::Redirect,
+    Route::AdminDenied,
+    Route::Preflight,
+    Route::Rejected,
+];
+const STATUSES: usize = 600;
+
+struct Handles {
+    requests: Vec<OnceLock<Counter>>,
+    durations: Vec<OnceLock<Histogram>>,
+    upstream: Vec<OnceLock<Counter>>,
+}
+
+fn handles() -> &'static Handles {
+    static HANDLES: OnceLock<Handles> = OnceLock::new();
+    HANDLES.get_or_init(|| Handles {
+        requests: (0..LISTENERS.len() * ROUTES.len() * STATUSES)
+            .map(|_| OnceLock::new())
+            .collect(),
+        durations: (0..LISTENERS.len() * ROUTES.len())
+            .map(|_| OnceLock::new())
+            .collect(),
+        upstream: (0..STATUSES).map(|_| OnceLock::new()).collect(),
+    })
+}
+
+fn bounded_status(code: u16) -> usize {
+    if (code as usize) < STATUSES {
+        code as usize
+    } else {
+        0
+    }
+}
+
+pub fn request(listener: ListenerKind, route: Route, status: u16, elapsed: Duration) {
+    let l = LISTENERS.iter().position(|x| *x == listener).unwrap_or(0);
+    let r = ROUTES.iter().position(|x| *x == route).unwrap_or(0);
+    let code = bounded_status(status);
+    let h = handles();
+    h.requests[(l * ROUTES.len() + r) * STATUSES + code]
+        .get_or_init(|| {
+            counter!(REQUESTS_TOTAL, "listener" => listener.as_str(), "route" => route.as_str(), "status" => status_label(code as u16))
+        })
+        .increment(1);
+    h.durations[l * ROUTES.len() + r]
+        .get_or_init(|| histogram!(REQUEST_DURATION, "listener" => listener.as_str(), "route" => route.as_str()))
         .record(elapsed.as_secs_f64());
 }
 
 pub fn upstream_response(status: http::StatusCode) {
-    counter!(UPSTREAM_REQUESTS_TOTAL, "status" => status_label(status.as_u16())).increment(1);
+    let code = bounded_status(status.as_u16());
+    handles().upstream[code]
+        .get_or_init(|| counter!(UPSTREAM_REQUESTS_TOTAL, "status" => status_label(code as u16)))
+        .increment(1);
 }
 
 pub fn upstream_error(kind: &'static str) {
