@@ -98,7 +98,21 @@ fn describe(live: &Live, out: &mut String) {
     line("listeners", listeners.join(", "));
     if let Some(t) = &s.tls {
         line("tls versions", t.version_names().join(", "));
-        line("suites offered", t.suite_names().join(", "));
+        line("suites offered", live.offered_suites().join(", "));
+        let unusable: Vec<&str> = t
+            .suite_names()
+            .into_iter()
+            .filter(|n| !live.offered_suites().contains(n))
+            .collect();
+        if !unusable.is_empty() {
+            line(
+                "suites unusable",
+                format!(
+                    "{} (no loaded certificate has a key for them)",
+                    unusable.join(", ")
+                ),
+            );
+        }
         if !t.skipped_suites.is_empty() {
             line(
                 "suites skipped",

@@ -23,10 +23,9 @@ const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 /// ArcGIS Server's default `cipherSuites`, as pasted from its admin API.
 const ARCGIS_DEFAULT_SUITES: &str = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, TLS_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_AES_256_CBC_SHA256, TLS_RSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA, TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA";
 
-/// The suites of that list the TLS library implements, in the list's order.
-const ARCGIS_DEFAULT_OFFERED: [&str; 6] = [
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+/// The suites of that list the TLS library implements and an ECDSA
+/// certificate (the test site's) can serve, in the list's order.
+const ARCGIS_DEFAULT_OFFERED: [&str; 4] = [
     "TLS_AES_256_GCM_SHA384",
     "TLS_AES_128_GCM_SHA256",
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
@@ -364,6 +363,29 @@ async fn arcgis_default_suite_list_loads_as_a_toml_array() {
     assert_eq!(
         https_get(&site, &tg, "/x", false).await.status,
         StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_config_lists_only_suites_the_loaded_rsa_key_can_serve() {
+    let site = Site::new();
+    let rsa = site.ca.issue_rsa(&["localhost", "127.0.0.1"]);
+    site.ca.write("gateway", &rsa);
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(
+            &up,
+            &format!("[tls]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"),
+        )
+        .await;
+    assert_eq!(
+        offered_suites(&security_config(&tg).await),
+        [
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_128_GCM_SHA256",
+        ]
     );
 }
 

@@ -77,7 +77,10 @@ pub fn security_config(live: &Live) -> Value {
     let s = &live.settings;
     let protocol = s.server.protocol;
     let (protocols, suites) = match &s.tls {
-        Some(t) => (t.version_names().join(","), t.suite_names().join(", ")),
+        Some(t) => (
+            t.version_names().join(","),
+            live.offered_suites().join(", "),
+        ),
         None => (String::new(), String::new()),
     };
     json!({
