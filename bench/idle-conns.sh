@@ -16,7 +16,7 @@ mkdir -p "$WORK/harness"; cp -r "$SHARED/." "$WORK/harness/"; chmod -R u+w "$WOR
 H="$WORK/harness"
 [ -f "$H/pki/ca.crt" ] || "$H/pki.sh"
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example idle_conns)
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"   # each process holds N descriptors
 "$H/stop-peers.sh" >/dev/null 2>&1 || true
 PEERS=nginx "$H/start-peers.sh" >/dev/null
 sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|1|g" -e "s|@KEEPALIVE@|64|g" \

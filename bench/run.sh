@@ -36,7 +36,7 @@ sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|$WORKERS|g" -e "s|@KEEPALIVE@|$KEEPALI
 "$BIN" check --config "$WORK/gisgate.toml" >/dev/null
 TASKSET=()
 [ -n "$SERVER_CPUS" ] && TASKSET=(taskset -c "$SERVER_CPUS")
-ulimit -n 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "${TASKSET[@]}" "$BIN" run --config "$WORK/gisgate.toml" 2> "$WORK/gisgate.log" &
 GISGATE_PID=$!
 echo "$GISGATE_PID" > "$WORK/gisgate.pid"

@@ -39,12 +39,21 @@ pub async fn serve(settings: Settings) -> Result<(), ConfigErrors> {
 
 /// Starts everything but does not wait: for `serve`, the demo and tests.
 pub async fn start(settings: Settings) -> Result<Arc<Gateway>, ConfigErrors> {
-    let handle = metrics::install();
-    metrics::spawn_upkeep(handle.clone());
+    // GISGATE_METRICS=off runs without a recorder, only to measure what
+    // recording costs (README, Performance); /metrics then shows only the
+    // certificate expiry gauges.
+    let handle = if std::env::var("GISGATE_METRICS").as_deref() == Ok("off") {
+        tracing::warn!("GISGATE_METRICS=off: metrics are not recorded");
+        None
+    } else {
+        let handle = metrics::install();
+        metrics::spawn_upkeep(handle.clone());
+        Some(handle)
+    };
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
-    let gw = Gateway::start(settings, Some(handle)).await?;
+    let gw = Gateway::start(settings, handle).await?;
     reload::spawn(gw.clone());
     Ok(gw)
 }
