@@ -167,10 +167,38 @@ async fn serve_mock(listener: TcpListener, acceptor: TlsAcceptor) {
     }
 }
 
+type MockBody = http_body_util::Either<Full<Bytes>, RepeatBody>;
+
 /// Answers like a small ArcGIS Server site; anything else is echoed so a
-/// user can see exactly what the gateway forwarded.
-async fn mock_response(req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// user can see exactly what the gateway forwarded. `/bench/bytes/N`
+/// streams N bytes and `/bench/upload` counts a streamed upload, to measure
+/// the gateway with bodies of any size.
+async fn mock_response(req: Request<Incoming>) -> Response<MockBody> {
     let path = req.uri().path().to_string();
+    if let Some(n) = path
+        .strip_prefix("/bench/bytes/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let mut r = Response::new(http_body_util::Either::Right(RepeatBody::new(n)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return r;
+    }
+    if path == "/bench/upload" {
+        let mut body = req.into_body();
+        let mut n: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => n += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+                Err(_) => break,
+            }
+        }
+        return Response::new(http_body_util::Either::Left(Full::new(Bytes::from(
+            json!({ "bytes": n }).to_string(),
+        ))));
+    }
     let body = match path.as_str() {
         "/arcgis/rest/info" => json!({
             "currentVersion": 11.3,
@@ -204,7 +232,9 @@ async fn mock_response(req: Request<Incoming>) -> Response<Full<Bytes>> {
             v
         }
     };
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(
+        body.to_string(),
+    ))));
     *r.status_mut() = StatusCode::OK;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -227,4 +257,41 @@ fn echo(req: &Request<Incoming>) -> serde_json::Value {
         "version": format!("{:?}", req.version()),
         "headers": headers,
     })
+}
+
+/// `len` bytes of `x`, produced in 64 KiB frames as they are sent: a body
+/// of any size in constant memory.
+pub struct RepeatBody {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl RepeatBody {
+    pub fn new(len: u64) -> Self {
+        RepeatBody {
+            left: len,
+            chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+        }
+    }
+}
+
+impl http_body::Body for RepeatBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.slice(..n)))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
 }

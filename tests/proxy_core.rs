@@ -560,3 +560,36 @@ fn sha1_cn_only_cert(
     let der = chain[0].clone();
     (chain, key, der)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_and_are_served_when_a_slot_frees() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(
+            &up,
+            "[limits]\nmax_connections = 2\nheader_read_timeout = \"1s\"\n",
+        )
+        .await;
+    let config = client_config(site.ca.roots(), &[b"http/1.1"]);
+    // Two idle connections take both slots.
+    let _first = tls_connect(tg.https(), config.clone()).await.unwrap();
+    let _second = tls_connect(tg.https(), config.clone()).await.unwrap();
+    let addr = tg.https();
+    let third = tokio::spawn(tls_connect(addr, config.clone()));
+    // Beyond the limit a connection waits in the kernel's backlog: it is
+    // neither refused nor served, and nothing crashes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was handled while two were open"
+    );
+    // The idle ones are cut at the header timeout; the waiting one is served.
+    let third = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the waiting connection is served once a slot frees")
+        .unwrap()
+        .expect("TLS handshake");
+    let r = send_on(third, false, get("/x", &[("host", "localhost")])).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

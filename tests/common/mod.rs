@@ -308,8 +308,11 @@ async fn upstream_route(
     }
     if let Some(n) = path.strip_prefix("/big/") {
         let total: u64 = n.parse().unwrap_or(0);
-        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-        let mut r = Response::new(Zeros { left: total, chunk }.boxed());
+        let mut r = Response::new(
+            gisgate::demo::RepeatBody::new(total)
+                .map_err(|never| match never {})
+                .boxed(),
+        );
         r.headers_mut()
             .insert(http::header::CONTENT_LENGTH, total.into());
         return r;
@@ -386,31 +389,6 @@ async fn upstream_route(
             .header("x-secret-hop", "must not pass")
             .body(full("{\"ok\":true}"))
             .unwrap(),
-    }
-}
-
-/// `total` bytes of `x`, streamed in 64 KiB frames.
-struct Zeros {
-    left: u64,
-    chunk: Bytes,
-}
-
-impl http_body::Body for Zeros {
-    type Data = Bytes;
-    type Error = std::io::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if self.left == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        let n = self.left.min(self.chunk.len() as u64) as usize;
-        self.left -= n as u64;
-        std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
-    }
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.left)
     }
 }
 
