@@ -129,12 +129,6 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        // Beyond the limit, new connections wait in the kernel's backlog
-        // instead of costing a file descriptor each.
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
@@ -147,6 +141,15 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // A permit is taken only once a connection exists: a loop idling in
+        // accept() must not park one (with several listeners sharing the
+        // limit, that would lower it). Beyond the limit this loop waits
+        // here holding one socket, and further connections wait in the
+        // kernel's backlog instead of costing a file descriptor each.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().unwrap_or(peer);
