@@ -21,7 +21,7 @@ use crate::observe::metrics;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
-use crate::tls::upstream::{classify, UpstreamProtocol};
+use crate::tls::upstream::{classify, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -153,35 +153,71 @@ async fn forward(
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let upstream = &live.upstream;
-    let is_preflight = cors::is_preflight(req.method(), req.headers());
-    let origin_header = req.headers().get(header::ORIGIN).cloned();
-    let (mut parts, body) = req.into_parts();
-    let upgrade = headers::upgrade_requested(&parts.headers, parts.version);
-    let client_request_headers = if is_preflight || origin_header.is_some() {
-        Some(parts.headers.clone())
-    } else {
-        None
-    };
-
     let protocol = upstream.protocol().await;
-    let mut out = Request::new(body);
-    *out.method_mut() = parts.method.clone();
+    let (out, client) = upstream_request(live, conn, req, path, authority, protocol)?;
+    let mut response = send_upstream(upstream, protocol, out).await?;
+    record.upstream_status = Some(response.status().as_u16());
+    metrics::upstream_response(response.status());
+    upstream_response_headers(live, conn, authority, &client, &mut response);
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let client_side = client.upgrade.ok_or(Refusal::UpstreamFailed)?;
+        splice_upgrade(client_side, hyper::upgrade::on(&mut response));
+    }
+    Ok(response.map(ResponseBody::upstream))
+}
+
+/// What the response step still needs from the client's request.
+struct ClientSide {
+    is_preflight: bool,
+    /// The request headers, kept only when CORS rules will read them.
+    cors_headers: Option<HeaderMap>,
+    wants_upgrade: bool,
+    /// The client's side of a WebSocket upgrade, resolved once we answer 101.
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// The request the upstream receives: the canonical path, hop-by-hop and
+/// path-override headers removed, X-Forwarded-* set, and the client's host
+/// as Host (HTTP/1.1) or `:authority` (HTTP/2, RFC 9113 §8.3.1).
+fn upstream_request(
+    live: &Live,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    path: &str,
+    authority: &str,
+    protocol: UpstreamProtocol,
+) -> Result<(Request<Incoming>, ClientSide), Refusal> {
+    let (mut parts, body) = req.into_parts();
+    let is_preflight = cors::is_preflight(&parts.method, &parts.headers);
+    let wants_upgrade = headers::upgrade_requested(&parts.headers, parts.version);
+    let cors_headers =
+        (is_preflight || parts.headers.contains_key(header::ORIGIN)).then(|| parts.headers.clone());
+    let upgrade = wants_upgrade
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+
     let mut headers = std::mem::take(&mut parts.headers);
-    headers::remove_hop_by_hop(&mut headers, upgrade);
+    headers::remove_hop_by_hop(&mut headers, wants_upgrade);
     headers::remove_path_overrides(&mut headers);
+    let peer = normalize(conn.peer.ip());
+    let peer_trusted = live
+        .policy
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&peer));
     headers::set_forwarded(
         &mut headers,
         conn.peer.ip(),
-        live.policy
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&normalize(conn.peer.ip()))),
+        peer_trusted,
         conn.kind.scheme(),
         authority,
     );
+
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
     match protocol {
         UpstreamProtocol::Http1 => {
-            *out.uri_mut() = upstream_uri(&upstream.settings.origin, path, parts.uri.query())?;
+            *out.uri_mut() = upstream_uri(&live.upstream.settings.origin, path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_11;
             // Host kept: the GIS server builds its URLs from it.
             headers.insert(
@@ -190,7 +226,6 @@ async fn forward(
             );
         }
         UpstreamProtocol::Http2 => {
-            // The client's host travels as :authority (RFC 9113 §8.3.1).
             let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
             *out.uri_mut() = upstream_uri(&host, path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_2;
@@ -198,12 +233,23 @@ async fn forward(
         }
     }
     *out.headers_mut() = headers;
-    // The client's side of a WebSocket upgrade, resolved once we answer 101.
-    let client_upgrade = upgrade
-        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-        .flatten();
+    let client = ClientSide {
+        is_preflight,
+        cors_headers,
+        wants_upgrade,
+        upgrade,
+    };
+    Ok((out, client))
+}
 
-    let upstream_started = Instant::now();
+/// Sends within `upstream.response_timeout`. Failures become 502 or 504,
+/// with the reason logged and counted by kind.
+async fn send_upstream(
+    upstream: &UpstreamClient,
+    protocol: UpstreamProtocol,
+    out: Request<Incoming>,
+) -> Result<Response<Incoming>, Refusal> {
+    let started = Instant::now();
     let sent = async {
         match protocol {
             UpstreamProtocol::Http1 => upstream
@@ -215,49 +261,53 @@ async fn forward(
         }
     };
     let result = tokio::time::timeout(upstream.settings.response_timeout, sent).await;
-    metrics::upstream_duration(upstream_started.elapsed());
-    let mut response = match result {
+    metrics::upstream_duration(started.elapsed());
+    match result {
+        Ok(Ok(response)) => Ok(response),
         Err(_) => {
-            metrics::upstream_error("timeout");
-            tracing::warn!(upstream = %upstream.settings.url(), "upstream response timed out after {:?}", upstream.settings.response_timeout);
-            return Err(Refusal::UpstreamTimeout);
+            metrics::upstream_error(UpstreamErrorKind::Timeout.as_str());
+            tracing::warn!(
+                upstream = %upstream.settings.url(),
+                "upstream response timed out after {:?}",
+                upstream.settings.response_timeout
+            );
+            Err(Refusal::UpstreamTimeout)
         }
         Ok(Err(e)) => {
             let (kind, reason) = classify(e.as_ref());
             metrics::upstream_error(kind.as_str());
             tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
-            return Err(match kind {
-                crate::tls::upstream::UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
+            Err(match kind {
+                UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
                 _ => Refusal::UpstreamFailed,
-            });
+            })
         }
-        Ok(Ok(r)) => r,
-    };
-    record.upstream_status = Some(response.status().as_u16());
-    metrics::upstream_response(response.status());
+    }
+}
 
+/// The upstream's headers on their way back: hop-by-hop removed (the
+/// upgrade pair kept on a 101), `Location` turned to the public origin, and
+/// CORS / Private Network Access per the gateway's policy.
+fn upstream_response_headers(
+    live: &Live,
+    conn: &ConnInfo,
+    authority: &str,
+    client: &ClientSide,
+    response: &mut Response<Incoming>,
+) {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    headers::remove_hop_by_hop(response.headers_mut(), switching && upgrade);
-    rewrite_location(live, conn, authority, response.headers_mut());
-    if let Some(req_headers) = &client_request_headers {
-        if is_preflight {
+    let headers = response.headers_mut();
+    headers::remove_hop_by_hop(headers, switching && client.wants_upgrade);
+    rewrite_location(live, conn, authority, headers);
+    if let Some(req_headers) = &client.cors_headers {
+        if client.is_preflight {
             live.policy
                 .cors
-                .apply_pna_to_upstream_preflight(req_headers, response.headers_mut());
+                .apply_pna_to_upstream_preflight(req_headers, headers);
         } else {
-            live.policy
-                .cors
-                .apply_to_response(req_headers, response.headers_mut());
+            live.policy.cors.apply_to_response(req_headers, headers);
         }
     }
-
-    if switching {
-        match client_upgrade {
-            Some(client_side) => splice_upgrade(client_side, hyper::upgrade::on(&mut response)),
-            None => return Err(Refusal::UpstreamFailed),
-        }
-    }
-    Ok(response.map(ResponseBody::upstream))
 }
 
 /// After both sides switched protocols (WebSocket, RFC 6455 §4), copy bytes
