@@ -218,18 +218,13 @@ async fn pin_alone_trusts_a_self_signed_cn_only_sha1_certificate() {
     let (chain, key, der) = sha1_cn_only_cert(&site);
     let up = TestUpstream::start_with(chain, key, false).await;
     let pin = gisgate::tls::certs::colon_hex(&gisgate::tls::certs::sha256_fingerprint(&der));
-    let overlay = format!(
-        "[upstream]\nca = \"\"\nserver_name = \"gis.internal\"\npin_sha256 = [\"{pin}\"]\n"
-    );
-    let overlay = overlay.replace("ca = \"\"\n", "");
+    // No `ca`: the pin alone decides (the base config's CA line removed).
+    let overlay = format!("[upstream]\nserver_name = \"gis.internal\"\npin_sha256 = [\"{pin}\"]\n");
     let text = site
         .config(up.addr, &overlay)
         .replace("ca = \"ca.crt\"\n", "");
-    let path = site.write_config(&text);
-    let settings = gisgate::config::load(&path).unwrap();
-    let gw = gisgate::run::start(settings).await.unwrap();
-    let addr = gw.local_addr(gisgate::listen::ListenerKind::Https).unwrap();
-    let r = https_request(&site, addr, false, get("/arcgis/rest/info", &[])).await;
+    let tg = site.gateway_from_text(&text).await;
+    let r = https_request(&site, tg.https(), false, get("/arcgis/rest/info", &[])).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -245,12 +240,8 @@ async fn wrong_pin_is_refused_with_502() {
             &format!("[upstream]\npin_sha256 = [\"{wrong}\"]\nserver_name = \"gis.internal\"\n"),
         )
         .replace("ca = \"ca.crt\"\n", "");
-    let path = site.write_config(&text);
-    let gw = gisgate::run::start(gisgate::config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = gw.local_addr(gisgate::listen::ListenerKind::Https).unwrap();
-    let r = https_request(&site, addr, false, get("/x", &[])).await;
+    let tg = site.gateway_from_text(&text).await;
+    let r = https_request(&site, tg.https(), false, get("/x", &[])).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(up.count(), 0);
 }

@@ -489,19 +489,8 @@ level = "warn"
 
     /// Starts a gateway in this test's runtime, in front of `upstream`.
     pub async fn gateway(&self, upstream: &TestUpstream, overlay: &str) -> TestGateway {
-        let path = self.write_config(&self.config(upstream.addr, overlay));
-        let settings =
-            gisgate::config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let gw = gisgate::run::start(settings)
+        self.gateway_from_text(&self.config(upstream.addr, overlay))
             .await
-            .unwrap_or_else(|e| panic!("gateway did not start:\n{e}"));
-        TestGateway {
-            https: gw.local_addr(ListenerKind::Https),
-            http: gw.local_addr(ListenerKind::Http),
-            observe: gw.local_addr(ListenerKind::Observability),
-            gw,
-            config_path: path,
-        }
     }
 }
 
