@@ -98,11 +98,12 @@ fn describe(live: &Live, out: &mut String) {
     line("listeners", listeners.join(", "));
     if let Some(t) = &s.tls {
         line("tls versions", t.version_names().join(", "));
-        line("suites offered", live.offered_suites().join(", "));
+        let offered = live.offered_suites();
+        line("suites offered", offered.join(", "));
         let unusable: Vec<&str> = t
             .suite_names()
             .into_iter()
-            .filter(|n| !live.offered_suites().contains(n))
+            .filter(|n| !offered.contains(n))
             .collect();
         if !unusable.is_empty() {
             line(
@@ -247,15 +248,12 @@ pub fn warnings(s: &Settings, certs: &[LoadedCert]) -> Vec<String> {
             ));
         }
     }
-    if let (Some(host), Some(default)) = (
-        &s.server.public_host,
-        certs.iter().find(|c| c.name == "default"),
-    ) {
+    if let (Some(host), false) = (&s.server.public_host, certs.is_empty()) {
         let name = crate::policy::redirect::parse_host(host)
             .map(|(h, _)| h)
             .unwrap_or(host);
         let name = name.trim_matches(|c| c == '[' || c == ']');
-        if !default.facts.covers_name(name) && !certs.iter().any(|c| c.facts.covers_name(name)) {
+        if !certs.iter().any(|c| c.facts.covers_name(name)) {
             w.push(format!(
                 "no loaded certificate covers server.public_host {host:?}: clients redirected there will get a name mismatch"
             ));

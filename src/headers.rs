@@ -88,12 +88,9 @@ pub fn set_forwarded(
     peer: IpAddr,
     peer_trusted: bool,
     scheme: &'static str,
-    authority: &str,
+    host: &HeaderValue,
 ) {
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
-        v4 => v4,
-    };
+    let peer = peer.to_canonical();
     let previous: Vec<&str> = if peer_trusted {
         headers
             .get_all(&X_FORWARDED_FOR)
@@ -112,10 +109,12 @@ pub fn set_forwarded(
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    if let Ok(v) = HeaderValue::from_str(authority) {
-        headers.insert(X_FORWARDED_HOST, v);
-    }
-    let port = authority_port(authority).unwrap_or(if scheme == "https" { 443 } else { 80 });
+    headers.insert(X_FORWARDED_HOST, host.clone());
+    let port = authority_port(host.to_str().unwrap_or("")).unwrap_or(if scheme == "https" {
+        443
+    } else {
+        80
+    });
     headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
 }
 
@@ -159,7 +158,7 @@ mod tests {
             "203.0.113.9".parse().unwrap(),
             false,
             "https",
-            "gis.example.com",
+            &HeaderValue::from_static("gis.example.com"),
         );
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9");
         assert_eq!(h["x-forwarded-port"], "443");
@@ -175,7 +174,7 @@ mod tests {
             "10.0.0.1".parse().unwrap(),
             true,
             "https",
-            "gis.example.com:6443",
+            &HeaderValue::from_static("gis.example.com:6443"),
         );
         assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.7, 10.0.0.2, 10.0.0.1");
         assert_eq!(h["x-forwarded-port"], "6443");

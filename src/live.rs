@@ -55,7 +55,7 @@ impl Live {
             Some(p) if p.upstream.settings == settings.upstream => p.upstream.clone(),
             _ => Arc::new(
                 UpstreamClient::build(&settings.upstream)
-                    .map_err(|e| ConfigErrors(vec![settings.error_at(e.key, e.message)]))?,
+                    .map_err(|e| ConfigErrors(vec![settings.error_at(&e.key, e.message)]))?,
             ),
         };
         let policy = Policy::from_settings(&settings);

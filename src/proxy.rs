@@ -17,7 +17,7 @@ use crate::error::{Refusal, Route};
 use crate::headers;
 use crate::listen::{ConnInfo, ListenerKind};
 use crate::live::Live;
-use crate::observe::metrics;
+use crate::observe::{access, metrics};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
@@ -56,8 +56,10 @@ async fn route(
 ) -> Result<Response<ResponseBody>, Refusal> {
     let policy = &live.policy;
     let path = canonical_path(req.uri().path()).map_err(Refusal::BadPath)?;
-    record.path = Some(path.clone());
-    record.query = req.uri().query().map(str::to_string);
+    if access::enabled() {
+        record.path = Some(path.clone());
+        record.query = req.uri().query().map(str::to_string);
+    }
     let client = client_ip(
         conn.peer.ip(),
         req.headers().get_all(&headers::X_FORWARDED_FOR).iter(),
@@ -190,8 +192,11 @@ fn upstream_request(
     let (mut parts, body) = req.into_parts();
     let is_preflight = cors::is_preflight(&parts.method, &parts.headers);
     let wants_upgrade = headers::upgrade_requested(&parts.headers, parts.version);
-    let cors_headers =
-        (is_preflight || parts.headers.contains_key(header::ORIGIN)).then(|| parts.headers.clone());
+    // Kept only when a CORS rule will read them: every preflight (PNA), and
+    // requests with an Origin when the gateway grants origins itself.
+    let cors_rules_apply = is_preflight
+        || (live.policy.cors.answers_preflights() && parts.headers.contains_key(header::ORIGIN));
+    let cors_headers = cors_rules_apply.then(|| parts.headers.clone());
     let upgrade = wants_upgrade
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
@@ -199,19 +204,14 @@ fn upstream_request(
     let mut headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut headers, wants_upgrade);
     headers::remove_path_overrides(&mut headers);
-    let peer = normalize(conn.peer.ip());
+    let peer = conn.peer.ip().to_canonical();
     let peer_trusted = live
         .policy
         .trusted_proxies
         .iter()
         .any(|n| n.contains(&peer));
-    headers::set_forwarded(
-        &mut headers,
-        conn.peer.ip(),
-        peer_trusted,
-        conn.kind.scheme(),
-        authority,
-    );
+    let host = HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?;
+    headers::set_forwarded(&mut headers, peer, peer_trusted, conn.kind.scheme(), &host);
 
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
@@ -220,10 +220,7 @@ fn upstream_request(
             *out.uri_mut() = upstream_uri(&live.upstream.settings.origin, path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_11;
             // Host kept: the GIS server builds its URLs from it.
-            headers.insert(
-                header::HOST,
-                HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?,
-            );
+            headers.insert(header::HOST, host);
         }
         UpstreamProtocol::Http2 => {
             let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
@@ -327,13 +324,6 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::O
             tracing::debug!("upgraded connection ended: {e}");
         }
     });
-}
-
-fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
 }
 
 fn upstream_uri(origin: &Authority, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {

@@ -35,6 +35,7 @@ pub fn spawn(gw: Arc<Gateway>) {
     let settings = gw.live.load().settings.clone();
     // What was actually loaded, so a write racing the start is still seen.
     let loaded = fingerprint_of(settings.source.as_bytes(), &files_of(&settings));
+    let mut rewatch = None;
     if settings.reload_watch {
         // Register the watches before returning: a change right after
         // start must not slip through.
@@ -42,9 +43,11 @@ pub fn spawn(gw: Arc<Gateway>) {
             let mut watcher = watcher;
             watcher.refresh(&gw);
             let gw = gw.clone();
+            let (rewatch_tx, rewatch_rx) = std::sync::mpsc::channel();
+            rewatch = Some(rewatch_tx);
             std::thread::Builder::new()
                 .name("gisgate-watch".into())
-                .spawn(move || watcher.run(gw))
+                .spawn(move || watcher.run(gw, rewatch_rx))
                 .expect("spawn watcher thread");
         }
     }
@@ -60,7 +63,7 @@ pub fn spawn(gw: Arc<Gateway>) {
             }
         }
     });
-    tokio::spawn(reload_loop(gw, rx, loaded));
+    tokio::spawn(reload_loop(gw, rx, loaded, rewatch));
 }
 
 fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
@@ -78,7 +81,14 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
     });
 }
 
-async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Trigger>, loaded: [u8; 32]) {
+/// `rewatch` tells the watcher thread that a reload was attempted, so it
+/// watches the directories of whatever files the config names now.
+async fn reload_loop(
+    gw: Arc<Gateway>,
+    mut rx: mpsc::UnboundedReceiver<Trigger>,
+    loaded: [u8; 32],
+    rewatch: Option<std::sync::mpsc::Sender<()>>,
+) {
     let config_path = gw.live.load().settings.path.clone();
     let mut last_seen = loaded;
     while let Some(mut trigger) = rx.recv().await {
@@ -99,6 +109,9 @@ async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Trigger>,
             Trigger::Periodic => "periodic check",
         };
         apply(&gw, how).await;
+        if let Some(rewatch) = &rewatch {
+            let _ = rewatch.send(());
+        }
     }
 }
 
@@ -191,12 +204,11 @@ struct Watcher {
         notify_debouncer_full::RecommendedCache,
     >,
     watched: BTreeSet<PathBuf>,
-    tx: mpsc::UnboundedSender<Trigger>,
 }
 
 impl Watcher {
     fn new(tx: mpsc::UnboundedSender<Trigger>) -> Option<Watcher> {
-        let event_tx = tx.clone();
+        let event_tx = tx;
         let debouncer = notify_debouncer_full::new_debouncer(
             DEBOUNCE,
             None,
@@ -220,7 +232,6 @@ impl Watcher {
             Ok(debouncer) => Some(Watcher {
                 debouncer,
                 watched: BTreeSet::new(),
-                tx,
             }),
             Err(e) => {
                 tracing::warn!("cannot watch files ({e}); reload by SIGHUP and the periodic check");
@@ -260,11 +271,10 @@ impl Watcher {
         }
     }
 
-    /// The set of files can change with each reload; look again now and
-    /// then, until the gateway is gone.
-    fn run(mut self, gw: Arc<Gateway>) {
-        while !self.tx.is_closed() {
-            std::thread::sleep(Duration::from_secs(2));
+    /// The set of files can change with each reload: look again after
+    /// every attempt, until the reload loop is gone.
+    fn run(mut self, gw: Arc<Gateway>, rewatch: std::sync::mpsc::Receiver<()>) {
+        while rewatch.recv().is_ok() {
             self.refresh(&gw);
         }
     }

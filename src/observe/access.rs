@@ -9,8 +9,14 @@ use crate::body::RequestRecord;
 
 pub const TARGET: &str = "gisgate::access";
 
+/// Whether access lines are written at all (`log.level` may turn them
+/// off): what only the log needs is not gathered otherwise.
+pub fn enabled() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+}
+
 pub fn log(r: &RequestRecord, elapsed: Duration) {
-    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+    if !enabled() {
         return;
     }
     let client = r

@@ -4,3 +4,20 @@ pub mod certs;
 pub mod server;
 pub mod suites;
 pub mod upstream;
+
+/// Building a TLS config or client failed; `key` is the config key it is
+/// about, so the error can be located in the file (file:line:col).
+#[derive(Debug)]
+pub struct BuildError {
+    pub key: String,
+    pub message: String,
+}
+
+impl BuildError {
+    pub fn new(key: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        BuildError {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}

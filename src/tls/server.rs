@@ -12,6 +12,7 @@ use rustls::ServerConfig;
 
 use super::certs::{self, CertFacts};
 use super::suites;
+use super::BuildError;
 use crate::config::Tls;
 
 /// Session cache and ticket keys live for the whole process, so a reload
@@ -49,13 +50,6 @@ pub struct ServerTls {
     pub certs: Vec<LoadedCert>,
 }
 
-/// A failed build, with the config key it is about (for file:line:col).
-#[derive(Debug)]
-pub struct TlsBuildError {
-    pub key: String,
-    pub message: String,
-}
-
 pub fn provider_for(tls: &Tls) -> CryptoProvider {
     CryptoProvider {
         cipher_suites: tls.suites.clone(),
@@ -63,7 +57,7 @@ pub fn provider_for(tls: &Tls) -> CryptoProvider {
     }
 }
 
-pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, TlsBuildError> {
+pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError> {
     let provider = Arc::new(provider_for(tls));
     let (default_key, default_cert) = load_one("default", "tls", &tls.cert, &tls.key, &provider)?;
     let mut loaded = vec![default_cert];
@@ -83,10 +77,7 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, TlsBuildErr
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&tls.versions)
-        .map_err(|e| TlsBuildError {
-            key: "tls.protocols".into(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| BuildError::new("tls.protocols", e))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver {
             default: default_key,
@@ -107,11 +98,8 @@ fn load_one(
     cert_path: &Path,
     key_path: &Path,
     provider: &CryptoProvider,
-) -> Result<(Arc<CertifiedKey>, LoadedCert), TlsBuildError> {
-    let err = |key: &str, e: certs::CertError| TlsBuildError {
-        key: format!("{key_prefix}.{key}"),
-        message: e.to_string(),
-    };
+) -> Result<(Arc<CertifiedKey>, LoadedCert), BuildError> {
+    let err = |key: &str, e: certs::CertError| BuildError::new(format!("{key_prefix}.{key}"), e);
     let chain = certs::load_cert_chain(cert_path).map_err(|e| err("cert", e))?;
     let private = certs::load_private_key(key_path).map_err(|e| err("key", e))?;
     let facts = certs::cert_facts(&chain[0]).map_err(|e| err("cert", e))?;
@@ -133,7 +121,7 @@ fn load_one(
 
 /// Each enabled version must keep at least one suite that every loaded
 /// certificate's key can sign with: an RSA key cannot serve ECDHE_ECDSA.
-fn check_suites_fit_keys(tls: &Tls, certs: &[LoadedCert]) -> Result<(), TlsBuildError> {
+fn check_suites_fit_keys(tls: &Tls, certs: &[LoadedCert]) -> Result<(), BuildError> {
     for version in &tls.versions {
         for cert in certs {
             let fits = tls
@@ -142,16 +130,16 @@ fn check_suites_fit_keys(tls: &Tls, certs: &[LoadedCert]) -> Result<(), TlsBuild
                 .filter(|s| s.version() == *version)
                 .any(|s| suites::fits_key(s, cert.key_algorithm));
             if !fits {
-                return Err(TlsBuildError {
-                    key: "tls.cipher_suites".into(),
-                    message: format!(
+                return Err(BuildError::new(
+                    "tls.cipher_suites",
+                    format!(
                         "no cipher suite for {} fits the {:?} key of certificate {} ({}): add a suite for that key type",
                         suites::version_name(version.version),
                         cert.key_algorithm,
                         cert.path.display(),
                         cert.name
                     ),
-                });
+                ));
             }
         }
     }

@@ -16,6 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::certs;
+use super::BuildError;
 use crate::config::Upstream;
 
 pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
@@ -45,20 +46,11 @@ pub struct UpstreamClient {
     server_name: ServerName<'static>,
 }
 
-#[derive(Debug)]
-pub struct UpstreamBuildError {
-    pub key: &'static str,
-    pub message: String,
-}
-
 impl UpstreamClient {
-    pub fn build(settings: &Upstream) -> Result<Self, UpstreamBuildError> {
+    pub fn build(settings: &Upstream) -> Result<Self, BuildError> {
         let tls = client_tls_config(settings)?;
-        let server_name =
-            ServerName::try_from(settings.server_name.clone()).map_err(|e| UpstreamBuildError {
-                key: "upstream.server_name",
-                message: e.to_string(),
-            })?;
+        let server_name = ServerName::try_from(settings.server_name.clone())
+            .map_err(|e| BuildError::new("upstream.server_name", e))?;
         let client = client_for(settings, tls.clone(), server_name.clone());
         let mut probe = tls.clone();
         probe.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -191,15 +183,12 @@ fn client_for(settings: &Upstream, tls: ClientConfig, name: ServerName<'static>)
         .build(connector)
 }
 
-fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, UpstreamBuildError> {
+fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, BuildError> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let chain = match &settings.ca {
         Some(ca) => {
-            let roots = certs::load_ca_bundle(ca).map_err(|e| UpstreamBuildError {
-                key: "upstream.ca",
-                message: e.to_string(),
-            })?;
+            let roots = certs::load_ca_bundle(ca).map_err(|e| BuildError::new("upstream.ca", e))?;
             Some(webpki_verifier(roots, &provider)?)
         }
         None if settings.pins.is_empty() => {
@@ -215,10 +204,7 @@ fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, UpstreamBuildE
     });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamBuildError {
-            key: "upstream",
-            message: e.to_string(),
-        })?;
+        .map_err(|e| BuildError::new("upstream", e))?;
     // The verifier is always ours: chain and/or pins, never "accept all".
     let mut config = builder
         .dangerous()
@@ -231,26 +217,20 @@ fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, UpstreamBuildE
 fn webpki_verifier(
     roots: rustls::RootCertStore,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>, UpstreamBuildError> {
+) -> Result<Arc<WebPkiServerVerifier>, BuildError> {
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| UpstreamBuildError {
-            key: "upstream.ca",
-            message: e.to_string(),
-        })
+        .map_err(|e| BuildError::new("upstream.ca", e))
 }
 
-fn system_roots() -> Result<rustls::RootCertStore, UpstreamBuildError> {
+fn system_roots() -> Result<rustls::RootCertStore, BuildError> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for cert in found.certs {
         let _ = roots.add(cert);
     }
     if roots.is_empty() {
-        return Err(UpstreamBuildError {
-            key: "upstream.url",
-            message: "no upstream.ca or upstream.pin_sha256 given and no system root certificates were found; set upstream.ca (the CA that signed the GIS server's certificate) or pin it with upstream.pin_sha256 (see `gisgate upstream-fingerprint`)".into(),
-        });
+        return Err(BuildError::new("upstream.url", "no upstream.ca or upstream.pin_sha256 given and no system root certificates were found; set upstream.ca (the CA that signed the GIS server's certificate) or pin it with upstream.pin_sha256 (see `gisgate upstream-fingerprint`)"));
     }
     Ok(roots)
 }
