@@ -17,11 +17,15 @@ use hyper::body::Incoming;
 use crate::error::Route;
 use crate::listen::ConnInfo;
 use crate::observe::{access, metrics};
+use crate::tls::pool::Lease;
 
 pub struct ResponseBody {
     inner: Inner,
     bytes: u64,
     record: Option<Box<RequestRecord>>,
+    /// The pooled upstream connection the body arrives on, given back as
+    /// soon as the body has been read to its end.
+    lease: Option<Lease>,
 }
 
 enum Inner {
@@ -30,8 +34,10 @@ enum Inner {
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming) -> Self {
-        Self::new(Inner::Upstream(body))
+    pub fn upstream(body: Incoming, lease: Option<Lease>) -> Self {
+        let mut this = Self::new(Inner::Upstream(body));
+        this.lease = lease;
+        this
     }
     pub fn full(data: impl Into<Bytes>) -> Self {
         Self::new(Inner::Full(Some(data.into())))
@@ -44,6 +50,18 @@ impl ResponseBody {
             inner,
             bytes: 0,
             record: None,
+            lease: None,
+        }
+    }
+
+    /// Gives the upstream connection back once its response is complete.
+    fn release_if_done(&mut self) {
+        if let Inner::Upstream(body) = &self.inner {
+            if body.is_end_stream() {
+                if let Some(lease) = self.lease.take() {
+                    lease.release();
+                }
+            }
         }
     }
     pub fn with_record(mut self, record: RequestRecord) -> Self {
@@ -65,10 +83,21 @@ impl Body for ResponseBody {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
             Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(d) = frame.data_ref() {
-                this.bytes += d.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+                this.release_if_done();
             }
+            Poll::Ready(None) => {
+                if let Some(lease) = this.lease.take() {
+                    lease.release();
+                }
+            }
+            // A broken body: its connection is not reused.
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            Poll::Pending => {}
         }
         polled
     }
@@ -91,6 +120,9 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        // A body that was empty from the start (HEAD, 204, 304) is never
+        // polled; one dropped half-read closes its connection.
+        self.release_if_done();
         if let Some(mut record) = self.record.take() {
             record.bytes = self.bytes;
             record.finish();

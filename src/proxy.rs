@@ -21,9 +21,8 @@ use crate::observe::{access, metrics};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
+use crate::tls::pool::Lease;
 use crate::tls::upstream::{classify, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.
@@ -157,15 +156,17 @@ async fn forward(
     let upstream = &live.upstream;
     let protocol = upstream.protocol().await;
     let (out, client) = upstream_request(live, conn, req, path, authority, protocol)?;
-    let mut response = send_upstream(upstream, protocol, out).await?;
+    let (mut response, lease) = send_upstream(upstream, protocol, out).await?;
     record.upstream_status = Some(response.status().as_u16());
     metrics::upstream_response(response.status());
     upstream_response_headers(live, conn, authority, &client, &mut response);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let client_side = client.upgrade.ok_or(Refusal::UpstreamFailed)?;
         splice_upgrade(client_side, hyper::upgrade::on(&mut response));
+        // The upgraded connection is the WebSocket's now, not the pool's.
+        return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
-    Ok(response.map(ResponseBody::upstream))
+    Ok(response.map(|b| ResponseBody::upstream(b, lease)))
 }
 
 /// What the response step still needs from the client's request.
@@ -217,14 +218,23 @@ fn upstream_request(
     *out.method_mut() = parts.method;
     match protocol {
         UpstreamProtocol::Http1 => {
-            *out.uri_mut() = upstream_uri(&live.upstream.settings.origin, path, parts.uri.query())?;
+            // Origin-form on the wire: the pool's connection is already to
+            // the upstream.
+            *out.uri_mut() = origin_form(path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_11;
             // Host kept: the GIS server builds its URLs from it.
             headers.insert(header::HOST, host);
         }
         UpstreamProtocol::Http2 => {
             let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
-            *out.uri_mut() = upstream_uri(&host, path, parts.uri.query())?;
+            *out.uri_mut() = Uri::from_parts({
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(Scheme::HTTPS);
+                uri.authority = Some(host);
+                uri.path_and_query = Some(path_and_query(path, parts.uri.query())?);
+                uri
+            })
+            .map_err(|_| Refusal::BadHost)?;
             *out.version_mut() = Version::HTTP_2;
             headers.remove(header::HOST);
         }
@@ -240,21 +250,22 @@ fn upstream_request(
 }
 
 /// Sends within `upstream.response_timeout`. Failures become 502 or 504,
-/// with the reason logged and counted by kind.
+/// with the reason logged and counted by kind. An HTTP/1.1 response comes
+/// with the pooled connection it arrived on.
 async fn send_upstream(
     upstream: &UpstreamClient,
     protocol: UpstreamProtocol,
     out: Request<Incoming>,
-) -> Result<Response<Incoming>, Refusal> {
+) -> Result<(Response<Incoming>, Option<Lease>), Refusal> {
     let started = Instant::now();
     let sent = async {
         match protocol {
             UpstreamProtocol::Http1 => upstream
-                .client
-                .request(out)
+                .pool
+                .send(out)
                 .await
-                .map_err(|e| Box::new(e) as BoxError),
-            UpstreamProtocol::Http2 => upstream.send_h2(out).await,
+                .map(|(response, lease)| (response, Some(lease))),
+            UpstreamProtocol::Http2 => upstream.send_h2(out).await.map(|r| (r, None)),
         }
     };
     let result = tokio::time::timeout(upstream.settings.response_timeout, sent).await;
@@ -326,19 +337,17 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::O
     });
 }
 
-fn upstream_uri(origin: &Authority, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
+fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
+    Ok(Uri::from(path_and_query(path, query)?))
+}
+
+fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refusal> {
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq))
-        .map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))?;
-    Uri::builder()
-        .scheme(Scheme::HTTPS)
-        .authority(origin.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| Refusal::BadHost)
+    PathAndQuery::from_maybe_shared(Bytes::from(pq))
+        .map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))
 }
 
 /// An upstream `Location` pointing at the upstream's own origin is turned

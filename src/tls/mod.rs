@@ -1,6 +1,8 @@
 //! TLS on both sides of the gateway.
 
 pub mod certs;
+pub mod pool;
+pub mod resume;
 pub mod server;
 pub mod suites;
 pub mod upstream;

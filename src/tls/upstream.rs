@@ -5,9 +5,6 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -16,10 +13,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::certs;
+use super::pool::Pool;
+use super::resume::TicketStore;
 use super::BuildError;
 use crate::config::Upstream;
-
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 /// The HTTP version spoken to the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +36,7 @@ pub enum UpstreamProtocol {
 pub struct UpstreamClient {
     pub settings: Upstream,
     /// The keep-alive pool for HTTP/1.1 (upgrades included).
-    pub client: HttpsClient,
+    pub pool: Pool,
     h2: H2Connection,
     protocol: tokio::sync::OnceCell<UpstreamProtocol>,
     probe_tls: Arc<ClientConfig>,
@@ -51,20 +48,20 @@ impl UpstreamClient {
         let tls = client_tls_config(settings)?;
         let server_name = ServerName::try_from(settings.server_name.clone())
             .map_err(|e| BuildError::new("upstream.server_name", e))?;
-        let client = client_for(settings, tls.clone(), server_name.clone());
-        let mut probe = tls.clone();
-        probe.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut http1 = tls.clone();
+        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let http1 = Arc::new(http1);
         let mut h2 = tls;
         h2.alpn_protocols = vec![b"h2".to_vec()];
         Ok(UpstreamClient {
             settings: settings.clone(),
-            client,
+            pool: Pool::new(settings, http1.clone(), server_name.clone()),
             h2: H2Connection {
                 tls: Arc::new(h2),
                 sender: tokio::sync::Mutex::new(None),
             },
             protocol: tokio::sync::OnceCell::new(),
-            probe_tls: Arc::new(probe),
+            probe_tls: http1,
             server_name,
         })
     }
@@ -83,7 +80,7 @@ impl UpstreamClient {
     }
 
     async fn probe(&self) -> Option<UpstreamProtocol> {
-        let tcp = self.connect_tcp().await.ok()?;
+        let tcp = connect_tcp(&self.settings).await.ok()?;
         let connector = tokio_rustls::TlsConnector::from(self.probe_tls.clone());
         match connector.connect(self.server_name.clone(), tcp).await {
             Ok(_) => Some(UpstreamProtocol::Http1),
@@ -95,26 +92,6 @@ impl UpstreamClient {
                 _ => None,
             },
         }
-    }
-
-    async fn connect_tcp(&self) -> std::io::Result<tokio::net::TcpStream> {
-        let s = &self.settings;
-        let connect = async {
-            let mut last = std::io::Error::other("no address");
-            for addr in tokio::net::lookup_host((s.host.as_str(), s.port)).await? {
-                match tokio::net::TcpStream::connect(addr).await {
-                    Ok(tcp) => {
-                        let _ = tcp.set_nodelay(true);
-                        return Ok(tcp);
-                    }
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        };
-        tokio::time::timeout(s.connect_timeout, connect)
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
     }
 
     /// Sends over the HTTP/2-only path. `req` carries the client's Host as
@@ -137,7 +114,7 @@ impl UpstreamClient {
                 return Ok(s.clone());
             }
         }
-        let tcp = self.connect_tcp().await?;
+        let tcp = connect_tcp(&self.settings).await?;
         let tls = tokio_rustls::TlsConnector::from(self.h2.tls.clone())
             .connect(self.server_name.clone(), tcp)
             .await?;
@@ -155,32 +132,34 @@ impl UpstreamClient {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A TCP connection to the upstream within `upstream.connect_timeout`,
+/// trying each resolved address in turn.
+pub async fn connect_tcp(s: &Upstream) -> std::io::Result<tokio::net::TcpStream> {
+    let connect = async {
+        let mut last = std::io::Error::other("no address");
+        for addr in tokio::net::lookup_host((s.host.as_str(), s.port)).await? {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok(tcp);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(s.connect_timeout, connect)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
 
 /// One multiplexed HTTP/2 connection, made on first use and again when it
 /// closes.
 struct H2Connection {
     tls: Arc<ClientConfig>,
     sender: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Incoming>>>,
-}
-
-fn client_for(settings: &Upstream, tls: ClientConfig, name: ServerName<'static>) -> HttpsClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(settings.connect_timeout));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .with_server_name_resolver(FixedServerNameResolver::new(name))
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .pool_max_idle_per_host(settings.pool_max_idle)
-        .build(connector)
 }
 
 fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, BuildError> {
@@ -210,7 +189,7 @@ fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, BuildError> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::in_memory_sessions(256);
+    config.resumption = rustls::client::Resumption::store(Arc::new(TicketStore::default()));
     Ok(config)
 }
 

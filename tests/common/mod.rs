@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,12 +153,46 @@ pub struct Seen {
 /// `/delay/MS`, `/big/BYTES` (streamed zeros), `/upload` (counts the body),
 /// `/ws` (101 then echo), `/redirect` (Location at the upstream origin),
 /// `/hsts` (sends its own HSTS), `/die` (promises 1000 bytes, sends 10,
-/// hangs up), OPTIONS `/preflight`, anything else: 200 `{"ok":true}`.
+/// hangs up), `/close` (answers, then closes the connection), OPTIONS
+/// `/preflight`, anything else: 200 `{"ok":true}`.
 pub struct TestUpstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub cert_der: CertificateDer<'static>,
+    pub conns: Arc<ConnCounts>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The upstream's view of the connections made to it.
+#[derive(Default)]
+pub struct ConnCounts {
+    /// TLS handshakes completed.
+    pub handshakes: AtomicUsize,
+    /// Of those, resumed TLS sessions.
+    pub resumed: AtomicUsize,
+    /// Connections open now.
+    pub open: AtomicUsize,
+}
+
+impl ConnCounts {
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+    pub fn resumed(&self) -> usize {
+        self.resumed.load(Ordering::SeqCst)
+    }
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct OpenGuard(Arc<ConnCounts>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for TestUpstream {
@@ -219,6 +254,8 @@ impl TestUpstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let seen2 = seen.clone();
+        let conns: Arc<ConnCounts> = Arc::default();
+        let conns2 = conns.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -226,10 +263,17 @@ impl TestUpstream {
                 };
                 let acceptor = acceptor.clone();
                 let seen = seen2.clone();
+                let conns = conns2.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    conns.handshakes.fetch_add(1, Ordering::SeqCst);
+                    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                        conns.resumed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    conns.open.fetch_add(1, Ordering::SeqCst);
+                    let _open = OpenGuard(conns);
                     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let io = TokioIo::new(tls);
                     let svc = service_fn(move |req| {
@@ -255,6 +299,7 @@ impl TestUpstream {
             addr,
             seen,
             cert_der,
+            conns,
             task,
         }
     }
@@ -359,6 +404,10 @@ async fn upstream_route(
                 ),
             )
             .body(full(""))
+            .unwrap(),
+        "/close" => Response::builder()
+            .header("connection", "close")
+            .body(full("closing"))
             .unwrap(),
         "/hsts" => Response::builder()
             .header("strict-transport-security", "max-age=1")

@@ -1,0 +1,206 @@
+//! The keep-alive pool of HTTP/1.1-over-TLS connections to the upstream.
+//!
+//! A request takes the most recently used idle connection (its TLS session
+//! and TCP window are warm), or opens a new one; it never waits for one to
+//! come back, as nginx does. A connection goes back to the pool when the
+//! response body has been read to its end, straight from the body (no task
+//! of its own), and is judged reusable when it is next taken: a connection
+//! the upstream closed while idle fails its readiness check and is dropped,
+//! and a request that such a connection refused before sending it is tried
+//! on the next one.
+//!
+//! `upstream.pool_max_idle` bounds the idle connections kept over time. A
+//! burst may leave more than that idle for a moment (160 HTTP/2 streams
+//! need 160 connections); the surplus, oldest first, is closed once it has
+//! been idle for [`SURPLUS_GRACE`], as HAProxy purges its idle pool
+//! gradually, instead of at once, so that the next burst does not pay a
+//! TLS handshake per request on both sides. Every idle connection is closed
+//! after `upstream.pool_idle_timeout`. `pool_max_idle = 0` keeps none: each
+//! request has a connection of its own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+
+use super::upstream::{connect_tcp, BoxError};
+use crate::config::Upstream;
+
+/// How long idle connections above `pool_max_idle` are kept for the next
+/// burst.
+pub const SURPLUS_GRACE: Duration = Duration::from_secs(1);
+
+type Sender = SendRequest<Incoming>;
+
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Idle connections, most recently returned last.
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    settings: Upstream,
+    tls: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+    reaper_started: AtomicBool,
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// A connection lent to one request. Given back with [`Lease::release`]
+/// once the response has been read to its end; dropped otherwise, which
+/// closes the connection (its response was cut short, or it was upgraded).
+pub struct Lease {
+    sender: Sender,
+    pool: Weak<Shared>,
+}
+
+impl Lease {
+    pub fn release(self) {
+        if let Some(shared) = self.pool.upgrade() {
+            shared.put(self.sender);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(
+        settings: &Upstream,
+        tls: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+    ) -> Pool {
+        Pool {
+            shared: Arc::new(Shared {
+                idle: Mutex::new(Vec::new()),
+                max_idle: settings.pool_max_idle,
+                idle_timeout: settings.pool_idle_timeout,
+                settings: settings.clone(),
+                tls: tokio_rustls::TlsConnector::from(tls),
+                server_name,
+                reaper_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Sends `req` (origin-form URI, Host set) on a pooled or new
+    /// connection. The lease is the connection, to be released when the
+    /// response body has been read.
+    pub async fn send(
+        &self,
+        mut req: http::Request<Incoming>,
+    ) -> Result<(http::Response<Incoming>, Lease), BoxError> {
+        while let Some(mut sender) = self.shared.take() {
+            if sender.ready().await.is_err() {
+                continue; // closed while idle
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, self.lease(sender))),
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the connection closed under us. Next one.
+                    Some(unsent) => req = unsent,
+                    None => return Err(Box::new(e.into_error())),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let response = sender.send_request(req).await?;
+        Ok((response, self.lease(sender)))
+    }
+
+    fn lease(&self, sender: Sender) -> Lease {
+        Lease {
+            sender,
+            pool: Arc::downgrade(&self.shared),
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, BoxError> {
+        let s = &self.shared;
+        if !s.reaper_started.swap(true, Ordering::Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(s)));
+        }
+        let tcp = connect_tcp(&s.settings).await?;
+        let tls = s.tls.connect(s.server_name.clone(), tcp).await?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(tls))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Idle connections now (for tests and the bench notes).
+    pub fn idle_count(&self) -> usize {
+        self.shared.lock().len()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> Option<Sender> {
+        let mut idle = self.lock();
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: Sender) {
+        if sender.is_closed() || self.max_idle == 0 || self.idle_timeout.is_zero() {
+            return;
+        }
+        self.lock().push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes what has been idle too long: everything past the idle
+    /// timeout, and the oldest surplus above `max_idle` past the grace.
+    fn reap(&self, now: Instant) {
+        let mut idle = self.lock();
+        idle.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < self.idle_timeout);
+        let surplus = idle.len().saturating_sub(self.max_idle);
+        let stale = idle
+            .iter()
+            .take(surplus)
+            .take_while(|e| now.duration_since(e.since) >= SURPLUS_GRACE)
+            .count();
+        idle.drain(..stale);
+    }
+}
+
+/// Runs while the pool exists (a reload builds a new pool; the old one's
+/// connections close when its last request is done).
+async fn reap(pool: Weak<Shared>) {
+    let Some(timeout) = pool.upgrade().map(|s| s.idle_timeout) else {
+        return;
+    };
+    let period = SURPLUS_GRACE.min(timeout).max(Duration::from_millis(20)) / 2;
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = pool.upgrade() else {
+            return;
+        };
+        shared.reap(Instant::now());
+    }
+}

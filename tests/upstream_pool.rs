@@ -1,0 +1,160 @@
+//! The keep-alive pool to the upstream, seen from the upstream: how many
+//! TLS handshakes it pays, how many of them resume, how many connections
+//! stay open.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+/// `n` concurrent GETs of `path`, each on its own client connection.
+async fn concurrent_gets(site: &Arc<Site>, tg: &TestGateway, path: &str, n: usize) {
+    let addr = tg.https();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let site = site.clone();
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            https_request(&site, addr, false, get(&path, &[]))
+                .await
+                .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_turn_share_one_upstream_connection() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    assert_eq!(
+        https_get(&site, &tg, "/x", false).await.status,
+        StatusCode::OK
+    );
+    let after_first = up.conns.handshakes();
+    for i in 0..10 {
+        // HEAD answers have no body to read: the connection must come back
+        // all the same.
+        let method = if i % 2 == 0 { "HEAD" } else { "GET" };
+        let mut req = get("/x", &[]);
+        *req.method_mut() = method.parse().unwrap();
+        let r = https_request(&site, tg.https(), i % 3 == 0, req).await;
+        assert_eq!(r.status, StatusCode::OK, "{method}");
+    }
+    assert_eq!(
+        up.conns.handshakes(),
+        after_first,
+        "no new upstream connection"
+    );
+    assert_eq!(up.count(), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_is_not_reused() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    for _ in 0..3 {
+        let r = https_get(&site, &tg, "/close", false).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body.as_ref(), b"closing");
+        let r = https_get(&site, &tg, "/x", false).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "the next request gets a live connection"
+        );
+    }
+    assert_eq!(up.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_cut_short_does_not_return_its_connection() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    // /die promises 1000 bytes and fails after 10: the client sees the
+    // response cut off, and the connection it came on is not reused.
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "GET /die HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let before = up.conns.handshakes();
+    let r = https_get(&site, &tg, "/x", false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(up.conns.handshakes(), before + 1, "a fresh connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_pool_max_idle_reuses_its_connections_then_trims_them() {
+    let site = Arc::new(Site::new());
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[upstream]\npool_max_idle = 2\n").await;
+    concurrent_gets(&site, &tg, "/delay/300", 12).await;
+    let after_burst = up.conns.handshakes();
+    assert!(
+        after_burst >= 12,
+        "12 concurrent requests, {after_burst} handshakes"
+    );
+    // A second burst right after finds the first one's connections idle.
+    concurrent_gets(&site, &tg, "/delay/300", 12).await;
+    assert_eq!(
+        up.conns.handshakes(),
+        after_burst,
+        "the burst reused its connections"
+    );
+    // Left idle, the surplus above pool_max_idle is closed.
+    eventually(Duration::from_secs(10), || async { up.conns.open() == 2 }).await;
+    assert_eq!(
+        https_get(&site, &tg, "/x", false).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        up.conns.handshakes(),
+        after_burst,
+        "the kept ones still serve"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_max_idle_zero_keeps_no_connection() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[upstream]\npool_max_idle = 0\n").await;
+    for _ in 0..3 {
+        assert_eq!(
+            https_get(&site, &tg, "/x", false).await.status,
+            StatusCode::OK
+        );
+    }
+    eventually(Duration::from_secs(10), || async { up.conns.open() == 0 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_sessions_resume_through_a_burst_of_new_connections() {
+    let site = Arc::new(Site::new());
+    let up = site.upstream(false).await;
+    // No idle connections kept: every request opens its own, the worst
+    // case for the upstream's handshake cost.
+    let tg = site.gateway(&up, "[upstream]\npool_max_idle = 0\n").await;
+    concurrent_gets(&site, &tg, "/delay/200", 20).await;
+    let (handshakes, resumed) = (up.conns.handshakes(), up.conns.resumed());
+    // 20 connections at once: each takes a ticket the earlier ones left.
+    // rustls' own store keeps 8, so 12 of these would be full handshakes.
+    concurrent_gets(&site, &tg, "/delay/200", 20).await;
+    assert_eq!(up.conns.handshakes() - handshakes, 20);
+    assert_eq!(
+        up.conns.resumed() - resumed,
+        20,
+        "every new connection resumed"
+    );
+}
