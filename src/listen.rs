@@ -178,10 +178,12 @@ async fn serve_connection(
             let Some(tls) = &live.tls else { return };
             let acceptor = TlsAcceptor::from(tls.config.clone());
             drop(live);
-            let stream = match tokio::time::timeout(
+            // Boxed: the handshake's state is freed once it is done
+            // instead of staying reserved in the connection's task.
+            let stream = match Box::pin(tokio::time::timeout(
                 limits.header_read_timeout,
                 acceptor.accept(tcp),
-            )
+            ))
             .await
             {
                 Ok(Ok(s)) => s,
@@ -259,14 +261,18 @@ fn handshake_error_reason(e: &io::Error) -> &'static str {
     }
 }
 
-async fn serve_http<IO>(
+/// The connection's HTTP side, as one boxed future: boxed, a connection
+/// holds only its own protocol's state (an HTTP/1.1 connection ~4 KiB, not
+/// HTTP/2's ~6 KiB plus the TLS handshake's, as an inline future would).
+fn serve_http<IO>(
     gw: Arc<Gateway>,
     io: IO,
     info: Arc<ConnInfo>,
     h2: bool,
     limits: &Limits,
     drain: watch::Receiver<bool>,
-) where
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(ActivityIo {
@@ -294,7 +300,7 @@ async fn serve_http<IO>(
             .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
-        drive(conn, &info, limits, drain).await;
+        Box::pin(drive(conn, info, limits.clone(), drain))
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -304,7 +310,7 @@ async fn serve_http<IO>(
             .max_buf_size(limits.max_header_bytes)
             .serve_connection(io, svc)
             .with_upgrades();
-        drive(conn, &info, limits, drain).await;
+        Box::pin(drive(conn, info, limits.clone(), drain))
     }
 }
 
@@ -342,8 +348,8 @@ where
 
 async fn drive<C: GracefulConnection>(
     conn: C,
-    info: &ConnInfo,
-    limits: &Limits,
+    info: Arc<ConnInfo>,
+    limits: Limits,
     mut drain: watch::Receiver<bool>,
 ) {
     let mut conn = pin!(conn);
