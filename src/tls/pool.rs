@@ -142,11 +142,6 @@ impl Pool {
         });
         Ok(sender)
     }
-
-    /// Idle connections now (for tests and the bench notes).
-    pub fn idle_count(&self) -> usize {
-        self.shared.lock().len()
-    }
 }
 
 impl Shared {
