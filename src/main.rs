@@ -10,7 +10,9 @@ use gisgate::{certtool, check, config, demo, logging, run};
 
 /// Per request the proxy allocates and frees many small buffers (headers,
 /// TLS records, futures); mimalloc's thread-local free lists are cheaper
-/// for that pattern than glibc's malloc (see README, Performance).
+/// for that pattern than glibc's malloc (see README, Performance). Built
+/// with `no_thp` (Cargo.toml): with transparent huge pages, mimalloc's
+/// arenas cost 10 MiB of idle RSS and ~11 KiB per idle connection.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
