@@ -56,12 +56,14 @@ impl ResponseBody {
 
     /// Gives the upstream connection back once its response is complete.
     fn release_if_done(&mut self) {
-        if let Inner::Upstream(body) = &self.inner {
-            if body.is_end_stream() {
-                if let Some(lease) = self.lease.take() {
-                    lease.release();
-                }
-            }
+        if matches!(&self.inner, Inner::Upstream(body) if body.is_end_stream()) {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
         }
     }
     pub fn with_record(mut self, record: RequestRecord) -> Self {
@@ -90,11 +92,7 @@ impl Body for ResponseBody {
                 }
                 this.release_if_done();
             }
-            Poll::Ready(None) => {
-                if let Some(lease) = this.lease.take() {
-                    lease.release();
-                }
-            }
+            Poll::Ready(None) => this.release(),
             // A broken body: its connection is not reused.
             Poll::Ready(Some(Err(_))) => this.lease = None,
             Poll::Pending => {}

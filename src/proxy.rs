@@ -226,15 +226,7 @@ fn upstream_request(
             headers.insert(header::HOST, host);
         }
         UpstreamProtocol::Http2 => {
-            let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
-            *out.uri_mut() = Uri::from_parts({
-                let mut uri = http::uri::Parts::default();
-                uri.scheme = Some(Scheme::HTTPS);
-                uri.authority = Some(host);
-                uri.path_and_query = Some(path_and_query(path, parts.uri.query())?);
-                uri
-            })
-            .map_err(|_| Refusal::BadHost)?;
+            *out.uri_mut() = absolute_form(authority, path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_2;
             headers.remove(header::HOST);
         }
@@ -339,6 +331,18 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::O
 
 fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
     Ok(Uri::from(path_and_query(path, query)?))
+}
+
+/// `https://` + the client's host + the canonical path: HTTP/2 carries the
+/// host as `:authority`.
+fn absolute_form(authority: &str, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
+    let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
+    Uri::builder()
+        .scheme(Scheme::HTTPS)
+        .authority(host)
+        .path_and_query(path_and_query(path, query)?)
+        .build()
+        .map_err(|_| Refusal::BadHost)
 }
 
 fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refusal> {

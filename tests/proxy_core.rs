@@ -453,18 +453,16 @@ async fn idle_keep_alive_connection_survives_past_the_header_timeout() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let r = sender
-        .send_request(get("/x", &[("host", "localhost")]))
+    let r = request_on(&mut sender, get("/x", &[("host", "localhost")]))
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let r = sender
-        .send_request(get("/x", &[("host", "localhost")]))
+    let r = request_on(&mut sender, get("/x", &[("host", "localhost")]))
         .await
         .unwrap();
     assert_eq!(
-        r.status(),
+        r.status,
         StatusCode::OK,
         "idle time between requests is not header time"
     );

@@ -27,8 +27,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
 
-use super::upstream::{connect_tcp, BoxError};
+use super::upstream::{connect_tls, BoxError};
 use crate::config::Upstream;
 
 /// How long idle connections above `pool_max_idle` are kept for the next
@@ -48,7 +49,7 @@ struct Shared {
     max_idle: usize,
     idle_timeout: Duration,
     settings: Upstream,
-    tls: tokio_rustls::TlsConnector,
+    tls: TlsConnector,
     server_name: ServerName<'static>,
     reaper_started: AtomicBool,
 }
@@ -86,7 +87,7 @@ impl Pool {
                 max_idle: settings.pool_max_idle,
                 idle_timeout: settings.pool_idle_timeout,
                 settings: settings.clone(),
-                tls: tokio_rustls::TlsConnector::from(tls),
+                tls: TlsConnector::from(tls),
                 server_name,
                 reaper_started: AtomicBool::new(false),
             }),
@@ -118,6 +119,14 @@ impl Pool {
         Ok((response, self.lease(sender)))
     }
 
+    /// Opens a connection and keeps it idle for the next request (how the
+    /// upstream's protocol is learned, see `UpstreamClient::protocol`).
+    pub async fn open(&self) -> Result<(), BoxError> {
+        let sender = self.connect().await?;
+        self.shared.put(sender);
+        Ok(())
+    }
+
     fn lease(&self, sender: Sender) -> Lease {
         Lease {
             sender,
@@ -130,8 +139,7 @@ impl Pool {
         if !s.reaper_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(s)));
         }
-        let tcp = connect_tcp(&s.settings).await?;
-        let tls = s.tls.connect(s.server_name.clone(), tcp).await?;
+        let tls = connect_tls(&s.settings, &s.tls, &s.server_name).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tls))
             .await?;

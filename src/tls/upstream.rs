@@ -11,6 +11,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use super::certs;
 use super::pool::Pool;
@@ -39,7 +42,6 @@ pub struct UpstreamClient {
     pub pool: Pool,
     h2: H2Connection,
     protocol: tokio::sync::OnceCell<UpstreamProtocol>,
-    probe_tls: Arc<ClientConfig>,
     server_name: ServerName<'static>,
 }
 
@@ -50,24 +52,23 @@ impl UpstreamClient {
             .map_err(|e| BuildError::new("upstream.server_name", e))?;
         let mut http1 = tls.clone();
         http1.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let http1 = Arc::new(http1);
         let mut h2 = tls;
         h2.alpn_protocols = vec![b"h2".to_vec()];
         Ok(UpstreamClient {
             settings: settings.clone(),
-            pool: Pool::new(settings, http1.clone(), server_name.clone()),
+            pool: Pool::new(settings, Arc::new(http1), server_name.clone()),
             h2: H2Connection {
-                tls: Arc::new(h2),
+                tls: TlsConnector::from(Arc::new(h2)),
                 sender: tokio::sync::Mutex::new(None),
             },
             protocol: tokio::sync::OnceCell::new(),
-            probe_tls: http1,
             server_name,
         })
     }
 
-    /// Which protocol to speak, learned once with a TLS handshake offering
-    /// only http/1.1: an upstream that refuses it speaks HTTP/2 only. An
+    /// Which protocol to speak, learned once from the pool's first
+    /// connection, which offers only http/1.1 (and is kept for the first
+    /// request): an upstream that refuses it speaks HTTP/2 only. An
     /// unreachable upstream is not remembered; HTTP/1.1 is tried.
     pub async fn protocol(&self) -> UpstreamProtocol {
         if let Some(p) = self.protocol.get() {
@@ -80,17 +81,10 @@ impl UpstreamClient {
     }
 
     async fn probe(&self) -> Option<UpstreamProtocol> {
-        let tcp = connect_tcp(&self.settings).await.ok()?;
-        let connector = tokio_rustls::TlsConnector::from(self.probe_tls.clone());
-        match connector.connect(self.server_name.clone(), tcp).await {
-            Ok(_) => Some(UpstreamProtocol::Http1),
-            Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                Some(rustls::Error::AlertReceived(
-                    rustls::AlertDescription::NoApplicationProtocol,
-                ))
-                | Some(rustls::Error::NoApplicationProtocol) => Some(UpstreamProtocol::Http2),
-                _ => None,
-            },
+        match self.pool.open().await {
+            Ok(()) => Some(UpstreamProtocol::Http1),
+            Err(e) if refuses_http1(&e) => Some(UpstreamProtocol::Http2),
+            Err(_) => None,
         }
     }
 
@@ -114,10 +108,7 @@ impl UpstreamClient {
                 return Ok(s.clone());
             }
         }
-        let tcp = connect_tcp(&self.settings).await?;
-        let tls = tokio_rustls::TlsConnector::from(self.h2.tls.clone())
-            .connect(self.server_name.clone(), tcp)
-            .await?;
+        let tls = connect_tls(&self.settings, &self.h2.tls, &self.server_name).await?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(hyper_util::rt::TokioIo::new(tls))
@@ -134,13 +125,37 @@ impl UpstreamClient {
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The upstream refused ALPN http/1.1 (no_application_protocol).
+fn refuses_http1(e: &BoxError) -> bool {
+    let tls = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    matches!(
+        tls,
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::NoApplicationProtocol
+        )) | Some(rustls::Error::NoApplicationProtocol)
+    )
+}
+
+/// A verified TLS connection to the upstream.
+pub async fn connect_tls(
+    s: &Upstream,
+    tls: &TlsConnector,
+    server_name: &ServerName<'static>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = connect_tcp(s).await?;
+    tls.connect(server_name.clone(), tcp).await
+}
+
 /// A TCP connection to the upstream within `upstream.connect_timeout`,
 /// trying each resolved address in turn.
-pub async fn connect_tcp(s: &Upstream) -> std::io::Result<tokio::net::TcpStream> {
+async fn connect_tcp(s: &Upstream) -> std::io::Result<TcpStream> {
     let connect = async {
         let mut last = std::io::Error::other("no address");
         for addr in tokio::net::lookup_host((s.host.as_str(), s.port)).await? {
-            match tokio::net::TcpStream::connect(addr).await {
+            match TcpStream::connect(addr).await {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
                     return Ok(tcp);
@@ -158,7 +173,7 @@ pub async fn connect_tcp(s: &Upstream) -> std::io::Result<tokio::net::TcpStream>
 /// One multiplexed HTTP/2 connection, made on first use and again when it
 /// closes.
 struct H2Connection {
-    tls: Arc<ClientConfig>,
+    tls: TlsConnector,
     sender: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Incoming>>>,
 }
 

@@ -641,6 +641,23 @@ where
         tokio::spawn(conn.with_upgrades());
         sender.send_request(req).await.unwrap()
     };
+    read_reply(response).await
+}
+
+/// One more request on an open HTTP/1.1 keep-alive connection. It waits until
+/// the connection is ready (hyper refuses a request while the previous
+/// exchange is still being finished; an error here means the peer closed the
+/// connection) and reads the whole response, so the connection can be reused.
+pub async fn request_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> hyper::Result<Reply> {
+    sender.ready().await?;
+    let response = sender.send_request(req).await?;
+    Ok(read_reply(response).await)
+}
+
+async fn read_reply(response: Response<Incoming>) -> Reply {
     let status = response.status();
     let version = response.version();
     let headers = response.headers().clone();
