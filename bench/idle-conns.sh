@@ -6,6 +6,7 @@
 #   bench/idle-conns.sh [N]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$HERE/lib.sh"
 ROOT="$(cd "$HERE/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
 WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
@@ -21,10 +22,11 @@ ulimit -n "$(ulimit -Hn)"   # each process holds N descriptors
 PEERS=nginx "$H/start-peers.sh" >/dev/null
 sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|1|g" -e "s|@KEEPALIVE@|64|g" \
   "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
+ports_free
 "$ROOT/target/release/gisgate" run --config "$WORK/gisgate.toml" 2> "$WORK/gisgate.log" &
 GPID=$!
 trap 'kill -TERM $GPID 2>/dev/null; wait $GPID 2>/dev/null; "$H/stop-peers.sh" >/dev/null 2>&1' EXIT
-for _ in $(seq 1 50); do curl -sf -o /dev/null http://127.0.0.1:19090/readyz && break; sleep 0.2; done
+wait_ready "$GPID" "$WORK/gisgate.log"
 
 rss_kib() { # total RSS of the processes listening on a port
   local pids; pids=$(ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)

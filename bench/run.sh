@@ -12,6 +12,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+. "$HERE/lib.sh"
 WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
 WORKERS="${WORKERS:-1}"
 KEEPALIVE="${PEER_KEEPALIVE:-64}"
@@ -34,6 +35,7 @@ WORKERS="$WORKERS" PEER_KEEPALIVE="$KEEPALIVE" SERVER_CPUS="$SERVER_CPUS" "$H/st
 sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|$WORKERS|g" -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
   "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
 "$BIN" check --config "$WORK/gisgate.toml" >/dev/null
+ports_free
 TASKSET=()
 [ -n "$SERVER_CPUS" ] && TASKSET=(taskset -c "$SERVER_CPUS")
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -46,10 +48,7 @@ cleanup() {
   "$H/stop-peers.sh" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 50); do
-  curl -sf -o /dev/null http://127.0.0.1:19090/readyz && break
-  sleep 0.2
-done
+wait_ready "$GISGATE_PID" "$WORK/gisgate.log"
 
 TARGETS=(direct=https://127.0.0.1:16443 nginx=https://127.0.0.1:17443)
 ss -Hltn "sport = :18443" | grep -q . && TARGETS+=(haproxy=https://127.0.0.1:18443)
