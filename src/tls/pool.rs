@@ -25,11 +25,8 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
 
-use super::upstream::{connect_tls, BoxError};
+use super::upstream::{BoxError, Connector};
 use crate::config::Upstream;
 
 /// How long idle connections above `pool_max_idle` are kept for the next
@@ -48,9 +45,7 @@ struct Shared {
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
-    settings: Upstream,
-    tls: TlsConnector,
-    server_name: ServerName<'static>,
+    connector: Connector,
     reaper_started: AtomicBool,
 }
 
@@ -76,19 +71,13 @@ impl Lease {
 }
 
 impl Pool {
-    pub fn new(
-        settings: &Upstream,
-        tls: Arc<ClientConfig>,
-        server_name: ServerName<'static>,
-    ) -> Pool {
+    pub fn new(settings: &Upstream, connector: Connector) -> Pool {
         Pool {
             shared: Arc::new(Shared {
                 idle: Mutex::new(Vec::new()),
                 max_idle: settings.pool_max_idle,
                 idle_timeout: settings.pool_idle_timeout,
-                settings: settings.clone(),
-                tls: TlsConnector::from(tls),
-                server_name,
+                connector,
                 reaper_started: AtomicBool::new(false),
             }),
         }
@@ -139,7 +128,7 @@ impl Pool {
         if !s.reaper_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(s)));
         }
-        let tls = connect_tls(&s.settings, &s.tls, &s.server_name).await?;
+        let tls = s.connector.connect().await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tls))
             .await?;

@@ -43,7 +43,6 @@ pub struct UpstreamClient {
     pub pool: Pool,
     h2: H2Connection,
     protocol: tokio::sync::OnceCell<UpstreamProtocol>,
-    server_name: ServerName<'static>,
 }
 
 impl UpstreamClient {
@@ -51,19 +50,23 @@ impl UpstreamClient {
         let tls = client_tls_config(settings)?;
         let server_name = ServerName::try_from(settings.server_name.clone())
             .map_err(|e| BuildError::new("upstream.server_name", e))?;
-        let mut http1 = tls.clone();
-        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut h2 = tls;
-        h2.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = |alpn: &[u8]| {
+            let mut tls = tls.clone();
+            tls.alpn_protocols = vec![alpn.to_vec()];
+            Connector {
+                settings: settings.clone(),
+                tls: TlsConnector::from(Arc::new(tls)),
+                server_name: server_name.clone(),
+            }
+        };
         Ok(UpstreamClient {
             settings: settings.clone(),
-            pool: Pool::new(settings, Arc::new(http1), server_name.clone()),
+            pool: Pool::new(settings, connector(b"http/1.1")),
             h2: H2Connection {
-                tls: TlsConnector::from(Arc::new(h2)),
+                connector: connector(b"h2"),
                 sender: tokio::sync::Mutex::new(None),
             },
             protocol: tokio::sync::OnceCell::new(),
-            server_name,
         })
     }
 
@@ -109,7 +112,7 @@ impl UpstreamClient {
                 return Ok(s.clone());
             }
         }
-        let tls = connect_tls(&self.settings, &self.h2.tls, &self.server_name).await?;
+        let tls = self.h2.connector.connect().await?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(hyper_util::rt::TokioIo::new(tls))
@@ -140,15 +143,20 @@ fn refuses_http1(e: &BoxError) -> bool {
     )
 }
 
-/// A verified TLS connection to the upstream.
-pub async fn connect_tls(
-    s: &Upstream,
-    tls: &TlsConnector,
-    server_name: &ServerName<'static>,
-) -> std::io::Result<UpstreamStream> {
-    let tcp = connect_tcp(s).await?;
-    let tcp = BufReader::with_capacity(UPSTREAM_READ_BUFFER, tcp);
-    tls.connect(server_name.clone(), tcp).await
+/// Opens verified TLS connections to the upstream, offering one ALPN
+/// protocol: the pool's offers http/1.1, the HTTP/2 connection's h2.
+pub struct Connector {
+    settings: Upstream,
+    tls: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl Connector {
+    pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
+        let tcp = connect_tcp(&self.settings).await?;
+        let tcp = BufReader::with_capacity(UPSTREAM_READ_BUFFER, tcp);
+        self.tls.connect(self.server_name.clone(), tcp).await
+    }
 }
 
 pub type UpstreamStream = TlsStream<BufReader<TcpStream>>;
@@ -185,7 +193,7 @@ async fn connect_tcp(s: &Upstream) -> std::io::Result<TcpStream> {
 /// One multiplexed HTTP/2 connection, made on first use and again when it
 /// closes.
 struct H2Connection {
-    tls: TlsConnector,
+    connector: Connector,
     sender: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Incoming>>>,
 }
 
