@@ -4,6 +4,7 @@
 # made one HTTP/1.1 request. Loopback only, bounded in count and time.
 #
 #   bench/idle-conns.sh [N]
+#   GISGATE_BIN=/path/to/gisgate bench/idle-conns.sh   # measure another build
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
@@ -23,7 +24,7 @@ PEERS=nginx "$H/start-peers.sh" >/dev/null
 sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|1|g" -e "s|@KEEPALIVE@|64|g" \
   "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
 ports_free
-"$ROOT/target/release/gisgate" run --config "$WORK/gisgate.toml" 2> "$WORK/gisgate.log" &
+"${GISGATE_BIN:-$ROOT/target/release/gisgate}" run --config "$WORK/gisgate.toml" 2> "$WORK/gisgate.log" &
 GPID=$!
 trap 'kill -TERM $GPID 2>/dev/null; wait $GPID 2>/dev/null; "$H/stop-peers.sh" >/dev/null 2>&1' EXIT
 wait_ready "$GPID" "$WORK/gisgate.log"
