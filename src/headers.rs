@@ -13,8 +13,9 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that describe one connection, never forwarded.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Headers that describe one connection, never forwarded. A static, not a
+/// const: a const would be built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -45,19 +46,25 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// `Connection`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
 /// survive, since the upgrade handshake must reach the other side.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let kept =
+        |name: &HeaderName| keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION);
+    // What is present, from one pass over the names: usually nothing, or
+    // `Connection: keep-alive` alone (nginx sends it on every response); a
+    // hashed removal for each of the seven names would cost more.
+    let mut remove: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) && !kept(name))
+        .cloned()
+        .collect();
     if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(&name);
-        }
+        remove.extend(
+            connection_tokens(headers)
+                .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
+                .filter(|t| headers.contains_key(*t))
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
+        );
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
-            continue;
-        }
+    for name in remove {
         headers.remove(name);
     }
     if keep_upgrade {
@@ -79,18 +86,25 @@ pub fn remove_path_overrides(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets X-Forwarded-For/-Proto/-Host/-Port. A client-supplied
-/// X-Forwarded-For is kept (and appended to) only when the peer is a
-/// trusted proxy; otherwise it is replaced, so the upstream is never handed
-/// a forged client address.
+/// The client's address as an X-Forwarded-For value (IPv4-mapped IPv6
+/// shown as IPv4). Made once per connection: formatting an address costs
+/// more than setting all four X-Forwarded-* headers.
+pub fn forwarded_for(peer: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(peer.to_canonical().to_string())
+        .expect("a formatted IP address is a valid header value")
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host/-Port; `peer` is the client's
+/// [`forwarded_for`] value. A client-supplied X-Forwarded-For is kept (and
+/// appended to) only when the peer is a trusted proxy; otherwise it is
+/// replaced, so the upstream is never handed a forged client address.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     peer_trusted: bool,
     scheme: &'static str,
     host: &HeaderValue,
 ) {
-    let peer = peer.to_canonical();
     let previous: Vec<&str> = if peer_trusted {
         headers
             .get_all(&X_FORWARDED_FOR)
@@ -100,22 +114,29 @@ pub fn set_forwarded(
     } else {
         Vec::new()
     };
-    let xff = if previous.is_empty() {
-        peer.to_string()
+    if previous.is_empty() {
+        headers.insert(X_FORWARDED_FOR, peer.clone());
     } else {
-        format!("{}, {peer}", previous.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
+        let peer = peer.to_str().unwrap_or_default();
+        if let Ok(v) = HeaderValue::try_from(format!("{}, {peer}", previous.join(", "))) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     headers.insert(X_FORWARDED_HOST, host.clone());
-    let port = authority_port(host.to_str().unwrap_or("")).unwrap_or(if scheme == "https" {
-        443
-    } else {
-        80
-    });
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
+    headers.insert(X_FORWARDED_PORT, port_value(host, scheme));
+}
+
+/// The port of `host`, or the scheme's default; the defaults without
+/// formatting a number.
+fn port_value(host: &HeaderValue, scheme: &str) -> HeaderValue {
+    match authority_port(host.to_str().unwrap_or("")) {
+        Some(port) if port != 443 && port != 80 => HeaderValue::from(port),
+        Some(80) => HeaderValue::from_static("80"),
+        Some(_) => HeaderValue::from_static("443"),
+        None if scheme == "https" => HeaderValue::from_static("443"),
+        None => HeaderValue::from_static("80"),
+    }
 }
 
 fn authority_port(authority: &str) -> Option<u16> {
@@ -150,12 +171,68 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_keeps_upgrade_and_drops_other_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, keep-alive"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::HOST, HeaderValue::from_static("gis.example.com"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(header::TE));
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_goes_and_the_rest_stays() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key(header::CONNECTION));
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn forwarded_port_is_the_hosts_or_the_schemes_default() {
+        let port = |scheme, host| {
+            let mut h = HeaderMap::new();
+            let peer = forwarded_for("::ffff:192.0.2.1".parse().unwrap());
+            set_forwarded(
+                &mut h,
+                &peer,
+                false,
+                scheme,
+                &HeaderValue::from_static(host),
+            );
+            assert_eq!(
+                h[&X_FORWARDED_FOR], "192.0.2.1",
+                "IPv4-mapped shown as IPv4"
+            );
+            h[&X_FORWARDED_PORT].clone()
+        };
+        assert_eq!(port("http", "gis.example.com"), "80");
+        assert_eq!(port("https", "gis.example.com"), "443");
+        assert_eq!(port("https", "gis.example.com:80"), "80");
+        assert_eq!(port("http", "gis.example.com:443"), "443");
+        assert_eq!(port("https", "[2001:db8::1]:6443"), "6443");
+        assert_eq!(port("https", "[2001:db8::1]"), "443");
+    }
+
+    #[test]
     fn forged_forwarded_for_from_untrusted_peer_is_replaced() {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("127.0.0.1"));
         set_forwarded(
             &mut h,
-            "203.0.113.9".parse().unwrap(),
+            &forwarded_for("203.0.113.9".parse().unwrap()),
             false,
             "https",
             &HeaderValue::from_static("gis.example.com"),
@@ -171,7 +248,7 @@ mod tests {
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
         set_forwarded(
             &mut h,
-            "10.0.0.1".parse().unwrap(),
+            &forwarded_for("10.0.0.1".parse().unwrap()),
             true,
             "https",
             &HeaderValue::from_static("gis.example.com:6443"),

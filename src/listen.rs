@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
 use crate::gateway::Gateway;
+use crate::headers;
 use crate::observe::{endpoints, metrics};
 use crate::proxy;
 use crate::tls::suites;
@@ -56,6 +58,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub tls_version: Option<&'static str>,
     pub tls_suite: Option<&'static str>,
+    /// The peer's address as sent in X-Forwarded-For.
+    pub forwarded_for: HeaderValue,
     pub activity: Activity,
 }
 
@@ -226,6 +230,7 @@ async fn open(
                 local,
                 tls_version: version,
                 tls_suite: suite,
+                forwarded_for: headers::forwarded_for(peer.ip()),
                 activity: Activity::new(!h2),
             });
             Some(serve_http(gw, stream, info, h2, &limits, drain))
@@ -238,6 +243,7 @@ async fn open(
                 local,
                 tls_version: None,
                 tls_suite: None,
+                forwarded_for: headers::forwarded_for(peer.ip()),
                 activity: Activity::new(true),
             });
             Some(serve_http(gw, tcp, info, false, &limits, drain))

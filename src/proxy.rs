@@ -212,7 +212,13 @@ fn upstream_request(
         .iter()
         .any(|n| n.contains(&peer));
     let host = HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?;
-    headers::set_forwarded(&mut headers, peer, peer_trusted, conn.kind.scheme(), &host);
+    headers::set_forwarded(
+        &mut headers,
+        &conn.forwarded_for,
+        peer_trusted,
+        conn.kind.scheme(),
+        &host,
+    );
 
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
