@@ -6,23 +6,15 @@
 #   bench/idle-conns.sh [N]
 #   GISGATE_BIN=/path/to/gisgate bench/idle-conns.sh   # measure another build
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-. "$HERE/lib.sh"
-ROOT="$(cd "$HERE/.." && pwd)"
-SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
-WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N="${1:-10000}"
 HOLD="${HOLD:-5}"
-export RUN_DIR="${RUN_DIR:-/tmp/gisbench}"
-mkdir -p "$WORK/harness"; cp -r "$SHARED/." "$WORK/harness/"; chmod -R u+w "$WORK/harness"
-H="$WORK/harness"
-[ -f "$H/pki/ca.crt" ] || "$H/pki.sh"
+harness_copy
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example idle_conns)
 ulimit -n "$(ulimit -Hn)"   # each process holds N descriptors
 "$H/stop-peers.sh" >/dev/null 2>&1 || true
 PEERS=nginx "$H/start-peers.sh" >/dev/null
-sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|1|g" -e "s|@KEEPALIVE@|64|g" \
-  "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
+gisgate_config 1 64
 ports_free
 "${GISGATE_BIN:-$ROOT/target/release/gisgate}" run --config "$WORK/gisgate.toml" 2> "$WORK/gisgate.log" &
 GPID=$!

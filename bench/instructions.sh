@@ -15,21 +15,14 @@
 #
 # Needs (Debian): valgrind nginx nghttp2-client (h2load), and the Rust toolchain.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-. "$HERE/lib.sh"
-ROOT="$(cd "$HERE/.." && pwd)"
-SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
-WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N1="${N1:-1000}"
 N2="${N2:-5000}"
 CONNS="${CONNS:-1}"
-TARGETS=("${@:-gisgate nginx}")
-read -r -a TARGETS <<< "${TARGETS[*]}"
-export RUN_DIR="${RUN_DIR:-/tmp/gisbench}"
-mkdir -p "$WORK/harness" "$WORK/callgrind"
-cp -r "$SHARED/." "$WORK/harness/"; chmod -R u+w "$WORK/harness"
-H="$WORK/harness"
-[ -f "$H/pki/ca.crt" ] || "$H/pki.sh"
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gisgate nginx)
+harness_copy
+mkdir -p "$WORK/callgrind"
 (cd "$ROOT" && cargo build --release --quiet)
 BIN="${GISGATE_BIN:-$ROOT/target/release/gisgate}"
 
@@ -40,8 +33,7 @@ PEERS=nginx "$H/start-peers.sh" >/dev/null
 kill -QUIT "$(cat "$RUN_DIR/nginx-peer/nginx.pid")"
 sed -e 's/^daemon on;/daemon off;\nmaster_process off;/' \
   "$RUN_DIR/nginx-peer/nginx.conf" > "$RUN_DIR/nginx-peer/nginx.fg.conf"
-sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|1|g" -e "s|@KEEPALIVE@|64|g" \
-  "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
+gisgate_config 1 64
 trap '"$H/stop-peers.sh" >/dev/null 2>&1' EXIT
 
 port_of() { case "$1" in gisgate) echo 19443 ;; nginx) echo 17443 ;; esac; }

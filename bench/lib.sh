@@ -1,5 +1,27 @@
-# Shared by run.sh and idle-conns.sh: start gisgate only on free ports, and
-# wait until *this* gisgate is ready.
+# Shared by the bench scripts: their paths, the harness copy, gisgate's
+# config, and starting gisgate only on free ports and waiting until *this*
+# gisgate is ready.
+
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH/.." && pwd)"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
+H="$WORK/harness"
+export RUN_DIR="${RUN_DIR:-/tmp/gisbench}"
+
+# The shared harness writes its PKI and results beside itself: run a copy.
+harness_copy() {
+  mkdir -p "$H"
+  cp -r "$SHARED/." "$H/"
+  chmod -R u+w "$H"
+  [ -f "$H/pki/ca.crt" ] || "$H/pki.sh"
+}
+
+# gisgate_config WORKERS KEEPALIVE: $WORK/gisgate.toml, set up like the peers
+gisgate_config() {
+  sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|$1|g" -e "s|@KEEPALIVE@|$2|g" \
+    "$BENCH/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
+}
 
 # A gateway from an earlier run may still be draining: a new one could not
 # bind, and the old one would answer the readiness check (or be measured).

@@ -9,22 +9,11 @@
 #
 # Needs (Debian): nginx haproxy wrk nghttp2-client, and the Rust toolchain.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
-. "$HERE/lib.sh"
-WORK="${BENCH_WORK:-/tmp/gisgate-bench}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORKERS="${WORKERS:-1}"
 KEEPALIVE="${PEER_KEEPALIVE:-64}"
 SERVER_CPUS="${SERVER_CPUS:-}"
-export RUN_DIR="${RUN_DIR:-/tmp/gisbench}"
-
-# The shared harness writes its PKI and results beside itself: run a copy.
-mkdir -p "$WORK/harness"
-cp -r "$SHARED/." "$WORK/harness/"
-chmod -R u+w "$WORK/harness"
-H="$WORK/harness"
-[ -f "$H/pki/ca.crt" ] || "$H/pki.sh"
+harness_copy
 
 (cd "$ROOT" && cargo build --release --quiet)
 BIN="$ROOT/target/release/gisgate"
@@ -32,8 +21,7 @@ BIN="$ROOT/target/release/gisgate"
 "$H/stop-peers.sh" >/dev/null 2>&1 || true
 WORKERS="$WORKERS" PEER_KEEPALIVE="$KEEPALIVE" SERVER_CPUS="$SERVER_CPUS" "$H/start-peers.sh"
 
-sed -e "s|@PKI@|$H/pki|g" -e "s|@WORKERS@|$WORKERS|g" -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
-  "$HERE/gisgate.bench.toml.in" > "$WORK/gisgate.toml"
+gisgate_config "$WORKERS" "$KEEPALIVE"
 "$BIN" check --config "$WORK/gisgate.toml" >/dev/null
 ports_free
 TASKSET=()

@@ -127,15 +127,14 @@ pub fn set_forwarded(
     headers.insert(X_FORWARDED_PORT, port_value(host, scheme));
 }
 
-/// The port of `host`, or the scheme's default; the defaults without
-/// formatting a number.
+/// The port of `host`, or the scheme's default; the two usual ports
+/// without formatting a number.
 fn port_value(host: &HeaderValue, scheme: &str) -> HeaderValue {
-    match authority_port(host.to_str().unwrap_or("")) {
-        Some(port) if port != 443 && port != 80 => HeaderValue::from(port),
-        Some(80) => HeaderValue::from_static("80"),
-        Some(_) => HeaderValue::from_static("443"),
-        None if scheme == "https" => HeaderValue::from_static("443"),
-        None => HeaderValue::from_static("80"),
+    let default = if scheme == "https" { 443 } else { 80 };
+    match authority_port(host.to_str().unwrap_or("")).unwrap_or(default) {
+        443 => HeaderValue::from_static("443"),
+        80 => HeaderValue::from_static("80"),
+        port => HeaderValue::from(port),
     }
 }
 

@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -161,25 +161,14 @@ async fn accept_loop(
         let drain = stop.clone();
         tokio::spawn(async move {
             let _tracked = gw.track_connection(kind);
-            serve_connection(gw.clone(), kind, tcp, peer, local, drain, permit).await;
+            let _permit = permit;
+            // Opening (the TLS handshake) is boxed and freed once it is
+            // done: the task then holds only a pointer to the HTTP side, not
+            // the handshake's state nor a second slot for the TLS stream.
+            if let Some(conn) = Box::pin(open(gw.clone(), kind, tcp, peer, local, drain)).await {
+                conn.await;
+            }
         });
-    }
-}
-
-async fn serve_connection(
-    gw: Arc<Gateway>,
-    kind: ListenerKind,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    drain: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
-) {
-    // Opening (the TLS handshake) is boxed and freed once it is done: the
-    // connection's task then holds only a pointer to the HTTP side, not the
-    // handshake's state nor a second slot for the TLS stream (~1.3 KiB).
-    if let Some(conn) = Box::pin(open(gw, kind, tcp, peer, local, drain)).await {
-        conn.await;
     }
 }
 
