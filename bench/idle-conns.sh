@@ -8,7 +8,10 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N="${1:-10000}"
-HOLD="${HOLD:-5}"
+HOLD="${HOLD:-8}"
+# sampled SETTLE s after the last connection opened: gisgate sets an
+# HTTP/1.1 connection aside after 1 s idle (README), nginx at once
+SETTLE="${SETTLE:-3}"
 harness_copy
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example idle_conns)
 ulimit -n "$(ulimit -Hn)"   # each process holds N descriptors
@@ -32,6 +35,7 @@ measure() { # name port
   local client=$!
   # wait until the client reports all connections open, then sample
   for _ in $(seq 1 600); do grep -q '^open' "$WORK/idle-$1.txt" 2>/dev/null && break; sleep 0.1; done
+  sleep "$SETTLE"
   after=$(rss_kib "$2")
   wait $client
   printf '%-8s idle RSS %6d KiB, with %d idle TLS connections %7d KiB: +%d KiB (%.2f KiB/conn)\n' \

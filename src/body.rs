@@ -148,8 +148,10 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    pub fn new(conn: Arc<ConnInfo>, method: Method, started: Instant) -> Self {
-        conn.activity.begin_request();
+    /// `body_complete`: the request came with no body to read (its body
+    /// reported its end before a byte of it was read).
+    pub fn new(conn: Arc<ConnInfo>, method: Method, body_complete: bool, started: Instant) -> Self {
+        conn.activity.begin_request(body_complete);
         RequestRecord {
             conn,
             method,

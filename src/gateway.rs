@@ -2,7 +2,7 @@
 //! listeners, the connection limit, reload and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -28,6 +28,7 @@ pub struct Gateway {
     reload_lock: tokio::sync::Mutex<()>,
     active: AtomicUsize,
     idle: Notify,
+    set_aside: AtomicU64,
 }
 
 /// What a successful reload changed, in policy terms.
@@ -59,6 +60,7 @@ impl Gateway {
             reload_lock: tokio::sync::Mutex::new(()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
+            set_aside: AtomicU64::new(0),
         });
         let running: Vec<_> = bound
             .into_iter()
@@ -145,6 +147,17 @@ impl Gateway {
             });
         }
         *configured = new;
+    }
+
+    /// How many times an idle HTTP/1.1 connection has been set aside (its
+    /// buffers freed until its next request; README, Resources). For tests
+    /// and debugging: not a metric, the SPEC names those.
+    pub fn connections_set_aside(&self) -> u64 {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_set_aside(&self) {
+        self.set_aside.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a client connection for the drain and the active gauge.

@@ -6,20 +6,23 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::HeaderValue;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::ResponseBody;
 use crate::config::Limits;
 use crate::gateway::Gateway;
 use crate::headers;
@@ -284,48 +287,167 @@ fn serve_http<IO>(
     drain: watch::Receiver<bool>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(ActivityIo {
-        inner: io,
-        info: info.clone(),
-    });
-    let kind = info.kind;
+    if !h2 {
+        let io = ActivityIo::new(io, info.clone());
+        return Box::pin(serve_h1(gw, io, info, limits.clone(), drain));
+    }
+    let io = TokioIo::new(ActivityIo::new(io, info.clone()));
     let svc_info = info.clone();
-    let respond = move |req| {
-        let gw = gw.clone();
-        let info = svc_info.clone();
-        async move {
-            if kind == ListenerKind::Observability {
-                return Ok::<_, Infallible>(endpoints::handle(&gw, req).await);
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Each stream's future lives in its own task, freed with it.
+        .serve_connection(
+            io,
+            service_fn(move |req| respond(gw.clone(), svc_info.clone(), req)),
+        );
+    let limits = limits.clone();
+    Box::pin(async move {
+        let mut drain = drain;
+        drive(Box::pin(conn), &info, &limits, &mut drain, None).await;
+    })
+}
+
+async fn respond(
+    gw: Arc<Gateway>,
+    info: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    if info.kind == ListenerKind::Observability {
+        return Ok(endpoints::handle(&gw, req).await);
+    }
+    let live = gw.live.load_full();
+    Ok(proxy::handle(live, info, req).await)
+}
+
+/// Serves an HTTP/1.1 connection. One that idles for `SET_ASIDE_AFTER`
+/// with nothing in flight is set aside: hyper's side of it (its 8 KiB read
+/// and 8 KiB write buffers) is freed and only the socket is watched, as
+/// nginx frees a keep-alive connection's buffers; when the client sends
+/// again, a new hyper connection takes over the same socket and service.
+fn serve_h1<IO>(
+    gw: Arc<Gateway>,
+    io: ActivityIo<IO>,
+    info: Arc<ConnInfo>,
+    limits: Limits,
+    drain: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send
+where
+    IO: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Observability requests are not tracked as in flight (they are not
+    // proxied), so nothing would tell their connection is really idle.
+    let mut considered = (info.kind != ListenerKind::Observability).then_some(NONE);
+    let (svc_gw, svc_info) = (gw.clone(), info.clone());
+    // Boxed per request: hyper keeps the slot for a request's future
+    // (~9 KiB, it spans the upstream exchange) for the connection's whole
+    // life, idle or not; a box there is 16 bytes.
+    let mut service =
+        service_fn(move |req| Box::pin(respond(svc_gw.clone(), svc_info.clone(), req)));
+    let (mut io, mut drain) = (io, drain);
+    // Not an async fn: that would keep `io` twice, as its argument and as
+    // the variable the loop moves it in and out of (~1.2 KiB).
+    async move {
+        loop {
+            let conn = h1_connection(io, service, &limits);
+            let Some(conn) = drive(conn, &info, &limits, &mut drain, considered).await else {
+                return;
+            };
+            // `None`: upgraded meanwhile; the upgrade owns the socket now.
+            let Some((rest, svc)) = take_apart(conn) else {
+                return;
+            };
+            (io, service) = (rest, svc);
+            gw.count_set_aside();
+            if io.replay.is_empty()
+                && !wait_for_request(io.inner.tcp(), &info.activity, &limits, &mut drain).await
+            {
+                // Idle timeout or drain: close as hyper closes an idle
+                // connection, with a TLS close_notify.
+                let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
+                return;
             }
-            let live = gw.live.load_full();
-            Ok(proxy::handle(live, info, req).await)
+            // Not again before a request: what woke it may be no request
+            // (a close, a TLS key update), and the flags are from before.
+            considered = Some(info.activity.idle_since.load(Ordering::Relaxed));
         }
-    };
-    if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
-            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-            // Each stream's future lives in its own task, freed with it.
-            .serve_connection(io, service_fn(respond));
-        Box::pin(drive(Box::pin(conn), info, limits.clone(), drain))
-    } else {
-        let conn = hyper::server::conn::http1::Builder::new()
+    }
+}
+
+type H1Connection<IO, S> =
+    hyper::server::conn::http1::UpgradeableConnection<TokioIo<ActivityIo<IO>>, S>;
+
+/// hyper's side of an HTTP/1.1 connection. Built and boxed outside the
+/// async fn: there, its unboxed value would take room (~2 KiB) in the
+/// connection's future for as long as the connection lives.
+fn h1_connection<IO, S>(
+    io: ActivityIo<IO>,
+    service: S,
+    limits: &Limits,
+) -> Pin<Box<H1Connection<IO, S>>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Box::pin(
+        hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             // Our own watchdog times header reads: hyper's timer would also
             // run while a keep-alive connection idles between requests.
             .header_read_timeout(None)
             .max_buf_size(limits.max_header_bytes)
-            // Boxed per request: hyper keeps the slot for a request's
-            // future (~9 KiB, it spans the upstream exchange) for the
-            // connection's whole life, idle or not; a box there is 16 bytes.
-            .serve_connection(io, service_fn(move |req| Box::pin(respond(req))))
-            .with_upgrades();
-        Box::pin(drive(Box::pin(conn), info, limits.clone(), drain))
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades(),
+    )
+}
+
+/// Takes an HTTP/1.1 connection at rest apart: the stream and the service
+/// are kept, hyper's buffers freed. Bytes of a next request that hyper had
+/// already read are kept for the next hyper connection to read first.
+/// `None` when the connection has been upgraded.
+fn take_apart<IO, S>(conn: Pin<Box<H1Connection<IO, S>>>) -> Option<(ActivityIo<IO>, S)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let parts = Pin::into_inner(conn).into_parts()?;
+    let mut io = parts.io.into_inner();
+    // An empty one is dropped: it would keep hyper's 8 KiB buffer alive.
+    if !parts.read_buf.is_empty() {
+        io.replay = parts.read_buf;
+    }
+    Some((io, parts.service))
+}
+
+/// How long an HTTP/1.1 connection with nothing in flight keeps hyper's
+/// buffers before it is set aside. Not at once: a busy client's next
+/// request usually follows within milliseconds, and building hyper's side
+/// again for each request would cost more than the memory is worth.
+const SET_ASIDE_AFTER: Duration = Duration::from_secs(1);
+/// Bounds the close_notify of a set-aside connection that is closed.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+/// The TCP socket under a client connection, watched while it is set aside.
+pub trait Socket {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
     }
 }
 
@@ -361,15 +483,20 @@ where
     }
 }
 
+/// Runs a connection until it ends, or until it has been quiet long enough
+/// to be set aside: then it is handed back. `considered` is `None` for a
+/// connection never set aside, else the idle period (its `idle_since`) last
+/// considered for it: each period is considered once.
 /// `conn` comes boxed: an async fn keeps its arguments and its locals apart,
 /// so pinning an inline connection here would hold it twice (~1.8 KiB more
 /// per HTTP/1.1 connection).
 async fn drive<C: GracefulConnection>(
     mut conn: Pin<Box<C>>,
-    info: Arc<ConnInfo>,
-    limits: Limits,
-    mut drain: watch::Receiver<bool>,
-) {
+    info: &ConnInfo,
+    limits: &Limits,
+    drain: &mut watch::Receiver<bool>,
+    mut considered: Option<u64>,
+) -> Option<Pin<Box<C>>> {
     let mut closing = *drain.borrow();
     if closing {
         conn.as_mut().shutdown_gracefully();
@@ -380,7 +507,7 @@ async fn drive<C: GracefulConnection>(
                 if let Err(e) = result {
                     tracing::debug!(peer = %info.peer, "connection ended: {e}");
                 }
-                return;
+                return None;
             }
             changed = drain.changed(), if !closing => {
                 if changed.is_err() || *drain.borrow() {
@@ -388,13 +515,20 @@ async fn drive<C: GracefulConnection>(
                     conn.as_mut().shutdown_gracefully();
                 }
             }
-            verdict = info.activity.watchdog(limits.header_read_timeout, limits.idle_timeout), if !closing => {
+            verdict = info.activity.watchdog(limits.header_read_timeout, limits.idle_timeout, considered), if !closing => {
                 match verdict {
                     // Slowloris: headers dribbling in too slowly. Close.
-                    Verdict::HeaderTimeout => return,
+                    Verdict::HeaderTimeout => return None,
                     Verdict::Idle => {
                         closing = true;
                         conn.as_mut().shutdown_gracefully();
+                    }
+                    Verdict::Quiet(period) => {
+                        considered = Some(period);
+                        if info.activity.at_rest() {
+                            tracing::trace!(peer = %info.peer, "idle connection set aside");
+                            return Some(conn);
+                        }
                     }
                 }
             }
@@ -403,7 +537,8 @@ async fn drive<C: GracefulConnection>(
 }
 
 /// Times one connection: how long a request's headers take to arrive, and
-/// how long the connection idles with no request in flight.
+/// how long the connection idles with no request in flight; and tells when
+/// an HTTP/1.1 connection is at rest between requests.
 pub struct Activity {
     epoch: Instant,
     in_flight: AtomicU32,
@@ -413,6 +548,13 @@ pub struct Activity {
     /// not been fully read arrived; `NONE` when not reading headers.
     header_started: AtomicU64,
     track_headers: bool,
+    /// The latest request came with a body, which hyper may still be
+    /// reading (or draining) after the response is sent.
+    body_pending: AtomicBool,
+    /// The socket's latest read found nothing to read.
+    read_blocked: AtomicBool,
+    /// Bytes were written and not yet flushed.
+    unflushed: AtomicBool,
 }
 
 const NONE: u64 = u64::MAX;
@@ -420,6 +562,8 @@ const NONE: u64 = u64::MAX;
 pub enum Verdict {
     HeaderTimeout,
     Idle,
+    /// Idle for `SET_ASIDE_AFTER` since the given moment (`idle_since`).
+    Quiet(u64),
 }
 
 impl Activity {
@@ -431,6 +575,9 @@ impl Activity {
             // A new connection must deliver its first request in time.
             header_started: AtomicU64::new(if track_headers { 0 } else { NONE }),
             track_headers,
+            body_pending: AtomicBool::new(false),
+            read_blocked: AtomicBool::new(false),
+            unflushed: AtomicBool::new(false),
         }
     }
 
@@ -438,9 +585,13 @@ impl Activity {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    pub fn begin_request(&self) {
+    /// `body_complete`: the request has no body left to read. HTTP/1.1
+    /// reads requests in order, so a new request also means every earlier
+    /// body has been read.
+    pub fn begin_request(&self, body_complete: bool) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.header_started.store(NONE, Ordering::Relaxed);
+        self.body_pending.store(!body_complete, Ordering::Relaxed);
     }
 
     pub fn end_request(&self) {
@@ -458,12 +609,38 @@ impl Activity {
         }
     }
 
-    async fn watchdog(&self, header_timeout: Duration, idle_timeout: Duration) -> Verdict {
+    /// Whether hyper's side of an HTTP/1.1 connection holds nothing that
+    /// setting it aside would lose: no request in flight, none being read,
+    /// no body left unread, everything written flushed, and the socket
+    /// read to its end. Bytes of a next request hyper already read are
+    /// handed back by `into_parts`.
+    fn at_rest(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && self.header_started.load(Ordering::Relaxed) == NONE
+            && !self.body_pending.load(Ordering::Relaxed)
+            && self.read_blocked.load(Ordering::Relaxed)
+            && !self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// When an idle connection times out.
+    fn idle_deadline(&self, idle_timeout: Duration) -> Instant {
+        self.epoch + Duration::from_millis(self.idle_since.load(Ordering::Relaxed)) + idle_timeout
+    }
+
+    /// `considered`: `None` when the connection is never set aside, else
+    /// the idle period last reported as `Quiet` (each is reported once).
+    async fn watchdog(
+        &self,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        considered: Option<u64>,
+    ) -> Verdict {
         let header_ms = header_timeout.as_millis() as u64;
         let idle_ms = idle_timeout.as_millis() as u64;
+        let aside_ms = SET_ASIDE_AFTER.as_millis() as u64;
         loop {
             let now = self.now_ms();
-            let wake_at = if self.in_flight.load(Ordering::Relaxed) > 0 {
+            let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
                 // Busy: nothing to time; look again later.
                 now + idle_ms
             } else {
@@ -478,18 +655,61 @@ impl Activity {
                     if now >= idle + idle_ms {
                         return Verdict::Idle;
                     }
-                    idle + idle_ms
+                    match considered {
+                        Some(seen) if seen != idle && now >= idle + aside_ms => {
+                            return Verdict::Quiet(idle);
+                        }
+                        _ => idle + idle_ms,
+                    }
                 }
+            };
+            // A connection that may be set aside is looked at every
+            // `SET_ASIDE_AFTER`: a request may come and go in between, and
+            // nothing else wakes the watchdog when it does.
+            let wake_at = match considered {
+                Some(_) => deadline.min(now + aside_ms),
+                None => deadline,
             };
             tokio::time::sleep_until(self.epoch + Duration::from_millis(wake_at)).await;
         }
     }
 }
 
-/// Notes when request bytes arrive, for the header-read timeout.
+/// The client's stream as hyper sees it: notes when request bytes arrive
+/// (for the header-read timeout) and whether all is read and flushed (for
+/// setting aside), and first replays what an earlier hyper connection on
+/// it had read but not used.
 struct ActivityIo<IO> {
     inner: IO,
     info: Arc<ConnInfo>,
+    replay: Bytes,
+}
+
+impl<IO> ActivityIo<IO> {
+    fn new(inner: IO, info: Arc<ConnInfo>) -> Self {
+        ActivityIo {
+            inner,
+            info,
+            replay: Bytes::new(),
+        }
+    }
+}
+
+/// A set-aside connection's wait: true once the client sends (its next
+/// request, or a close), false at the idle timeout or on drain.
+async fn wait_for_request(
+    tcp: &TcpStream,
+    activity: &Activity,
+    limits: &Limits,
+    drain: &mut watch::Receiver<bool>,
+) -> bool {
+    let deadline = activity.idle_deadline(limits.idle_timeout);
+    tokio::select! {
+        readable = tcp.readable() => readable.is_ok(),
+        _ = tokio::time::sleep_until(deadline) => false,
+        // An error: the listener is gone, which is a drain too.
+        _ = drain.wait_for(|draining| *draining) => false,
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
@@ -498,10 +718,24 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.replay.is_empty() {
+            let n = self.replay.len().min(buf.remaining());
+            buf.put_slice(&self.replay.split_to(n));
+            if self.replay.is_empty() {
+                // An empty slice of it would keep the old buffer alive.
+                self.replay = Bytes::new();
+            }
+            self.info.activity.on_read();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let activity = &self.info.activity;
+        activity
+            .read_blocked
+            .store(polled.is_pending(), Ordering::Relaxed);
         if buf.filled().len() > before {
-            self.info.activity.on_read();
+            activity.on_read();
         }
         polled
     }
@@ -513,22 +747,40 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note_written(&polled);
+        polled
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_written(&polled);
+        polled
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            self.info.activity.unflushed.store(false, Ordering::Relaxed);
+        }
+        polled
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<IO> ActivityIo<IO> {
+    fn note_written(&self, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = polled {
+            if *n > 0 {
+                self.info.activity.unflushed.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::body::{RequestRecord, ResponseBody};
@@ -32,7 +33,12 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
-    let mut record = RequestRecord::new(conn.clone(), req.method().clone(), started);
+    let mut record = RequestRecord::new(
+        conn.clone(),
+        req.method().clone(),
+        req.body().is_end_stream(),
+        started,
+    );
     let outcome = route(&live, &conn, req, &mut record).await;
     let mut response = match outcome {
         Ok(r) => r,
