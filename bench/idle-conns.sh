@@ -11,7 +11,7 @@ N="${1:-10000}"
 HOLD="${HOLD:-8}"
 # sampled SETTLE s after the last connection opened: gisgate sets an
 # HTTP/1.1 connection aside after 1 s idle (README), nginx at once
-SETTLE="${SETTLE:-3}"
+SETTLE="${SETTLE:-5}"
 harness_copy
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example idle_conns)
 ulimit -n "$(ulimit -Hn)"   # each process holds N descriptors
