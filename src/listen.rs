@@ -553,7 +553,11 @@ pub struct Activity {
     body_pending: AtomicBool,
     /// The socket's latest read found nothing to read.
     read_blocked: AtomicBool,
-    /// Bytes were written and not yet flushed.
+    /// A write was tried since the last completed flush. hyper writes
+    /// whatever it holds before it flushes, so a completed flush after the
+    /// last write means hyper's buffer is empty and TLS sent; a write that
+    /// found the socket full leaves hyper holding bytes, whatever it
+    /// returned.
     unflushed: AtomicBool,
 }
 
@@ -747,18 +751,16 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.note_written(&polled);
-        polled
+        self.info.activity.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.note_written(&polled);
-        polled
+        self.info.activity.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -775,12 +777,79 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
     }
 }
 
-impl<IO> ActivityIo<IO> {
-    fn note_written(&self, polled: &Poll<io::Result<usize>>) {
-        if let Poll::Ready(Ok(n)) = polled {
-            if *n > 0 {
-                self.info.activity.unflushed.store(true, Ordering::Relaxed);
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn conn_info() -> Arc<ConnInfo> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Arc::new(ConnInfo {
+            kind: ListenerKind::Https,
+            peer: addr,
+            local: addr,
+            tls_version: None,
+            tls_suite: None,
+            forwarded_for: headers::forwarded_for(addr.ip()),
+            activity: Activity::new(false),
+        })
+    }
+
+    /// Polls once: whether the operation completed at once.
+    async fn at_once<F: Future>(f: F) -> bool {
+        tokio::time::timeout(Duration::ZERO, f).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_at_rest_only_once_all_it_wrote_is_flushed() {
+        let (near, mut far) = tokio::io::duplex(16);
+        let info = conn_info();
+        let mut io = ActivityIo::new(near, info.clone());
+        let mut buf = [0u8; 64];
+        assert!(!at_once(io.read(&mut buf)).await, "nothing to read yet");
+        assert!(at_once(io.write_all(&[b'a'; 16])).await);
+        assert!(!info.activity.at_rest(), "written, not flushed");
+        assert!(at_once(io.flush()).await);
+        assert!(info.activity.at_rest());
+        // The peer stops reading: the next write finds the stream full and
+        // the bytes stay with the writer, so setting aside would lose them.
+        assert!(!at_once(io.write_all(b"b")).await);
+        assert!(!info.activity.at_rest());
+        far.read_exact(&mut buf[..16]).await.unwrap();
+        io.write_all(b"b").await.unwrap();
+        io.flush().await.unwrap();
+        assert!(info.activity.at_rest());
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_or_a_body_keeps_a_connection_from_rest() {
+        let (near, _far) = tokio::io::duplex(16);
+        let info = conn_info();
+        let mut io = ActivityIo::new(near, info.clone());
+        assert!(!at_once(io.read(&mut [0u8; 8])).await);
+        assert!(info.activity.at_rest());
+        info.activity.begin_request(true);
+        assert!(!info.activity.at_rest(), "in flight");
+        info.activity.end_request();
+        assert!(info.activity.at_rest());
+        info.activity.begin_request(false);
+        info.activity.end_request();
+        assert!(!info.activity.at_rest(), "its body may still be unread");
+    }
+
+    #[tokio::test]
+    async fn bytes_kept_from_an_earlier_connection_are_read_first() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut io = ActivityIo::new(near, conn_info());
+        io.replay = Bytes::from_static(b"GET / HT");
+        far.write_all(b"TP/1.1\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 5];
+        while got.len() < 16 {
+            let n = io.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
         }
+        assert_eq!(got, b"GET / HTTP/1.1\r\n");
+        assert!(io.replay.is_empty());
     }
 }
