@@ -294,3 +294,54 @@ impl Watcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// Sends `triggers` at the given offsets (tokio's paused clock).
+    fn send_at(tx: mpsc::UnboundedSender<Trigger>, triggers: Vec<(u64, Trigger)>) {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for (ms, t) in triggers {
+                tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+                let _ = tx.send(t);
+            }
+            // Keep the channel open: settle must end by its clock.
+            std::future::pending::<()>().await;
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_file_events_settles_once_they_are_quiet() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        send_at(
+            tx,
+            vec![(100, Trigger::FileEvent), (200, Trigger::FileEvent)],
+        );
+        assert_eq!(settle(&mut rx).await, Trigger::FileEvent);
+        // 150 ms after the last event, not after the first.
+        assert_eq!(start.elapsed(), Duration::from_millis(350));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_that_never_stop_still_settle_within_the_cap() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        send_at(
+            tx,
+            (1..100).map(|i| (i * 100, Trigger::FileEvent)).collect(),
+        );
+        settle(&mut rx).await;
+        assert_eq!(start.elapsed(), DEBOUNCE_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sighup_during_the_wait_makes_the_reload_a_forced_one() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        send_at(tx, vec![(50, Trigger::Signal), (60, Trigger::Periodic)]);
+        assert_eq!(settle(&mut rx).await, Trigger::Signal);
+    }
+}
