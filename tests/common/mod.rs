@@ -569,6 +569,25 @@ impl TestGateway {
     pub fn http(&self) -> SocketAddr {
         self.http.expect("no http listener")
     }
+    /// The metrics page once it contains `line`: a connection's outcome is
+    /// recorded by its task, which may finish after the client has seen it
+    /// (a refused handshake's alert arrives before the count is made).
+    pub async fn metrics_with(&self, line: &str) -> String {
+        let mut last = String::new();
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                last = self.metrics().await;
+                if last.contains(line) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "no {line} in the metrics:\n{last}");
+        last
+    }
+
     pub async fn metrics(&self) -> String {
         let (_, _, body) = plain_request(
             self.observe.expect("no observability listener"),
