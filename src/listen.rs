@@ -660,8 +660,11 @@ impl Activity {
                         return Verdict::Idle;
                     }
                     match considered {
-                        Some(seen) if seen != idle && now >= idle + aside_ms => {
-                            return Verdict::Quiet(idle);
+                        Some(seen) if seen != idle => {
+                            if now >= idle + aside_ms {
+                                return Verdict::Quiet(idle);
+                            }
+                            (idle + aside_ms).min(idle + idle_ms)
                         }
                         _ => idle + idle_ms,
                     }

@@ -138,7 +138,7 @@ async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
 async fn a_set_aside_connection_is_closed_at_the_idle_timeout() {
     let site = Site::new();
     let up = site.upstream(false).await;
-    let tg = site.gateway(&up, "[limits]\nidle_timeout = \"2s\"\n").await;
+    let tg = site.gateway(&up, "[limits]\nidle_timeout = \"3s\"\n").await;
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
         .await
         .unwrap();
