@@ -435,7 +435,7 @@ const SET_ASIDE_AFTER: Duration = Duration::from_secs(1);
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
 /// The TCP socket under a client connection, watched while it is set aside.
-pub trait Socket {
+trait Socket {
     fn tcp(&self) -> &TcpStream;
 }
 
@@ -664,7 +664,7 @@ impl Activity {
                             if now >= idle + aside_ms {
                                 return Verdict::Quiet(idle);
                             }
-                            (idle + aside_ms).min(idle + idle_ms)
+                            idle + aside_ms.min(idle_ms)
                         }
                         _ => idle + idle_ms,
                     }

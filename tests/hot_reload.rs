@@ -224,14 +224,7 @@ async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list()
     let site = Site::new();
     let up = site.upstream(false).await;
     let tg = site.gateway(&up, "").await;
-    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive_connection(&site, tg.https()).await;
     let admin = || {
         let mut r = get("/arcgis/admin/", &[("host", "localhost")]);
         *r.uri_mut() = "/arcgis/admin/".parse().unwrap();

@@ -52,19 +52,39 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
     }
 }
 
+/// A raw TLS connection that made one request and has since been set aside.
+async fn one_request_then_set_aside(
+    site: &Site,
+    tg: &TestGateway,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .unwrap();
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&read_response(&mut tls).await), 200);
+    set_aside(tg, 1).await;
+    tls
+}
+
+/// The gateway closed the connection cleanly: TLS close_notify, then end
+/// of stream.
+async fn assert_closed_cleanly<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "expected a clean close, got {read:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_set_aside_serves_its_next_requests() {
     let site = Site::new();
     let up = site.upstream(false).await;
     let tg = site.gateway(&up, "").await;
-    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive_connection(&site, tg.https()).await;
     for (round, path) in ["/one", "/two", "/three"].into_iter().enumerate() {
         let r = request_on(&mut sender, get(path, &[("host", "localhost")]))
             .await
@@ -107,14 +127,7 @@ async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
     let site = Site::new();
     let up = site.upstream(false).await;
     let tg = site.gateway(&up, "").await;
-    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive_connection(&site, tg.https()).await;
     let upload = Request::builder()
         .method("POST")
         .uri("https://localhost/upload")
@@ -139,21 +152,8 @@ async fn a_set_aside_connection_is_closed_at_the_idle_timeout() {
     let site = Site::new();
     let up = site.upstream(false).await;
     let tg = site.gateway(&up, "[limits]\nidle_timeout = \"3s\"\n").await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(status_of(&read_response(&mut tls).await), 200);
-    set_aside(&tg, 1).await;
-    // A clean close: TLS close_notify, then end of stream.
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
-    assert!(
-        matches!(read, Ok(Ok(0))),
-        "expected a clean close, got {read:?}"
-    );
+    let mut tls = one_request_then_set_aside(&site, &tg).await;
+    assert_closed_cleanly(&mut tls).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,22 +163,10 @@ async fn shutdown_closes_set_aside_connections_without_waiting_for_the_grace() {
     let tg = site
         .gateway(&up, "[limits]\nshutdown_grace = \"60s\"\n")
         .await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(status_of(&read_response(&mut tls).await), 200);
-    set_aside(&tg, 1).await;
+    let mut tls = one_request_then_set_aside(&site, &tg).await;
     let gw = tg.gw.clone();
     let drained = tokio::spawn(async move { gw.shutdown().await });
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
-    assert!(
-        matches!(read, Ok(Ok(0))),
-        "expected a clean close, got {read:?}"
-    );
+    assert_closed_cleanly(&mut tls).await;
     // The drain ends once that connection is gone, long before its grace.
     tokio::time::timeout(Duration::from_secs(10), drained)
         .await

@@ -443,14 +443,7 @@ async fn idle_keep_alive_connection_survives_past_the_header_timeout() {
             "[limits]\nheader_read_timeout = \"200ms\"\nidle_timeout = \"30s\"\n",
         )
         .await;
-    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive_connection(&site, tg.https()).await;
     let r = request_on(&mut sender, get("/x", &[("host", "localhost")]))
         .await
         .unwrap();

@@ -663,6 +663,22 @@ where
     read_reply(response).await
 }
 
+/// An HTTP/1.1 keep-alive connection to `addr` (TLS, as `localhost`), for
+/// several requests with `request_on`.
+pub async fn keep_alive_connection(
+    site: &Site,
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tls = tls_connect(addr, client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .expect("TLS handshake");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// One more request on an open HTTP/1.1 keep-alive connection. It waits until
 /// the connection is ready (hyper refuses a request while the previous
 /// exchange is still being finished; an error here means the peer closed the
