@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use crate::error::Route;
 use crate::listen::ConnInfo;
 use crate::observe::{access, metrics};
-use crate::tls::pool::Lease;
+use crate::tls::upstream::Lease;
 
 pub struct ResponseBody {
     inner: Inner,

@@ -196,10 +196,15 @@ fn describe(live: &Live, out: &mut String) {
     line(
         "upstream",
         format!(
-            "{} verified by {}; name {}",
+            "{} verified by {}; name {}; {}",
             s.upstream.url(),
             s.upstream.verification(),
-            s.upstream.server_name
+            s.upstream.server_name,
+            if s.upstream.prefer_http2 {
+                "HTTP/2 preferred (multiplexed), HTTP/1.1 if the upstream does not offer h2"
+            } else {
+                "HTTP/1.1 (HTTP/2 only if the upstream refuses http/1.1)"
+            }
         ),
     );
 }

@@ -99,6 +99,7 @@ pub fn changes(
         dur(nu.pool_idle_timeout),
     );
     d.value("upstream.pool_max_idle", ou.pool_max_idle, nu.pool_max_idle);
+    d.value("upstream.prefer_http2", ou.prefer_http2, nu.prefer_http2);
 
     d.set("admin.paths", &old.admin.paths, &new.admin.paths);
     d.set(

@@ -22,7 +22,7 @@ use crate::observe::{access, metrics};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
-use crate::tls::pool::Lease;
+use crate::tls::upstream::Lease;
 use crate::tls::upstream::{classify, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
@@ -160,8 +160,19 @@ async fn forward(
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let upstream = &live.upstream;
-    let protocol = upstream.protocol().await;
-    let (out, client) = upstream_request(live, conn, req, path, authority, protocol)?;
+    let wants_upgrade = headers::upgrade_requested(req.headers(), req.version());
+    // A WebSocket upgrade needs HTTP/1.1 (RFC 6455) whatever else is spoken.
+    let protocol = match wants_upgrade {
+        true => UpstreamProtocol::Http1,
+        false => upstream.protocol().await,
+    };
+    let request = UpstreamRequest {
+        path,
+        authority,
+        protocol,
+        wants_upgrade,
+    };
+    let (out, client) = upstream_request(live, conn, req, request)?;
     let (mut response, lease) = send_upstream(upstream, protocol, out).await?;
     record.upstream_status = Some(response.status().as_u16());
     metrics::upstream_response(response.status());
@@ -172,7 +183,7 @@ async fn forward(
         // The upgraded connection is the WebSocket's now, not the pool's.
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
-    Ok(response.map(|b| ResponseBody::upstream(b, lease)))
+    Ok(response.map(|b| ResponseBody::upstream(b, Some(lease))))
 }
 
 /// What the response step still needs from the client's request.
@@ -185,6 +196,15 @@ struct ClientSide {
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
+/// Where and how a request goes upstream.
+struct UpstreamRequest<'a> {
+    /// The canonical path the policy judged.
+    path: &'a str,
+    authority: &'a str,
+    protocol: UpstreamProtocol,
+    wants_upgrade: bool,
+}
+
 /// The request the upstream receives: the canonical path, hop-by-hop and
 /// path-override headers removed, X-Forwarded-* set, and the client's host
 /// as Host (HTTP/1.1) or `:authority` (HTTP/2, RFC 9113 §8.3.1).
@@ -192,13 +212,16 @@ fn upstream_request(
     live: &Live,
     conn: &ConnInfo,
     req: Request<Incoming>,
-    path: &str,
-    authority: &str,
-    protocol: UpstreamProtocol,
+    to: UpstreamRequest<'_>,
 ) -> Result<(Request<Incoming>, ClientSide), Refusal> {
+    let UpstreamRequest {
+        path,
+        authority,
+        protocol,
+        wants_upgrade,
+    } = to;
     let (mut parts, body) = req.into_parts();
     let is_preflight = cors::is_preflight(&parts.method, &parts.headers);
-    let wants_upgrade = headers::upgrade_requested(&parts.headers, parts.version);
     // Kept only when a CORS rule will read them: every preflight (PNA), and
     // requests with an Origin when the gateway grants origins itself.
     let cors_rules_apply = is_preflight
@@ -254,24 +277,15 @@ fn upstream_request(
 }
 
 /// Sends within `upstream.response_timeout`. Failures become 502 or 504,
-/// with the reason logged and counted by kind. An HTTP/1.1 response comes
-/// with the pooled connection it arrived on.
+/// with the reason logged and counted by kind. A response comes with what
+/// it holds of the upstream: its pooled connection, or its HTTP/2 stream.
 async fn send_upstream(
     upstream: &UpstreamClient,
     protocol: UpstreamProtocol,
     out: Request<Incoming>,
-) -> Result<(Response<Incoming>, Option<Lease>), Refusal> {
+) -> Result<(Response<Incoming>, Lease), Refusal> {
     let started = Instant::now();
-    let sent = async {
-        match protocol {
-            UpstreamProtocol::Http1 => upstream
-                .pool
-                .send(out)
-                .await
-                .map(|(response, lease)| (response, Some(lease))),
-            UpstreamProtocol::Http2 => upstream.send_h2(out).await.map(|r| (r, None)),
-        }
-    };
+    let sent = upstream.send(protocol, out);
     let result = tokio::time::timeout(upstream.settings.response_timeout, sent).await;
     metrics::upstream_duration(started.elapsed());
     match result {

@@ -343,6 +343,10 @@ fn check_of_a_valid_config_exits_0_and_prints_the_effective_policy() {
     assert!(stdout.contains("max-age=86400"), "{stdout}");
     assert!(stdout.contains("10.0.0.0/8"), "{stdout}");
     assert!(stdout.contains("https://localhost:6443"), "{stdout}");
+    assert!(
+        stdout.contains("HTTP/1.1 (HTTP/2 only if the upstream refuses http/1.1)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -371,7 +375,8 @@ fn check_against_an_old_config_prints_the_changes_in_policy_terms() {
     write(
         &site,
         "new.toml",
-        &with("[hsts]\nmax_age = \"200s\"\n[admin]\nallowed_ips = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n"),
+        &with("[hsts]\nmax_age = \"200s\"\n[admin]\nallowed_ips = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n")
+            .replace("ca = \"ca.crt\"", "ca = \"ca.crt\"\nprefer_http2 = true"),
     );
     let out = gisgate(
         &["check", "--config", "new.toml", "--against", "old.toml"],
@@ -385,6 +390,10 @@ fn check_against_an_old_config_prints_the_changes_in_policy_terms() {
         "{stdout}"
     );
     assert!(lines.contains(&"hsts.max_age: 100s -> 200s"), "{stdout}");
+    assert!(
+        lines.contains(&"upstream.prefer_http2: false -> true"),
+        "{stdout}"
+    );
 }
 
 #[test]

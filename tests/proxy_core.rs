@@ -317,10 +317,30 @@ async fn large_bodies_stream_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_passed_through_and_echoes() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let site = Site::new();
     let up = site.upstream(false).await;
     let tg = site.gateway(&up, "").await;
+    websocket_echoes(&site, &tg, &up).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_takes_http1_when_http2_is_preferred() {
+    let site = Site::new();
+    let up = site.upstream(true).await;
+    let tg = site.gateway(&up, "[upstream]\nprefer_http2 = true\n").await;
+    websocket_echoes(&site, &tg, &up).await;
+    assert_eq!(up.last().version, http::Version::HTTP_11);
+    // Other requests still go over HTTP/2.
+    assert_eq!(
+        https_get(&site, &tg, "/x", false).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(up.last().version, http::Version::HTTP_2);
+}
+
+/// A WebSocket handshake through the gateway, then bytes echoed back.
+async fn websocket_echoes(site: &Site, tg: &TestGateway, up: &TestUpstream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
         .await
         .unwrap();

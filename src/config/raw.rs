@@ -108,6 +108,7 @@ pub struct RawUpstream {
     pub response_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle: Option<usize>,
+    pub prefer_http2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

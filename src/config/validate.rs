@@ -154,6 +154,9 @@ pub struct Upstream {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
+    /// Offer h2 first in ALPN and multiplex requests over HTTP/2 when the
+    /// upstream picks it.
+    pub prefer_http2: bool,
 }
 
 impl Upstream {
@@ -731,6 +734,7 @@ impl Validator<'_> {
             response_timeout,
             pool_idle_timeout,
             pool_max_idle: raw.pool_max_idle.unwrap_or(64),
+            prefer_http2: raw.prefer_http2.unwrap_or(false),
         }
     }
 

@@ -1,6 +1,7 @@
 //! TLS on both sides of the gateway.
 
 pub mod certs;
+pub mod multiplex;
 pub mod pool;
 pub mod resume;
 pub mod server;

@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::upstream::{BoxError, Connector};
+use super::upstream::{BoxError, Connector, UpstreamStream};
 use crate::config::Upstream;
 
 /// How long idle connections above `pool_max_idle` are kept for the next
@@ -111,7 +111,14 @@ impl Pool {
     /// Opens a connection and keeps it idle for the next request (how the
     /// upstream's protocol is learned, see `UpstreamClient::protocol`).
     pub async fn open(&self) -> Result<(), BoxError> {
-        let sender = self.connect().await?;
+        let tls = self.shared.connector.connect().await?;
+        self.adopt(tls).await
+    }
+
+    /// Speaks HTTP/1.1 on a connection made elsewhere (ALPN chose
+    /// http/1.1, or none) and keeps it idle for the next request.
+    pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), BoxError> {
+        let sender = self.handshake(tls).await?;
         self.shared.put(sender);
         Ok(())
     }
@@ -124,11 +131,15 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Sender, BoxError> {
+        let tls = self.shared.connector.connect().await?;
+        self.handshake(tls).await
+    }
+
+    async fn handshake(&self, tls: UpstreamStream) -> Result<Sender, BoxError> {
         let s = &self.shared;
         if !s.reaper_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(s)));
         }
-        let tls = s.connector.connect().await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tls))
             .await?;

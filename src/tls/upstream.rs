@@ -2,10 +2,10 @@
 //! the certificate verified by CA bundle, SHA-256 pins, both, or the
 //! system's public roots. There is no plaintext mode.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
@@ -17,7 +17,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::certs;
-use super::pool::Pool;
+use super::multiplex::{self, Multiplex};
+use super::pool::{self, Pool};
 use super::resume::TicketStore;
 use super::BuildError;
 use crate::config::Upstream;
@@ -31,18 +32,66 @@ pub enum UpstreamProtocol {
 
 /// Clients for one upstream configuration.
 ///
-/// HTTP/1.1 is spoken whenever the upstream offers it: it is what ArcGIS
-/// Server's connector speaks, what nginx and HAProxy speak upstream, and it
-/// carries the client's Host verbatim over a pool keyed by the upstream
-/// alone. An upstream that refuses http/1.1 in ALPN is spoken to over one
-/// multiplexed HTTP/2 connection whose `:authority` is the client's Host
-/// (RFC 9113 §8.3.1 forbids a Host that differs from `:authority`).
+/// By default HTTP/1.1 is spoken whenever the upstream offers it: it is
+/// what ArcGIS Server's connector speaks, what nginx and HAProxy speak
+/// upstream, and it carries the client's Host verbatim over a pool keyed by
+/// the upstream alone. With `upstream.prefer_http2` the first connection
+/// offers h2 before http/1.1, and if the upstream picks h2 requests are
+/// multiplexed over HTTP/2 ([`Multiplex`]): fewer connections, and one
+/// `writev` carries many requests' frames. An upstream that refuses
+/// http/1.1 is spoken to over HTTP/2 either way. Over HTTP/2 the client's
+/// Host becomes `:authority` (RFC 9113 §8.3.1 forbids a Host that differs
+/// from it); WebSocket upgrades always take an HTTP/1.1 connection.
 pub struct UpstreamClient {
     pub settings: Upstream,
     /// The keep-alive pool for HTTP/1.1 (upgrades included).
-    pub pool: Pool,
-    h2: H2Connection,
-    protocol: tokio::sync::OnceCell<UpstreamProtocol>,
+    pool: Pool,
+    h2: Multiplex,
+    /// Offers h2 then http/1.1: the first connection's, with
+    /// `prefer_http2`.
+    offer_both: Option<Connector>,
+    /// The protocol learned from the first connection: `UNKNOWN`, or an
+    /// `UpstreamProtocol` as u8.
+    protocol: AtomicU8,
+    /// One first connection at a time.
+    probing: tokio::sync::Mutex<()>,
+}
+
+const UNKNOWN: u8 = 0;
+
+impl UpstreamProtocol {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(UpstreamProtocol::Http1),
+            2 => Some(UpstreamProtocol::Http2),
+            _ => None,
+        }
+    }
+    fn as_u8(self) -> u8 {
+        match self {
+            UpstreamProtocol::Http1 => 1,
+            UpstreamProtocol::Http2 => 2,
+        }
+    }
+}
+
+/// What a response holds of the upstream until its body has been read: an
+/// HTTP/1.1 connection of the pool, or a stream of an HTTP/2 connection.
+pub enum Lease {
+    Connection(pool::Lease),
+    Stream(multiplex::Stream),
+}
+
+impl Lease {
+    /// The body was read to its end: the connection can serve another
+    /// request. (Dropping a lease instead closes an HTTP/1.1 connection,
+    /// and ends the HTTP/2 stream.)
+    pub fn release(self) {
+        match self {
+            Lease::Connection(lease) => lease.release(),
+            Lease::Stream(stream) => drop(stream),
+        }
+    }
 }
 
 impl UpstreamClient {
@@ -50,9 +99,9 @@ impl UpstreamClient {
         let tls = client_tls_config(settings)?;
         let server_name = ServerName::try_from(settings.server_name.clone())
             .map_err(|e| BuildError::new("upstream.server_name", e))?;
-        let connector = |alpn: &[u8]| {
+        let connector = |alpn: &[&[u8]]| {
             let mut tls = tls.clone();
-            tls.alpn_protocols = vec![alpn.to_vec()];
+            tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Connector {
                 settings: settings.clone(),
                 tls: TlsConnector::from(Arc::new(tls)),
@@ -61,76 +110,93 @@ impl UpstreamClient {
         };
         Ok(UpstreamClient {
             settings: settings.clone(),
-            pool: Pool::new(settings, connector(b"http/1.1")),
-            h2: H2Connection {
-                connector: connector(b"h2"),
-                sender: tokio::sync::Mutex::new(None),
-            },
-            protocol: tokio::sync::OnceCell::new(),
+            pool: Pool::new(settings, connector(&[b"http/1.1"])),
+            h2: Multiplex::new(connector(&[b"h2"]), settings.pool_idle_timeout),
+            offer_both: settings
+                .prefer_http2
+                .then(|| connector(&[b"h2", b"http/1.1"])),
+            protocol: AtomicU8::new(UNKNOWN),
+            probing: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Which protocol to speak, learned once from the pool's first
-    /// connection, which offers only http/1.1 (and is kept for the first
-    /// request): an upstream that refuses it speaks HTTP/2 only. An
-    /// unreachable upstream is not remembered; HTTP/1.1 is tried.
+    /// Which protocol to speak, learned from the first connection (kept for
+    /// the first request) and again after the upstream refused the one in
+    /// use. An unreachable upstream is not remembered; HTTP/1.1 is tried.
     pub async fn protocol(&self) -> UpstreamProtocol {
-        if let Some(p) = self.protocol.get() {
-            return *p;
+        if let Some(p) = self.known() {
+            return p;
         }
-        match self.probe().await {
-            Some(p) => *self.protocol.get_or_init(|| async { p }).await,
-            None => UpstreamProtocol::Http1,
-        }
+        self.probe().await.unwrap_or(UpstreamProtocol::Http1)
     }
 
+    fn known(&self) -> Option<UpstreamProtocol> {
+        UpstreamProtocol::from_u8(self.protocol.load(Ordering::Relaxed))
+    }
+
+    /// Without `prefer_http2` the first connection offers only http/1.1:
+    /// an upstream that refuses it speaks HTTP/2 only. With it, the
+    /// upstream's ALPN choice decides.
     async fn probe(&self) -> Option<UpstreamProtocol> {
-        match self.pool.open().await {
-            Ok(()) => Some(UpstreamProtocol::Http1),
-            Err(e) if refuses_http1(&e) => Some(UpstreamProtocol::Http2),
-            Err(_) => None,
+        let _one_at_a_time = self.probing.lock().await;
+        if let Some(p) = self.known() {
+            return Some(p);
         }
+        let learned = match &self.offer_both {
+            Some(both) => {
+                let tls = both.connect().await.ok()?;
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    self.h2.adopt(tls).await.ok()?;
+                    UpstreamProtocol::Http2
+                } else {
+                    self.pool.adopt(tls).await.ok()?;
+                    UpstreamProtocol::Http1
+                }
+            }
+            None => match self.pool.open().await {
+                Ok(()) => UpstreamProtocol::Http1,
+                Err(e) if refuses_alpn(&e) => UpstreamProtocol::Http2,
+                Err(_) => return None,
+            },
+        };
+        self.protocol.store(learned.as_u8(), Ordering::Relaxed);
+        Some(learned)
     }
 
-    /// Sends over the HTTP/2-only path. `req` carries the client's Host as
-    /// its URI authority and no Host header.
-    pub async fn send_h2(
+    /// Sends `req`, built for `protocol` (see `proxy::upstream_request`).
+    /// An upstream that now refuses the protocol learned earlier (its
+    /// configuration changed) is probed again by the next request.
+    pub async fn send(
         &self,
+        protocol: UpstreamProtocol,
         req: http::Request<Incoming>,
-    ) -> Result<http::Response<Incoming>, BoxError> {
-        let mut sender = self.h2_sender().await?;
-        sender.ready().await?;
-        Ok(sender.send_request(req).await?)
-    }
-
-    async fn h2_sender(
-        &self,
-    ) -> Result<hyper::client::conn::http2::SendRequest<Incoming>, BoxError> {
-        let mut slot = self.h2.sender.lock().await;
-        if let Some(s) = slot.as_ref() {
-            if !s.is_closed() {
-                return Ok(s.clone());
+    ) -> Result<(http::Response<Incoming>, Lease), BoxError> {
+        let sent = match protocol {
+            UpstreamProtocol::Http1 => self
+                .pool
+                .send(req)
+                .await
+                .map(|(response, lease)| (response, Lease::Connection(lease))),
+            UpstreamProtocol::Http2 => self
+                .h2
+                .send(req)
+                .await
+                .map(|(response, stream)| (response, Lease::Stream(stream))),
+        };
+        if let Err(e) = &sent {
+            if refuses_alpn(e) && self.known() == Some(protocol) {
+                self.protocol.store(UNKNOWN, Ordering::Relaxed);
             }
         }
-        let tls = self.h2.connector.connect().await?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(hyper_util::rt::TokioIo::new(tls))
-            .await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("upstream HTTP/2 connection ended: {e}");
-            }
-        });
-        *slot = Some(sender.clone());
-        Ok(sender)
+        sent
     }
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The upstream refused ALPN http/1.1 (no_application_protocol).
-fn refuses_http1(e: &BoxError) -> bool {
+/// The upstream refused every protocol offered in ALPN
+/// (no_application_protocol).
+fn refuses_alpn(e: &BoxError) -> bool {
     let tls = e
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
@@ -143,8 +209,9 @@ fn refuses_http1(e: &BoxError) -> bool {
     )
 }
 
-/// Opens verified TLS connections to the upstream, offering one ALPN
-/// protocol: the pool's offers http/1.1, the HTTP/2 connection's h2.
+/// Opens verified TLS connections to the upstream, offering its ALPN
+/// protocols: the pool's http/1.1, the HTTP/2 connections' h2, the first
+/// connection with `prefer_http2` both.
 pub struct Connector {
     settings: Upstream,
     tls: TlsConnector,
@@ -188,13 +255,6 @@ async fn connect_tcp(s: &Upstream) -> std::io::Result<TcpStream> {
     tokio::time::timeout(s.connect_timeout, connect)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
-}
-
-/// One multiplexed HTTP/2 connection, made on first use and again when it
-/// closes.
-struct H2Connection {
-    connector: Connector,
-    sender: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Incoming>>>,
 }
 
 fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, BuildError> {

@@ -1,0 +1,191 @@
+//! HTTP/2 connections to the upstream, each carrying many requests at once.
+//!
+//! Used when the upstream speaks HTTP/2 (`upstream.prefer_http2`, or an
+//! upstream that refuses http/1.1). A request takes a stream on the first
+//! connection with fewer than [`MAX_STREAMS`] in flight, so load gathers on
+//! few connections and their frames share `writev`s and reads; when every
+//! connection is full, one more is opened (one at a time), so a slow request
+//! never queues the others behind a stream limit. A stream is held until
+//! its response body has been read or dropped. A connection with no stream
+//! for `upstream.pool_idle_timeout` is closed; one the upstream closed
+//! (GOAWAY) takes no new stream and is dropped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::upstream::{BoxError, Connector, UpstreamStream};
+
+/// Requests in flight on one connection before another is opened. RFC 9113
+/// §6.5.2 recommends that servers allow at least 100; Tomcat's default is
+/// 100 and nginx's 128. An upstream that allows fewer queues the rest on
+/// the connection.
+pub const MAX_STREAMS: usize = 100;
+
+pub struct Multiplex {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    conns: Mutex<Vec<Conn>>,
+    /// Held while a connection is being opened: the requests that found
+    /// every connection full wait for it instead of each opening its own.
+    connecting: tokio::sync::Mutex<()>,
+    connector: Connector,
+    idle_timeout: Duration,
+    reaper_started: AtomicBool,
+}
+
+struct Conn {
+    sender: SendRequest<Incoming>,
+    load: Arc<Load>,
+}
+
+/// Streams in flight on one connection, and when the last one ended.
+struct Load {
+    streams: AtomicUsize,
+    epoch: Instant,
+    /// Milliseconds since `epoch` at which the last stream ended.
+    last_done_ms: AtomicU64,
+}
+
+impl Load {
+    fn idle_for(&self, now: Instant) -> Option<Duration> {
+        if self.streams.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let done = self.epoch + Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
+        Some(now.saturating_duration_since(done))
+    }
+}
+
+/// One request's stream: counted against its connection until dropped,
+/// which happens when the response body has been read to its end or given
+/// up.
+pub struct Stream {
+    load: Arc<Load>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let ms = self.load.epoch.elapsed().as_millis() as u64;
+        self.load.last_done_ms.store(ms, Ordering::Relaxed);
+        self.load.streams.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Multiplex {
+    pub fn new(connector: Connector, idle_timeout: Duration) -> Multiplex {
+        Multiplex {
+            shared: Arc::new(Shared {
+                conns: Mutex::new(Vec::new()),
+                connecting: tokio::sync::Mutex::new(()),
+                connector,
+                idle_timeout,
+                reaper_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Sends `req` (absolute URI, no Host) on a stream of an open
+    /// connection, or of a new one when all are full.
+    pub async fn send(
+        &self,
+        req: http::Request<Incoming>,
+    ) -> Result<(http::Response<Incoming>, Stream), BoxError> {
+        let (mut sender, stream) = match self.shared.take() {
+            Some(taken) => taken,
+            None => self.open().await?,
+        };
+        sender.ready().await?;
+        let response = sender.send_request(req).await?;
+        Ok((response, stream))
+    }
+
+    async fn open(&self) -> Result<(SendRequest<Incoming>, Stream), BoxError> {
+        let _one_at_a_time = self.shared.connecting.lock().await;
+        // Another request may have opened one meanwhile.
+        if let Some(taken) = self.shared.take() {
+            return Ok(taken);
+        }
+        let tls = self.shared.connector.connect().await?;
+        self.adopt(tls).await?;
+        self.shared
+            .take()
+            .ok_or_else(|| "the upstream closed its new HTTP/2 connection".into())
+    }
+
+    /// Speaks HTTP/2 on a connection whose ALPN chose h2 and adds it to the
+    /// set.
+    pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), BoxError> {
+        let s = &self.shared;
+        if !s.reaper_started.swap(true, Ordering::Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(s)));
+        }
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(tls))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream HTTP/2 connection ended: {e}");
+            }
+        });
+        let load = Arc::new(Load {
+            streams: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            last_done_ms: AtomicU64::new(0),
+        });
+        s.lock().push(Conn { sender, load });
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream on the first open connection with room for one.
+    fn take(&self) -> Option<(SendRequest<Incoming>, Stream)> {
+        let mut conns = self.lock();
+        conns.retain(|c| !c.sender.is_closed());
+        let conn = conns
+            .iter()
+            .find(|c| c.load.streams.load(Ordering::Acquire) < MAX_STREAMS)?;
+        conn.load.streams.fetch_add(1, Ordering::AcqRel);
+        let stream = Stream {
+            load: conn.load.clone(),
+        };
+        Some((conn.sender.clone(), stream))
+    }
+
+    /// Drops connections closed by the upstream or without a stream for
+    /// the idle timeout; dropping the last sender closes the connection.
+    fn reap(&self, now: Instant) {
+        let timeout = self.idle_timeout;
+        self.lock().retain(|c| {
+            !c.sender.is_closed() && c.load.idle_for(now).is_none_or(|idle| idle < timeout)
+        });
+    }
+}
+
+/// Runs while the set exists (a reload builds a new one; the old one's
+/// connections close when their last stream ends).
+async fn reap(shared: Weak<Shared>) {
+    let Some(timeout) = shared.upgrade().map(|s| s.idle_timeout) else {
+        return;
+    };
+    let period = (timeout / 2).max(Duration::from_millis(20));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.reap(Instant::now());
+    }
+}

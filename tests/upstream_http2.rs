@@ -1,0 +1,113 @@
+//! `upstream.prefer_http2`: requests multiplexed over HTTP/2 connections to
+//! an upstream that picks h2, seen from the upstream (which protocol, how
+//! many connections), and HTTP/1.1 to one that does not.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+const PREFER_HTTP2: &str = "[upstream]\nprefer_http2 = true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_share_one_http2_connection_with_the_client_host_as_authority() {
+    let site = Site::new();
+    let up = site.upstream(true).await;
+    let tg = site.gateway(&up, PREFER_HTTP2).await;
+    let mut client = keep_alive_connection(&site, tg.https()).await;
+    // More requests than one connection's streams: each stream must be
+    // given back when its response ends, or a second connection opens.
+    for i in 0..150 {
+        let method = if i % 3 == 0 { "HEAD" } else { "GET" };
+        let mut req = get("/arcgis/rest/info?f=json", &[("host", "gis.example.com")]);
+        *req.uri_mut() = "/arcgis/rest/info?f=json".parse().unwrap();
+        *req.method_mut() = method.parse().unwrap();
+        let r = request_on(&mut client, req).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{method} #{i}");
+    }
+    assert_eq!(up.count(), 150);
+    assert_eq!(up.conns.handshakes(), 1, "one upstream connection");
+    let seen = up.last();
+    assert_eq!(seen.version, http::Version::HTTP_2);
+    assert_eq!(seen.authority.as_deref(), Some("gis.example.com"));
+    assert!(
+        !seen.headers.contains_key("host"),
+        "no Host that could differ from :authority"
+    );
+    assert_eq!(seen.path, "/arcgis/rest/info");
+    assert_eq!(seen.query.as_deref(), Some("f=json"));
+    assert_eq!(seen.headers["x-forwarded-host"], "gis.example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_without_h2_gets_http1_with_host_kept() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, PREFER_HTTP2).await;
+    for _ in 0..3 {
+        let r = https_get(&site, &tg, "/x", true).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let seen = up.last();
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(seen.headers["host"], "localhost");
+    assert_eq!(up.conns.handshakes(), 1, "the pool's connection reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_opens_another_so_slow_requests_hold_up_no_one() {
+    let site = Arc::new(Site::new());
+    let up = site.upstream(true).await;
+    let tg = site.gateway(&up, PREFER_HTTP2).await;
+    // 120 requests the upstream holds for a minute, from 120 client
+    // connections: more than one HTTP/2 connection's 100 streams.
+    let addr = tg.https();
+    let mut slow = Vec::new();
+    for _ in 0..120 {
+        let site = site.clone();
+        slow.push(tokio::spawn(async move {
+            https_request(&site, addr, false, get("/delay/60000", &[])).await
+        }));
+    }
+    let up_seen = || async { up.count() == 120 };
+    eventually(Duration::from_secs(30), up_seen).await;
+    assert_eq!(
+        up.conns.handshakes(),
+        2,
+        "100 streams on the first connection, the rest on a second"
+    );
+    // And a quick request is answered meanwhile.
+    let r = https_get(&site, &tg, "/x", false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(up.last().version, http::Version::HTTP_2);
+    for task in slow {
+        task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_cut_short_gives_its_stream_back() {
+    let site = Site::new();
+    let up = site.upstream(true).await;
+    let tg = site.gateway(&up, PREFER_HTTP2).await;
+    // 110 clients each read the head of a 1 MiB response, then go away
+    // (the gateway sees each one go long before the next has shaken hands).
+    for _ in 0..110 {
+        let mut client = keep_alive_connection(&site, tg.https()).await;
+        client.ready().await.unwrap();
+        let response = client.send_request(get("/big/1048576", &[])).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        drop(response);
+        drop(client);
+    }
+    let r = https_get(&site, &tg, "/x", false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        up.conns.handshakes(),
+        1,
+        "the abandoned responses' streams were given back"
+    );
+}
