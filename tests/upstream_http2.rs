@@ -4,11 +4,15 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::*;
-use http::StatusCode;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const PREFER_HTTP2: &str = "[upstream]\nprefer_http2 = true\n";
 
@@ -110,4 +114,111 @@ async fn a_response_cut_short_gives_its_stream_back() {
         1,
         "the abandoned responses' streams were given back"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_the_upstream_refused_unprocessed_is_sent_again() {
+    let site = Site::new();
+    let up = RefusingUpstream::start(&site).await;
+    let tg = site
+        .gateway_from_text(&site.config(up.addr, PREFER_HTTP2))
+        .await;
+    let r = https_get(&site, &tg, "/arcgis/rest/info?f=json", false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, Bytes::from_static(b"answered"));
+    assert_eq!(up.refused.load(Ordering::SeqCst), 1);
+    assert_eq!(up.answered.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_with_a_body_the_upstream_refused_is_not_sent_again() {
+    let site = Site::new();
+    let up = RefusingUpstream::start(&site).await;
+    let tg = site
+        .gateway_from_text(&site.config(up.addr, PREFER_HTTP2))
+        .await;
+    let post = Request::builder()
+        .method("POST")
+        .uri("https://localhost/arcgis/rest/services/x/GPServer/t/execute")
+        .body(Full::new(Bytes::from_static(b"f=json&input=1")))
+        .unwrap();
+    let r = https_request(&site, tg.https(), false, post).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(up.answered.load(Ordering::SeqCst), 0);
+    // The connection still serves the next request.
+    let r = https_get(&site, &tg, "/x", false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(up.refused.load(Ordering::SeqCst), 1);
+    assert_eq!(up.answered.load(Ordering::SeqCst), 1);
+}
+
+/// An HTTP/2-only upstream (the `h2` crate's server, which can refuse a
+/// stream) that resets the first stream of each connection with
+/// REFUSED_STREAM, "not processed" (RFC 9113 §8.7), and answers the rest.
+struct RefusingUpstream {
+    addr: std::net::SocketAddr,
+    refused: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RefusingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RefusingUpstream {
+    async fn start(site: &Site) -> RefusingUpstream {
+        use rustls::pki_types::pem::PemObject;
+        let cert = &site.upstream_cert;
+        let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (refused, answered) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
+        let counts = (refused.clone(), answered.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, counts) = (acceptor.clone(), counts.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut conn) = h2::server::handshake(tls).await else {
+                        return;
+                    };
+                    let mut first = true;
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        if std::mem::take(&mut first) {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            counts.0.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        counts.1.fetch_add(1, Ordering::SeqCst);
+                        let head = http::Response::new(());
+                        if let Ok(mut body) = respond.send_response(head, false) {
+                            let _ = body.send_data(Bytes::from_static(b"answered"), true);
+                        }
+                    }
+                });
+            }
+        });
+        RefusingUpstream {
+            addr,
+            refused,
+            answered,
+            task,
+        }
+    }
 }

@@ -9,11 +9,22 @@
 //! its response body has been read or dropped. A connection with no stream
 //! for `upstream.pool_idle_timeout` is closed; one the upstream closed
 //! (GOAWAY) takes no new stream and is dropped.
+//!
+//! A request the upstream refused unprocessed (a GOAWAY whose last stream
+//! is below it, or `REFUSED_STREAM`, RFC 9113 §8.7) is sent once more if it
+//! is a GET, HEAD or OPTIONS without a body: an upstream that closes its
+//! connections after N requests (nginx's `keepalive_requests`) refuses
+//! whatever was already on its way, and those requests must not become 502s.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::Method;
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -41,7 +52,7 @@ struct Shared {
 }
 
 struct Conn {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<H2Body>,
     load: Arc<Load>,
 }
 
@@ -92,10 +103,29 @@ impl Multiplex {
     }
 
     /// Sends `req` (absolute URI, no Host) on a stream of an open
-    /// connection, or of a new one when all are full.
+    /// connection, or of a new one when all are full; once more if the
+    /// upstream refused it unprocessed and it can be sent again.
     pub async fn send(
         &self,
         req: http::Request<Incoming>,
+    ) -> Result<(http::Response<Incoming>, Stream), BoxError> {
+        let again = replayable(&req);
+        let req = req.map(|body| match body.is_end_stream() {
+            true => H2Body::Empty,
+            false => H2Body::Client(body),
+        });
+        match self.send_once(req).await {
+            Err(e) if refused_unprocessed(&e) => match again {
+                Some(req) => self.send_once(req).await,
+                None => Err(e),
+            },
+            sent => sent,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        req: http::Request<H2Body>,
     ) -> Result<(http::Response<Incoming>, Stream), BoxError> {
         let (mut sender, stream) = match self.shared.take() {
             Some(taken) => taken,
@@ -106,7 +136,7 @@ impl Multiplex {
         Ok((response, stream))
     }
 
-    async fn open(&self) -> Result<(SendRequest<Incoming>, Stream), BoxError> {
+    async fn open(&self) -> Result<(SendRequest<H2Body>, Stream), BoxError> {
         let _one_at_a_time = self.shared.connecting.lock().await;
         // Another request may have opened one meanwhile.
         if let Some(taken) = self.shared.take() {
@@ -151,7 +181,7 @@ impl Shared {
     }
 
     /// A stream on the first open connection with room for one.
-    fn take(&self) -> Option<(SendRequest<Incoming>, Stream)> {
+    fn take(&self) -> Option<(SendRequest<H2Body>, Stream)> {
         let mut conns = self.lock();
         conns.retain(|c| !c.sender.is_closed());
         let conn = conns
@@ -171,6 +201,71 @@ impl Shared {
         self.lock().retain(|c| {
             !c.sender.is_closed() && c.load.idle_for(now).is_none_or(|idle| idle < timeout)
         });
+    }
+}
+
+/// A copy of a request that may be sent again: safe methods without a
+/// body (the copy costs a header map per request, so only those).
+fn replayable(req: &http::Request<Incoming>) -> Option<http::Request<H2Body>> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = http::Request::new(H2Body::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// The upstream did not process the request: its stream was above a
+/// GOAWAY's last stream, or reset with `REFUSED_STREAM`.
+fn refused_unprocessed(e: &BoxError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return (h2.is_go_away() && h2.is_remote())
+                || h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// A request body to the upstream: the client's, or none (a request
+/// without a body, and its copy for sending again).
+pub enum H2Body {
+    Client(Incoming),
+    Empty,
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            H2Body::Client(body) => Pin::new(body).poll_frame(cx),
+            H2Body::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            H2Body::Client(body) => body.is_end_stream(),
+            H2Body::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            H2Body::Client(body) => body.size_hint(),
+            H2Body::Empty => SizeHint::with_exact(0),
+        }
     }
 }
 
