@@ -37,6 +37,10 @@ use super::upstream::{BoxError, Connector, UpstreamStream};
 /// the connection.
 pub const MAX_STREAMS: usize = 100;
 
+/// Connections a request is tried on: one that closes under it, one that
+/// refuses it, and a last one.
+const MAX_ATTEMPTS: u32 = 3;
+
 pub struct Multiplex {
     shared: Arc<Shared>,
 }
@@ -103,37 +107,43 @@ impl Multiplex {
     }
 
     /// Sends `req` (absolute URI, no Host) on a stream of an open
-    /// connection, or of a new one when all are full; once more if the
-    /// upstream refused it unprocessed and it can be sent again.
+    /// connection, or of a new one when all are full. A request the
+    /// connection closed under before sending it goes on another one; one
+    /// the upstream refused unprocessed is sent once more if it can be.
     pub async fn send(
         &self,
         req: http::Request<Incoming>,
     ) -> Result<(http::Response<Incoming>, Stream), BoxError> {
-        let again = replayable(&req);
-        let req = req.map(|body| match body.is_end_stream() {
+        let mut again = replayable(&req);
+        let mut req = req.map(|body| match body.is_end_stream() {
             true => H2Body::Empty,
             false => H2Body::Client(body),
         });
-        match self.send_once(req).await {
-            Err(e) if refused_unprocessed(&e) => match again {
-                Some(req) => self.send_once(req).await,
-                None => Err(e),
-            },
-            sent => sent,
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (mut sender, stream) = match self.shared.take() {
+                Some(taken) => taken,
+                None => self.open().await?,
+            };
+            let mut refused = match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, stream)),
+                Err(refused) => refused,
+            };
+            req = match (refused.take_message(), attempts < MAX_ATTEMPTS) {
+                // Never handed to the connection: it closed (GOAWAY, or
+                // the upstream went away) while the request waited.
+                (Some(unsent), true) => unsent,
+                (Some(_), false) => return Err(Box::new(refused.into_error())),
+                (None, more) => {
+                    let error: BoxError = Box::new(refused.into_error());
+                    match again.take() {
+                        Some(copy) if more && refused_unprocessed(&error) => copy,
+                        _ => return Err(error),
+                    }
+                }
+            };
         }
-    }
-
-    async fn send_once(
-        &self,
-        req: http::Request<H2Body>,
-    ) -> Result<(http::Response<Incoming>, Stream), BoxError> {
-        let (mut sender, stream) = match self.shared.take() {
-            Some(taken) => taken,
-            None => self.open().await?,
-        };
-        sender.ready().await?;
-        let response = sender.send_request(req).await?;
-        Ok((response, stream))
     }
 
     async fn open(&self) -> Result<(SendRequest<H2Body>, Stream), BoxError> {
