@@ -22,8 +22,7 @@ use crate::observe::{access, metrics};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
-use crate::tls::upstream::Lease;
-use crate::tls::upstream::{classify, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
+use crate::tls::upstream::{classify, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.

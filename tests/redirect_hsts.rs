@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
@@ -14,7 +13,6 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 const HSTS_ON: &str =
     "[hsts]\nenabled = true\ninclude_subdomains = true\npreload = true\n[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n";
@@ -35,22 +33,8 @@ fn hsts_of(r: &Reply) -> Vec<String> {
 
 /// An HTTPS upstream that answers everything with 404 and its own HSTS.
 async fn not_found_upstream(site: &Site) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    use rustls::pki_types::pem::PemObject;
-    let chain =
-        rustls::pki_types::CertificateDer::pem_slice_iter(site.upstream_cert.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(site.upstream_cert.key_pem.as_bytes())
-            .unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let (chain, key) = site.upstream_cert.chain_and_key();
+    let acceptor = tls_acceptor(chain, key, vec![b"http/1.1".to_vec()]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {

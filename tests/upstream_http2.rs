@@ -12,7 +12,6 @@ use bytes::Bytes;
 use common::*;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const PREFER_HTTP2: &str = "[upstream]\nprefer_http2 = true\n";
 
@@ -119,10 +118,7 @@ async fn a_response_cut_short_gives_its_stream_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_the_upstream_refused_unprocessed_is_sent_again() {
     let site = Site::new();
-    let up = RefusingUpstream::start(&site).await;
-    let tg = site
-        .gateway_from_text(&site.config(up.addr, PREFER_HTTP2))
-        .await;
+    let (up, tg) = RefusingUpstream::behind_a_gateway(&site).await;
     let r = https_get(&site, &tg, "/arcgis/rest/info?f=json", false).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, Bytes::from_static(b"answered"));
@@ -133,10 +129,7 @@ async fn a_get_the_upstream_refused_unprocessed_is_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_with_a_body_the_upstream_refused_is_not_sent_again() {
     let site = Site::new();
-    let up = RefusingUpstream::start(&site).await;
-    let tg = site
-        .gateway_from_text(&site.config(up.addr, PREFER_HTTP2))
-        .await;
+    let (up, tg) = RefusingUpstream::behind_a_gateway(&site).await;
     let post = Request::builder()
         .method("POST")
         .uri("https://localhost/arcgis/rest/services/x/GPServer/t/execute")
@@ -169,21 +162,18 @@ impl Drop for RefusingUpstream {
 }
 
 impl RefusingUpstream {
+    /// The upstream, and a gateway preferring HTTP/2 in front of it.
+    async fn behind_a_gateway(site: &Site) -> (RefusingUpstream, TestGateway) {
+        let up = RefusingUpstream::start(site).await;
+        let tg = site
+            .gateway_from_text(&site.config(up.addr, PREFER_HTTP2))
+            .await;
+        (up, tg)
+    }
+
     async fn start(site: &Site) -> RefusingUpstream {
-        use rustls::pki_types::pem::PemObject;
-        let cert = &site.upstream_cert;
-        let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (chain, key) = site.upstream_cert.chain_and_key();
+        let acceptor = tls_acceptor(chain, key, vec![b"h2".to_vec()]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (refused, answered) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());

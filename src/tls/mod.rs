@@ -6,6 +6,7 @@ pub mod pool;
 pub mod resume;
 pub mod server;
 pub mod suites;
+pub mod upkeep;
 pub mod upstream;
 
 /// Building a TLS config or client failed; `key` is the config key it is

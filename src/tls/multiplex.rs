@@ -10,15 +10,17 @@
 //! for `upstream.pool_idle_timeout` is closed; one the upstream closed
 //! (GOAWAY) takes no new stream and is dropped.
 //!
-//! A request the upstream refused unprocessed (a GOAWAY whose last stream
-//! is below it, or `REFUSED_STREAM`, RFC 9113 §8.7) is sent once more if it
-//! is a GET, HEAD or OPTIONS without a body: an upstream that closes its
-//! connections after N requests (nginx's `keepalive_requests`) refuses
-//! whatever was already on its way, and those requests must not become 502s.
+//! An upstream that closes its connections after N requests (nginx's
+//! `keepalive_requests`) catches requests on their way, and those must not
+//! become 502s: a request still queued when its connection closed goes on
+//! another one, whatever its method (hyper hands it back unsent); one the
+//! upstream refused unprocessed (above a GOAWAY's last stream, or
+//! `REFUSED_STREAM`, RFC 9113 §8.7) is sent once more if it is a GET, HEAD
+//! or OPTIONS without a body, the only requests that can be rebuilt.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use super::upkeep::Upkeep;
 use super::upstream::{BoxError, Connector, UpstreamStream};
 
 /// Requests in flight on one connection before another is opened. RFC 9113
@@ -52,7 +55,7 @@ struct Shared {
     connecting: tokio::sync::Mutex<()>,
     connector: Connector,
     idle_timeout: Duration,
-    reaper_started: AtomicBool,
+    upkeep: Upkeep,
 }
 
 struct Conn {
@@ -101,7 +104,7 @@ impl Multiplex {
                 connecting: tokio::sync::Mutex::new(()),
                 connector,
                 idle_timeout,
-                reaper_started: AtomicBool::new(false),
+                upkeep: Upkeep::default(),
             }),
         }
     }
@@ -130,18 +133,17 @@ impl Multiplex {
                 Ok(response) => return Ok((response, stream)),
                 Err(refused) => refused,
             };
-            req = match (refused.take_message(), attempts < MAX_ATTEMPTS) {
+            let unsent = refused.take_message();
+            let error: BoxError = Box::new(refused.into_error());
+            if attempts == MAX_ATTEMPTS {
+                return Err(error);
+            }
+            req = match unsent {
                 // Never handed to the connection: it closed (GOAWAY, or
                 // the upstream went away) while the request waited.
-                (Some(unsent), true) => unsent,
-                (Some(_), false) => return Err(Box::new(refused.into_error())),
-                (None, more) => {
-                    let error: BoxError = Box::new(refused.into_error());
-                    match again.take() {
-                        Some(copy) if more && refused_unprocessed(&error) => copy,
-                        _ => return Err(error),
-                    }
-                }
+                Some(unsent) => unsent,
+                None if refused_unprocessed(&error) => again.take().ok_or(error)?,
+                None => return Err(error),
             };
         }
     }
@@ -163,9 +165,7 @@ impl Multiplex {
     /// set.
     pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), BoxError> {
         let s = &self.shared;
-        if !s.reaper_started.swap(true, Ordering::Relaxed) {
-            tokio::spawn(reap(Arc::downgrade(s)));
-        }
+        s.upkeep.start(s, s.idle_timeout / 2, Shared::reap);
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(tls))
@@ -276,21 +276,5 @@ impl Body for H2Body {
             H2Body::Client(body) => body.size_hint(),
             H2Body::Empty => SizeHint::with_exact(0),
         }
-    }
-}
-
-/// Runs while the set exists (a reload builds a new one; the old one's
-/// connections close when their last stream ends).
-async fn reap(shared: Weak<Shared>) {
-    let Some(timeout) = shared.upgrade().map(|s| s.idle_timeout) else {
-        return;
-    };
-    let period = (timeout / 2).max(Duration::from_millis(20));
-    loop {
-        tokio::time::sleep(period).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        shared.reap(Instant::now());
     }
 }

@@ -18,7 +18,6 @@
 //! after `upstream.pool_idle_timeout`. `pool_max_idle = 0` keeps none: each
 //! request has a connection of its own.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use super::upkeep::Upkeep;
 use super::upstream::{BoxError, Connector, UpstreamStream};
 use crate::config::Upstream;
 
@@ -46,7 +46,7 @@ struct Shared {
     max_idle: usize,
     idle_timeout: Duration,
     connector: Connector,
-    reaper_started: AtomicBool,
+    upkeep: Upkeep,
 }
 
 struct Idle {
@@ -78,7 +78,7 @@ impl Pool {
                 max_idle: settings.pool_max_idle,
                 idle_timeout: settings.pool_idle_timeout,
                 connector,
-                reaper_started: AtomicBool::new(false),
+                upkeep: Upkeep::default(),
             }),
         }
     }
@@ -137,9 +137,8 @@ impl Pool {
 
     async fn handshake(&self, tls: UpstreamStream) -> Result<Sender, BoxError> {
         let s = &self.shared;
-        if !s.reaper_started.swap(true, Ordering::Relaxed) {
-            tokio::spawn(reap(Arc::downgrade(s)));
-        }
+        let period = SURPLUS_GRACE.min(s.idle_timeout) / 2;
+        s.upkeep.start(s, period, Shared::reap);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tls))
             .await?;
@@ -189,21 +188,5 @@ impl Shared {
             .take_while(|e| now.duration_since(e.since) >= SURPLUS_GRACE)
             .count();
         idle.drain(..stale);
-    }
-}
-
-/// Runs while the pool exists (a reload builds a new pool; the old one's
-/// connections close when its last request is done).
-async fn reap(pool: Weak<Shared>) {
-    let Some(timeout) = pool.upgrade().map(|s| s.idle_timeout) else {
-        return;
-    };
-    let period = SURPLUS_GRACE.min(timeout).max(Duration::from_millis(20)) / 2;
-    loop {
-        tokio::time::sleep(period).await;
-        let Some(shared) = pool.upgrade() else {
-            return;
-        };
-        shared.reap(Instant::now());
     }
 }

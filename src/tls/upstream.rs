@@ -26,8 +26,8 @@ use crate::config::Upstream;
 /// The HTTP version spoken to the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamProtocol {
-    Http1,
-    Http2,
+    Http1 = 1,
+    Http2 = 2,
 }
 
 /// Clients for one upstream configuration.
@@ -61,17 +61,9 @@ const UNKNOWN: u8 = 0;
 
 impl UpstreamProtocol {
     fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            1 => Some(UpstreamProtocol::Http1),
-            2 => Some(UpstreamProtocol::Http2),
-            _ => None,
-        }
-    }
-    fn as_u8(self) -> u8 {
-        match self {
-            UpstreamProtocol::Http1 => 1,
-            UpstreamProtocol::Http2 => 2,
-        }
+        [UpstreamProtocol::Http1, UpstreamProtocol::Http2]
+            .into_iter()
+            .find(|p| *p as u8 == v)
     }
 }
 
@@ -159,7 +151,7 @@ impl UpstreamClient {
                 Err(_) => return None,
             },
         };
-        self.protocol.store(learned.as_u8(), Ordering::Relaxed);
+        self.protocol.store(learned as u8, Ordering::Relaxed);
         Some(learned)
     }
 

@@ -37,6 +37,18 @@ pub struct Issued {
     pub der: CertificateDer<'static>,
 }
 
+impl Issued {
+    /// The certificate chain and key, parsed from their PEM.
+    pub fn chain_and_key(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        use rustls::pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        (chain, key)
+    }
+}
+
 /// A test CA that issues leaf certificates, all made at test time.
 pub struct TestCa {
     pub dir: PathBuf,
@@ -195,6 +207,23 @@ impl Drop for OpenGuard {
     }
 }
 
+/// A TLS server side for a test upstream: this chain and key, these ALPN
+/// protocols.
+pub fn tls_acceptor(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: Vec<Vec<u8>>,
+) -> TlsAcceptor {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = alpn;
+    TlsAcceptor::from(Arc::new(config))
+}
+
 impl Drop for TestUpstream {
     fn drop(&mut self) {
         self.task.abort();
@@ -203,12 +232,7 @@ impl Drop for TestUpstream {
 
 impl TestUpstream {
     pub async fn start(issued: &Issued, h2: bool) -> TestUpstream {
-        let chain: Vec<CertificateDer<'static>> =
-            rustls::pki_types::pem::PemObject::pem_slice_iter(issued.cert_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key: PrivateKeyDer<'static> =
-            rustls::pki_types::pem::PemObject::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+        let (chain, key) = issued.chain_and_key();
         Self::start_with(chain, key, h2).await
     }
 
@@ -227,12 +251,7 @@ impl TestUpstream {
 
     /// An upstream that speaks only HTTP/2: it refuses http/1.1 in ALPN.
     pub async fn start_h2_only(issued: &Issued) -> TestUpstream {
-        let chain: Vec<CertificateDer<'static>> =
-            rustls::pki_types::pem::PemObject::pem_slice_iter(issued.cert_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key: PrivateKeyDer<'static> =
-            rustls::pki_types::pem::PemObject::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+        let (chain, key) = issued.chain_and_key();
         Self::start_alpn(chain, key, vec![b"h2".to_vec()]).await
     }
 
@@ -242,14 +261,7 @@ impl TestUpstream {
         alpn: Vec<Vec<u8>>,
     ) -> TestUpstream {
         let cert_der = chain[0].clone();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        config.alpn_protocols = alpn;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls_acceptor(chain, key, alpn);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
