@@ -20,7 +20,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
 use crate::body::ResponseBody;
 use crate::config::Limits;
@@ -28,7 +27,7 @@ use crate::gateway::Gateway;
 use crate::headers;
 use crate::observe::{endpoints, metrics};
 use crate::proxy;
-use crate::tls::suites;
+use crate::tls::{stream, suites};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenerKind {
@@ -190,26 +189,24 @@ async fn open(
     match kind {
         ListenerKind::Https => {
             let tls = live.tls.as_ref()?;
-            let acceptor = TlsAcceptor::from(tls.config.clone());
+            let config = tls.config.clone();
             drop(live);
-            let stream = match tokio::time::timeout(
-                limits.header_read_timeout,
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    metrics::tls_handshake_error(handshake_error_reason(&e));
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return None;
-                }
-                Err(_) => {
-                    metrics::tls_handshake_error("timeout");
-                    return None;
-                }
-            };
-            let session = stream.get_ref().1;
+            let stream =
+                match tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics::tls_handshake_error(handshake_error_reason(&e));
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return None;
+                    }
+                    Err(_) => {
+                        metrics::tls_handshake_error("timeout");
+                        return None;
+                    }
+                };
+            let session = stream.session();
             let version = session.protocol_version().map(suites::version_name);
             let suite = session
                 .negotiated_cipher_suite()
@@ -413,12 +410,13 @@ where
 /// `None` when the connection has been upgraded.
 fn take_apart<IO, S>(conn: Pin<Box<H1Connection<IO, S>>>) -> Option<(ActivityIo<IO>, S)>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let parts = Pin::into_inner(conn).into_parts()?;
     let mut io = parts.io.into_inner();
+    io.inner.rest();
     // An empty one is dropped: it would keep hyper's 8 KiB buffer alive.
     if !parts.read_buf.is_empty() {
         io.replay = parts.read_buf;
@@ -437,6 +435,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// The TCP socket under a client connection, watched while it is set aside.
 trait Socket {
     fn tcp(&self) -> &TcpStream;
+
+    /// Frees what the connection holds only while active.
+    fn rest(&mut self) {}
 }
 
 impl Socket for TcpStream {
@@ -445,9 +446,13 @@ impl Socket for TcpStream {
     }
 }
 
-impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+impl Socket for stream::TlsStream {
     fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
+        self.tcp()
+    }
+
+    fn rest(&mut self) {
+        self.rest();
     }
 }
 

@@ -5,6 +5,7 @@ pub mod multiplex;
 pub mod pool;
 pub mod resume;
 pub mod server;
+pub mod stream;
 pub mod suites;
 pub mod upkeep;
 pub mod upstream;
