@@ -364,20 +364,34 @@ impl Outgoing {
         &mut self.buf[self.end..]
     }
 
-    fn encode(&mut self, data: &mut EncodeTlsData<'_, ServerConnectionData>) -> io::Result<()> {
-        let mut need = READ_SIZE;
+    /// Runs `write` on room for `need` bytes after `end`, again with the
+    /// room it says it is short of, and keeps what it wrote.
+    fn put(
+        &mut self,
+        mut need: usize,
+        mut write: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+    ) -> io::Result<()> {
         loop {
-            match data.encode(self.room(need)) {
+            match write(self.room(need)) {
                 Ok(n) => {
                     self.end += n;
                     return Ok(());
                 }
-                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    need = required_size
-                }
-                Err(e) => return Err(io::Error::other(e)),
+                Err(Short::Of(required_size)) => need = required_size,
+                Err(Short::Failed(e)) => return Err(e),
             }
         }
+    }
+
+    fn encode(&mut self, data: &mut EncodeTlsData<'_, ServerConnectionData>) -> io::Result<()> {
+        self.put(READ_SIZE, |room| {
+            data.encode(room).map_err(|e| match e {
+                EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                    Short::Of(required_size)
+                }
+                e => Short::Failed(io::Error::other(e)),
+            })
+        })
     }
 
     fn encrypt(
@@ -385,37 +399,36 @@ impl Outgoing {
         traffic: &mut WriteTraffic<'_, ServerConnectionData>,
         data: &[u8],
     ) -> io::Result<()> {
-        let mut need = data.len() + (data.len() / MAX_FRAGMENT + 1) * RECORD_OVERHEAD;
-        loop {
-            match traffic.encrypt(data, self.room(need)) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    need = required_size
-                }
-                Err(e) => return Err(io::Error::other(e)),
-            }
-        }
+        let need = data.len() + (data.len() / MAX_FRAGMENT + 1) * RECORD_OVERHEAD;
+        self.put(need, |room| {
+            traffic.encrypt(data, room).map_err(Short::from)
+        })
     }
 
     fn close_notify(
         &mut self,
         traffic: &mut WriteTraffic<'_, ServerConnectionData>,
     ) -> io::Result<()> {
-        let mut need = RECORD_OVERHEAD;
-        loop {
-            match traffic.queue_close_notify(self.room(need)) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    need = required_size
-                }
-                Err(e) => return Err(io::Error::other(e)),
+        self.put(RECORD_OVERHEAD, |room| {
+            traffic.queue_close_notify(room).map_err(Short::from)
+        })
+    }
+}
+
+/// Why writing into `Outgoing` stopped: short of room (how much is
+/// needed), or failed.
+enum Short {
+    Of(usize),
+    Failed(io::Error),
+}
+
+impl From<EncryptError> for Short {
+    fn from(e: EncryptError) -> Self {
+        match e {
+            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Short::Of(required_size)
             }
+            e => Short::Failed(io::Error::other(e)),
         }
     }
 }
