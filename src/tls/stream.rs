@@ -629,6 +629,14 @@ mod tests {
         (server.unwrap(), client.unwrap())
     }
 
+    /// A stream that waits for bytes it already has would hang the test:
+    /// it fails instead, long after any healthy loopback exchange.
+    async fn within<T>(read: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+        tokio::time::timeout(std::time::Duration::from_secs(20), read)
+            .await
+            .expect("the stream waited for bytes it had been sent")
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
@@ -696,6 +704,78 @@ mod tests {
         let mut got = vec![0u8; written];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [head, body, tail].concat());
+    }
+
+    /// Forwards the client's bytes to the server one byte per write,
+    /// yielding between writes, so the server mostly finds part of a
+    /// record when it reads; the server's bytes go back as they come.
+    async fn dribble(client: TcpStream, server: TcpStream) {
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let up = async move {
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = from_client.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    let _ = to_server.shutdown().await;
+                    return;
+                }
+                for byte in &buf[..n] {
+                    to_server.write_all(&[*byte]).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let down = async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        };
+        tokio::join!(up, down);
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_a_byte_at_a_time_is_served_over_each_version() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let pki = pki(&[version]);
+            let (server_tcp, relay_server_side) = tcp_pair().await;
+            let (relay_client_side, client_tcp) = tcp_pair().await;
+            tokio::spawn(dribble(relay_client_side, relay_server_side));
+            let (server, client) = tokio::join!(
+                accept(server_tcp, pki.server),
+                connect(pki.client, client_tcp)
+            );
+            let (mut server, mut client) = (server.unwrap(), client.unwrap());
+            // Several records, of several sizes, each arriving in pieces.
+            for len in [1, 100, 3000] {
+                client.write_all(&pattern(len)).await.unwrap();
+                let mut got = vec![0u8; len];
+                within(server.read_exact(&mut got)).await.unwrap();
+                assert!(got == pattern(len), "{len} bytes differ ({version:?})");
+            }
+            client.shutdown().await.unwrap();
+            assert_eq!(within(server.read(&mut [0u8; 16])).await.unwrap(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn many_records_arriving_in_one_read_are_all_delivered() {
+        let (mut server, client) = tls_pair(&[&rustls::version::TLS13]).await;
+        let (mut tcp, mut conn) = client.into_inner();
+        // 100 records and a close_notify, written to the socket at once.
+        let mut sent = Vec::new();
+        for i in 0..100u8 {
+            let record = [i; 10];
+            std::io::Write::write_all(&mut conn.writer(), &record).unwrap();
+            sent.extend_from_slice(&record);
+        }
+        conn.send_close_notify();
+        let mut wire = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).unwrap();
+        }
+        tcp.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        within(server.read_to_end(&mut got)).await.unwrap();
+        assert_eq!(got, sent);
     }
 
     #[tokio::test]
