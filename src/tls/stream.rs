@@ -270,7 +270,8 @@ impl TlsStream {
         budget: usize,
     ) -> io::Result<usize> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let step = if total <= JOIN_UP_TO && bufs.len() > 1 {
+        // Joined only within the budget, which bounds what waits unsent.
+        let step = if total <= JOIN_UP_TO.min(budget) && bufs.len() > 1 {
             // Not a zeroed array on the stack: zeroing 4 KiB cost more
             // than the allocation (callgrind).
             let mut joined = Vec::with_capacity(total);

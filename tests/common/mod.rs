@@ -161,6 +161,20 @@ pub struct Seen {
     pub headers: HeaderMap,
 }
 
+impl Seen {
+    /// Came over HTTP/2 with the client's host as `:authority`, no Host
+    /// beside it, and the host in X-Forwarded-Host.
+    pub fn assert_http2_for_host(&self, host: &str) {
+        assert_eq!(self.version, http::Version::HTTP_2);
+        assert_eq!(self.authority.as_deref(), Some(host));
+        assert!(
+            !self.headers.contains_key("host"),
+            "no Host that could differ from :authority"
+        );
+        assert_eq!(self.headers["x-forwarded-host"], host);
+    }
+}
+
 /// An in-process HTTPS GIS server on loopback. Routes:
 /// `/delay/MS`, `/big/BYTES` (streamed zeros), `/upload` (counts the body),
 /// `/ws` (101 then echo), `/redirect` (Location at the upstream origin),
