@@ -258,7 +258,8 @@ fn handshake_error_reason(e: &io::Error) -> &'static str {
         Some(
             E::InvalidMessage(_)
             | E::InappropriateHandshakeMessage { .. }
-            | E::InappropriateMessage { .. },
+            | E::InappropriateMessage { .. }
+            | E::PeerMisbehaved(_),
         ) => "malformed",
         Some(E::AlertReceived(_)) => "alert_received",
         Some(_) => "other",
@@ -446,7 +447,7 @@ impl Socket for TcpStream {
     }
 }
 
-impl Socket for stream::TlsStream {
+impl Socket for stream::ServerStream {
     fn tcp(&self) -> &TcpStream {
         self.tcp()
     }

@@ -229,6 +229,46 @@ async fn tls12_client_is_served_tls12_when_only_tls12_is_enabled() {
     assert_eq!(one_request(tls).await, StatusCode::OK);
 }
 
+/// A ClientHello record carrying more handshake messages after the
+/// ClientHello is refused with an alert, counted, and the gateway serves
+/// on. (It once made rustls panic when the alert was taken from it: with
+/// the release build's `panic = "abort"` this one record ended the
+/// gateway.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    let c = client(&site, provider(), TLS13);
+    let mut hello = Vec::new();
+    rustls::ClientConnection::new(Arc::new(c), ServerName::try_from("localhost").unwrap())
+        .unwrap()
+        .write_tls(&mut hello)
+        .unwrap();
+    let body = &hello[5..];
+    let mut record = hello[..3].to_vec();
+    record.extend_from_slice(&u16::try_from(body.len() * 3).unwrap().to_be_bytes());
+    record.extend_from_slice(&[body, body, body].concat());
+    let mut tcp = TcpStream::connect(tg.https()).await.unwrap();
+    tcp.write_all(&record).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    // The last record is a fatal alert (content type 21).
+    assert!(
+        answer.len() >= 7 && answer[answer.len() - 7] == 21,
+        "no alert: {answer:?}"
+    );
+    tg.metrics_with("gisgate_tls_handshake_errors_total{reason=\"malformed\"} 1")
+        .await;
+    let c = client(&site, provider(), TLS13);
+    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(one_request(tls).await, StatusCode::OK);
+    assert_eq!(up.count(), 1);
+}
+
 // ---------------------------------------------------------------- suites
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

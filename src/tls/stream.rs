@@ -1,15 +1,22 @@
-//! A client connection's TLS, over rustls' unbuffered API so that the
-//! ciphertext buffers are ours to free. tokio-rustls' `ServerConnection`
-//! keeps a record buffer of at least 4 KiB for as long as the connection
-//! lives (rustls#794 asks for this; the maintainers' answer is this API);
-//! here an idle connection that is set aside (`rest`) holds no buffer at
-//! all, only rustls' keys and state.
+//! TLS over rustls' unbuffered API, so that the ciphertext buffers are
+//! ours to size and to free. Both sides use it:
+//!
+//! - Client connections (the server side, [`accept`]): tokio-rustls'
+//!   `ServerConnection` keeps a record buffer of at least 4 KiB for as long
+//!   as the connection lives (rustls#794 asks for this; the maintainers'
+//!   answer is this API); here an idle connection that is set aside
+//!   (`rest`) holds no buffer at all, only rustls' keys and state.
+//! - Upstream connections (the client side, [`connect`]): reads take what
+//!   the socket holds, up to a whole 64 KiB tile, in one call, and the
+//!   decrypted bytes go straight into the reader's buffer. tokio-rustls
+//!   read 4 KiB at a time until its buffer had grown to a record, and
+//!   copied every byte once more between its buffers.
 //!
 //! Protocol behaviour follows tokio-rustls: the handshake completes once
 //! our last flight (tickets included) is sent; a fatal alert is sent on a
 //! protocol error before the error is returned; a close_notify ends the
 //! read side cleanly, while a TCP close without one is an `UnexpectedEof`
-//! error (a truncated request is never taken as complete); shutting down
+//! error (a truncated message is never taken as complete); shutting down
 //! sends close_notify, then closes our half of the TCP connection.
 
 use std::future::poll_fn;
@@ -18,16 +25,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::pki_types::ServerName;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncodeTlsData, EncryptError, InsufficientSizeError,
     UnbufferedStatus, WriteTraffic,
 };
-use rustls::{CommonState, ServerConfig};
+use rustls::{ClientConfig, CommonState, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Each read from the socket has room for at least this much.
+/// Each read from the socket has room for at least this much, and a
+/// client connection's reads start at this size.
 const READ_SIZE: usize = 4096;
 /// Ciphertext not yet processed is at most a handshake message (rustls
 /// allows 64 KiB) plus a record: beyond, the peer is not speaking TLS.
@@ -42,36 +52,91 @@ const JOIN_UP_TO: usize = 4096;
 const RECORD_OVERHEAD: usize = 64;
 const MAX_FRAGMENT: usize = 16 * 1024;
 
-pub struct TlsStream {
+/// A client's connection to us.
+pub type ServerStream = TlsStream<UnbufferedServerConnection>;
+/// Our connection to the upstream.
+pub type ClientStream = TlsStream<UnbufferedClientConnection>;
+
+pub struct TlsStream<C> {
     tcp: TcpStream,
-    conn: UnbufferedServerConnection,
-    /// Ciphertext read, not yet processed by rustls.
-    incoming: Vec<u8>,
+    conn: C,
+    incoming: Incoming,
+    /// How much a read from the socket takes at most, once the buffer
+    /// has grown to it.
+    read_size: usize,
     outgoing: Outgoing,
     plaintext: Plaintext,
     /// The peer's close_notify has been read.
     peer_closed: bool,
+    /// Bytes have been read that rustls has not been run over: until
+    /// then running it again finds nothing new (most reads find the
+    /// socket empty, hyper polls to see the next request or the end).
+    unseen: bool,
     /// Our close_notify has been queued: nothing more may be written.
     write_closed: bool,
     /// A TLS error ended the connection; every later call returns it.
     failed: Option<rustls::Error>,
 }
 
+/// Which end of the handshake we are: rustls gives each its own
+/// `process_tls_records`.
+pub trait Side {
+    type Data;
+
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+
+    fn common(&self) -> &CommonState;
+}
+
+impl Side for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
+        self.process_tls_records(incoming)
+    }
+
+    fn common(&self) -> &CommonState {
+        self
+    }
+}
+
+impl Side for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
+        self.process_tls_records(incoming)
+    }
+
+    fn common(&self) -> &CommonState {
+        self
+    }
+}
+
 /// Completes a TLS handshake on `tcp` as the server.
-pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
+pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<ServerStream> {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-    let mut stream = TlsStream {
-        tcp,
-        conn,
-        incoming: Vec::new(),
-        outgoing: Outgoing::default(),
-        plaintext: Plaintext::default(),
-        peer_closed: false,
-        write_closed: false,
-        failed: None,
-    };
-    poll_fn(|cx| stream.poll_handshake(cx)).await?;
-    Ok(stream)
+    TlsStream::handshake(tcp, conn, READ_SIZE).await
+}
+
+/// Completes a TLS handshake on `tcp` as the client of `name`; reads
+/// from the socket take up to `read_size` bytes.
+pub async fn connect(
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    read_size: usize,
+) -> io::Result<ClientStream> {
+    let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
+    TlsStream::handshake(tcp, conn, read_size.max(READ_SIZE)).await
 }
 
 /// Where processing the ciphertext read so far has left the connection.
@@ -84,21 +149,38 @@ enum Step<T> {
     Closed,
 }
 
-impl TlsStream {
+impl<C: Side> TlsStream<C> {
+    async fn handshake(tcp: TcpStream, conn: C, read_size: usize) -> io::Result<Self> {
+        let mut stream = TlsStream {
+            tcp,
+            conn,
+            incoming: Incoming::default(),
+            read_size,
+            outgoing: Outgoing::default(),
+            plaintext: Plaintext::default(),
+            peer_closed: false,
+            unseen: false,
+            write_closed: false,
+            failed: None,
+        };
+        poll_fn(|cx| stream.poll_handshake(cx)).await?;
+        Ok(stream)
+    }
+
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
 
     /// The negotiated version, suite, ALPN protocol and so on.
     pub fn session(&self) -> &CommonState {
-        &self.conn
+        self.conn.common()
     }
 
     /// Frees every buffer that holds nothing: called when the connection
     /// is set aside, idle. They are allocated again by the next read.
     pub fn rest(&mut self) {
         if self.incoming.is_empty() {
-            self.incoming = Vec::new();
+            self.incoming = Incoming::default();
         }
         if self.outgoing.is_empty() {
             self.outgoing = Outgoing::default();
@@ -110,10 +192,10 @@ impl TlsStream {
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let step = self.process(cx, |_, _| Ok(()))?;
+            let step = self.process(cx, None, |_, _| Ok(()))?;
             // Our flight goes out before we wait for the peer's.
             ready!(self.poll_send(cx))?;
-            if !self.conn.is_handshaking() {
+            if !self.session().is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
             if let Step::Closed = step {
@@ -129,20 +211,22 @@ impl TlsStream {
     }
 
     /// Runs rustls over the ciphertext read so far: application data it
-    /// decrypts goes to `plaintext`, what it wants sent (handshake records,
-    /// tickets, key updates, alerts) to `outgoing`. Once application data
-    /// may be sent, `open` is called with the means to encrypt it.
+    /// decrypts goes to `out` as far as it has room, the rest to
+    /// `plaintext`; what rustls wants sent (handshake records, tickets,
+    /// key updates, alerts) goes to `outgoing`. Once application data may
+    /// be sent, `open` is called with the means to encrypt it.
     /// On a TLS error the alert rustls queued is sent if the socket takes
     /// it at once, and the error is kept for every later call.
     fn process<T>(
         &mut self,
         cx: &mut Context<'_>,
-        open: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Outgoing) -> io::Result<T>,
+        out: Option<&mut ReadBuf<'_>>,
+        open: impl FnOnce(&mut WriteTraffic<'_, C::Data>, &mut Outgoing) -> io::Result<T>,
     ) -> io::Result<Step<T>> {
         if let Some(e) = &self.failed {
             return Err(tls_error(e.clone()));
         }
-        match self.advance(open) {
+        match self.advance(out, open) {
             Err(Failure::Tls(e)) => {
                 self.queue_alert();
                 let _ = self.poll_send(cx);
@@ -156,7 +240,8 @@ impl TlsStream {
 
     fn advance<T>(
         &mut self,
-        open: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Outgoing) -> io::Result<T>,
+        mut out: Option<&mut ReadBuf<'_>>,
+        open: impl FnOnce(&mut WriteTraffic<'_, C::Data>, &mut Outgoing) -> io::Result<T>,
     ) -> Result<Step<T>, Failure> {
         let mut open = Some(open);
         let Self {
@@ -168,63 +253,83 @@ impl TlsStream {
             ..
         } = self;
         loop {
-            let UnbufferedStatus { discard, state } = conn.process_tls_records(incoming);
-            let step = match state.map_err(Failure::Tls)? {
-                ConnectionState::ReadTraffic(mut traffic) => {
+            let UnbufferedStatus { discard, state } = conn.process(incoming.unprocessed());
+            let step = match state {
+                Err(e) => Err(Failure::Tls(e)),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    let mut read = Ok(None);
                     while let Some(record) = traffic.next_record() {
-                        plaintext
-                            .buf
-                            .extend_from_slice(record.map_err(Failure::Tls)?.payload);
+                        match record {
+                            Ok(record) => plaintext.take(record.payload, out.as_deref_mut()),
+                            Err(e) => {
+                                read = Err(Failure::Tls(e));
+                                break;
+                            }
+                        }
                     }
-                    None
+                    read
                 }
-                ConnectionState::EncodeTlsData(mut data) => {
-                    outgoing.encode(&mut data)?;
-                    None
-                }
+                Ok(ConnectionState::EncodeTlsData(mut data)) => outgoing
+                    .encode(&mut data)
+                    .map(|()| None)
+                    .map_err(Failure::Io),
                 // `outgoing` sends everything in order: what was encoded
                 // is as good as sent from rustls' point of view.
-                ConnectionState::TransmitTlsData(transmit) => {
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
                     transmit.done();
-                    None
+                    Ok(None)
                 }
-                ConnectionState::BlockedHandshake => Some(Step::Handshaking),
-                ConnectionState::WriteTraffic(mut traffic) => match open.take() {
-                    Some(open) => Some(Step::Open(open(&mut traffic, outgoing)?)),
+                Ok(ConnectionState::BlockedHandshake) => Ok(Some(Step::Handshaking)),
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => match open.take() {
+                    Some(open) => open(&mut traffic, outgoing)
+                        .map(|t| Some(Step::Open(t)))
+                        .map_err(Failure::Io),
                     None => unreachable!("process_tls_records returns after WriteTraffic"),
                 },
-                ConnectionState::PeerClosed => {
+                Ok(ConnectionState::PeerClosed) => {
                     *peer_closed = true;
-                    None
+                    Ok(None)
                 }
-                ConnectionState::Closed => Some(Step::Closed),
+                Ok(ConnectionState::Closed) => Ok(Some(Step::Closed)),
                 // Early data is never enabled; later variants are unknown.
-                _ => {
-                    return Err(Failure::Io(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "unexpected TLS connection state",
-                    )))
-                }
+                Ok(_) => Err(Failure::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected TLS connection state",
+                ))),
             };
-            incoming.drain(..discard);
-            if let Some(step) = step {
+            // rustls' contract, errors included: the bytes it is done with
+            // go before it is called again, and the rest stays where it is
+            // (it may hold the place of handshake messages it has not
+            // processed yet).
+            incoming.processed(discard);
+            if let Some(step) = step? {
+                // It stops only once no whole record is left unprocessed.
+                self.unseen = false;
                 return Ok(step);
             }
         }
     }
 
     /// Moves the alert rustls queued for a fatal error into `outgoing`.
+    /// rustls hands out what it has queued before it looks at the
+    /// ciphertext again; it is not let look again: after an error it would
+    /// process the next message, and an empty slice in the place of the
+    /// unprocessed bytes made it look for messages it had noted in them,
+    /// and panic (with `panic = "abort"`, one crafted ClientHello record
+    /// ended the gateway).
     fn queue_alert(&mut self) {
-        // An alert, then the note that it was sent; a few rounds at most.
-        for _ in 0..4 {
-            match self.conn.process_tls_records(&mut []).state {
+        while self.conn.common().wants_write() {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process(self.incoming.unprocessed());
+            let encoded = match state {
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    if self.outgoing.encode(&mut data).is_err() {
-                        return;
-                    }
+                    self.outgoing.encode(&mut data).is_ok()
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                _ => return,
+                _ => false,
+            };
+            self.incoming.processed(discard);
+            if !encoded {
+                return;
             }
         }
     }
@@ -237,16 +342,20 @@ impl TlsStream {
                 "TLS message too large",
             )));
         }
-        if self.incoming.capacity() - self.incoming.len() < READ_SIZE {
-            self.incoming.reserve(READ_SIZE.max(self.incoming.len()));
+        // Through the socket's `poll_read`, not `try_read`: tokio takes a
+        // read shorter than the room as the socket drained, where
+        // `try_read` leaves it ready and the next read is a `recvfrom`
+        // that finds nothing (one more per request each way, `perf stat`).
+        let room = self.incoming.room(self.read_size);
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.tcp),
+            cx,
+            room
+        ))?;
+        if n > 0 {
+            self.unseen = true;
         }
-        loop {
-            ready!(self.tcp.poll_read_ready(cx))?;
-            match self.tcp.try_read_buf(&mut self.incoming) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        Poll::Ready(Ok(n))
     }
 
     /// Sends all of `outgoing`; `Pending` while the socket is full.
@@ -278,12 +387,12 @@ impl TlsStream {
             for b in bufs {
                 joined.extend_from_slice(b);
             }
-            self.process(cx, |traffic, out| {
+            self.process(cx, None, |traffic, out| {
                 out.encrypt(traffic, &joined[..total])?;
                 Ok(total)
             })?
         } else {
-            self.process(cx, |traffic, out| {
+            self.process(cx, None, |traffic, out| {
                 let mut taken = 0;
                 for b in bufs.iter().filter(|b| !b.is_empty()) {
                     let n = b.len().min(budget.saturating_sub(taken));
@@ -322,6 +431,50 @@ impl From<io::Error> for Failure {
 /// As tokio-rustls reports it, so callers can find the rustls error.
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Ciphertext read from the socket; `buf[start..]` is not yet processed.
+/// Processed records are skipped, not moved out: what remains of a read
+/// moves to the front once, before the next read.
+#[derive(Default)]
+struct Incoming {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Incoming {
+    fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn unprocessed(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+
+    fn processed(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// The buffer, with room after what is unprocessed for a read: at
+    /// least `READ_SIZE`, growing to `read_size` (or to fit a record).
+    fn room(&mut self, read_size: usize) -> &mut Vec<u8> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < READ_SIZE {
+            self.buf.reserve(read_size.max(self.buf.len()));
+        }
+        &mut self.buf
+    }
 }
 
 /// Ciphertext to send, in `buf[start..end]`. `buf` is kept initialized
@@ -384,7 +537,7 @@ impl Outgoing {
         }
     }
 
-    fn encode(&mut self, data: &mut EncodeTlsData<'_, ServerConnectionData>) -> io::Result<()> {
+    fn encode<D>(&mut self, data: &mut EncodeTlsData<'_, D>) -> io::Result<()> {
         self.put(READ_SIZE, |room| {
             data.encode(room).map_err(|e| match e {
                 EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
@@ -395,21 +548,14 @@ impl Outgoing {
         })
     }
 
-    fn encrypt(
-        &mut self,
-        traffic: &mut WriteTraffic<'_, ServerConnectionData>,
-        data: &[u8],
-    ) -> io::Result<()> {
+    fn encrypt<D>(&mut self, traffic: &mut WriteTraffic<'_, D>, data: &[u8]) -> io::Result<()> {
         let need = data.len() + (data.len() / MAX_FRAGMENT + 1) * RECORD_OVERHEAD;
         self.put(need, |room| {
             traffic.encrypt(data, room).map_err(Short::from)
         })
     }
 
-    fn close_notify(
-        &mut self,
-        traffic: &mut WriteTraffic<'_, ServerConnectionData>,
-    ) -> io::Result<()> {
+    fn close_notify<D>(&mut self, traffic: &mut WriteTraffic<'_, D>) -> io::Result<()> {
         self.put(RECORD_OVERHEAD, |room| {
             traffic.queue_close_notify(room).map_err(Short::from)
         })
@@ -446,6 +592,17 @@ impl Plaintext {
         self.pos == self.buf.len()
     }
 
+    /// Takes a decrypted record: into `out` as far as it has room, if
+    /// nothing is waiting ahead of it; the rest is kept.
+    fn take(&mut self, mut payload: &[u8], out: Option<&mut ReadBuf<'_>>) {
+        if let Some(out) = out.filter(|_| self.is_empty()) {
+            let n = out.remaining().min(payload.len());
+            out.put_slice(&payload[..n]);
+            payload = &payload[n..];
+        }
+        self.buf.extend_from_slice(payload);
+    }
+
     fn read_into(&mut self, out: &mut ReadBuf<'_>) {
         let n = out.remaining().min(self.buf.len() - self.pos);
         out.put_slice(&self.buf[self.pos..self.pos + n]);
@@ -457,7 +614,7 @@ impl Plaintext {
     }
 }
 
-impl AsyncRead for TlsStream {
+impl<C: Side + Unpin> AsyncRead for TlsStream<C> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -475,7 +632,18 @@ impl AsyncRead for TlsStream {
             if this.peer_closed {
                 return Poll::Ready(Ok(()));
             }
-            let step = this.process(cx, |_, _| Ok(()))?;
+            let filled = buf.filled().len();
+            let step = if this.unseen || this.failed.is_some() {
+                this.process(cx, Some(buf), |_, _| Ok(()))
+            } else {
+                Ok(Step::Open(()))
+            };
+            // Records read before an error are delivered; the error
+            // comes with the next read.
+            if buf.filled().len() > filled {
+                return Poll::Ready(Ok(()));
+            }
+            let step = step?;
             if !this.plaintext.is_empty() || this.peer_closed {
                 continue;
             }
@@ -498,7 +666,7 @@ impl AsyncRead for TlsStream {
     }
 }
 
-impl AsyncWrite for TlsStream {
+impl<C: Side + Unpin> AsyncWrite for TlsStream<C> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -548,7 +716,7 @@ impl AsyncWrite for TlsStream {
         let this = self.get_mut();
         if !this.write_closed && this.failed.is_none() {
             this.write_closed = true;
-            this.process(cx, |traffic, out| out.close_notify(traffic))?;
+            this.process(cx, None, |traffic, out| out.close_notify(traffic))?;
         }
         ready!(this.poll_send(cx))?;
         match ready!(Pin::new(&mut this.tcp).poll_shutdown(cx)) {
@@ -566,7 +734,8 @@ mod tests {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
-    use tokio_rustls::client::TlsStream as ClientStream;
+    use tokio_rustls::client::TlsStream as RustlsClient;
+    use tokio_rustls::server::TlsStream as RustlsServer;
 
     use super::*;
 
@@ -610,7 +779,7 @@ mod tests {
     async fn connect(
         config: Arc<rustls::ClientConfig>,
         tcp: TcpStream,
-    ) -> io::Result<ClientStream<TcpStream>> {
+    ) -> io::Result<RustlsClient<TcpStream>> {
         let name = ServerName::try_from("localhost").unwrap();
         tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
@@ -620,7 +789,7 @@ mod tests {
     /// A finished handshake: (server stream, client stream).
     async fn tls_pair(
         versions: &[&'static rustls::SupportedProtocolVersion],
-    ) -> (TlsStream, ClientStream<TcpStream>) {
+    ) -> (ServerStream, RustlsClient<TcpStream>) {
         let pki = pki(versions);
         let (server_tcp, client_tcp) = tcp_pair().await;
         let (server, client) = tokio::join!(
@@ -638,8 +807,42 @@ mod tests {
             .expect("the stream waited for bytes it had been sent")
     }
 
+    /// The rustls error an I/O error carries, as tokio-rustls wraps it.
+    fn cause(e: &io::Error) -> Option<&rustls::Error> {
+        e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// The client writes a megabyte while the server echoes what it
+    /// reads: both sides' buffers fill, so writes wait on the socket.
+    async fn echo_a_megabyte(
+        server: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        client: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    ) -> bool {
+        let sent = pattern(1 << 20);
+        let echo = async {
+            let mut got = 0;
+            let mut buf = vec![0u8; 10_000];
+            while got < sent.len() {
+                let n = server.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "early EOF");
+                server.write_all(&buf[..n]).await.unwrap();
+                got += n;
+            }
+            server.flush().await.unwrap();
+        };
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let write = async { wr.write_all(&sent).await.unwrap() };
+        let read = async {
+            let mut back = vec![0u8; sent.len()];
+            rd.read_exact(&mut back).await.unwrap();
+            back
+        };
+        let (_, _, back) = tokio::join!(echo, write, read);
+        back == sent
     }
 
     #[tokio::test]
@@ -647,30 +850,112 @@ mod tests {
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let (mut server, mut client) = tls_pair(&[version]).await;
             assert_eq!(server.session().protocol_version(), Some(version.version));
-            let sent = pattern(1 << 20);
-            // The server echoes what it reads while the client writes: both
-            // sides' buffers fill, so writes wait on the socket.
-            let echo = async {
-                let mut got = 0;
-                let mut buf = vec![0u8; 10_000];
-                while got < sent.len() {
-                    let n = server.read(&mut buf).await.unwrap();
-                    assert_ne!(n, 0, "early EOF");
-                    server.write_all(&buf[..n]).await.unwrap();
-                    got += n;
-                }
-                server.flush().await.unwrap();
-            };
-            let (mut rd, mut wr) = tokio::io::split(&mut client);
-            let write = async { wr.write_all(&sent).await.unwrap() };
-            let read = async {
-                let mut back = vec![0u8; sent.len()];
-                rd.read_exact(&mut back).await.unwrap();
-                back
-            };
-            let (_, _, back) = tokio::join!(echo, write, read);
-            assert!(back == sent, "echoed bytes differ ({version:?})");
+            let intact = echo_a_megabyte(&mut server, &mut client).await;
+            assert!(intact, "echoed bytes differ ({version:?})");
         }
+    }
+
+    /// Our client connected to a tokio-rustls server: (server, client).
+    async fn upstream_pair(
+        pki: Pki,
+        read_size: usize,
+    ) -> (RustlsServer<TcpStream>, io::Result<ClientStream>) {
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            tokio_rustls::TlsAcceptor::from(pki.server).accept(server_tcp),
+            super::connect(client_tcp, pki.client, name, read_size)
+        );
+        (server.unwrap(), client)
+    }
+
+    #[tokio::test]
+    async fn as_the_client_a_megabyte_crosses_both_ways_over_each_version() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            for read_size in [READ_SIZE, 64 * 1024] {
+                let (mut server, client) = upstream_pair(pki(&[version]), read_size).await;
+                let mut client = client.unwrap();
+                assert_eq!(client.session().protocol_version(), Some(version.version));
+                let intact = echo_a_megabyte(&mut server, &mut client).await;
+                assert!(intact, "bytes differ ({version:?}, reads of {read_size})");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn as_the_client_records_larger_than_the_reader_are_delivered_in_pieces() {
+        let (mut server, client) = upstream_pair(pki(&[&rustls::version::TLS13]), 65536).await;
+        let mut client = client.unwrap();
+        // Several 16 KiB records, which arrive in one read of the socket,
+        // read 7 bytes at a time: most of each record waits for the next.
+        let sent = pattern(100_000);
+        server.write_all(&sent).await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let n = within(client.read(&mut buf)).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got == sent, "bytes differ");
+    }
+
+    #[tokio::test]
+    async fn as_the_client_an_untrusted_server_fails_the_handshake_with_an_alert() {
+        let trusted = pki(&[&rustls::version::TLS13]);
+        let other = pki(&[&rustls::version::TLS13]);
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            tokio_rustls::TlsAcceptor::from(other.server).accept(server_tcp),
+            super::connect(client_tcp, trusted.client, name, 65536)
+        );
+        let client = client.err().expect("the certificate is not trusted");
+        assert!(
+            matches!(cause(&client), Some(rustls::Error::InvalidCertificate(_))),
+            "{client:?}"
+        );
+        let server = server.expect_err("the client must refuse").to_string();
+        // Both certificates name the same issuer: the signature check
+        // fails, and its alert is decrypt_error.
+        assert!(
+            server.contains("received fatal alert"),
+            "the server saw no alert: {server}"
+        );
+    }
+
+    #[tokio::test]
+    async fn as_the_client_alpn_and_close_notify_are_seen() {
+        let mut pki = pki(&[&rustls::version::TLS13]);
+        Arc::get_mut(&mut pki.server).unwrap().alpn_protocols = vec![b"h2".to_vec()];
+        Arc::get_mut(&mut pki.client).unwrap().alpn_protocols =
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let (mut server, client) = upstream_pair(pki, 65536).await;
+        let mut client = client.unwrap();
+        assert_eq!(client.session().alpn_protocol(), Some(&b"h2"[..]));
+        client.write_all(b"ping").await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong");
+    }
+
+    #[tokio::test]
+    async fn as_the_client_a_tcp_close_without_close_notify_is_an_error() {
+        let (server, client) = upstream_pair(pki(&[&rustls::version::TLS13]), 65536).await;
+        let mut client = client.unwrap();
+        let (mut tcp, _) = server.into_inner();
+        tcp.shutdown().await.unwrap();
+        let err = within(client.read(&mut [0u8; 64])).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
@@ -837,11 +1122,8 @@ mod tests {
             connect(Arc::new(tls12_only), client_tcp)
         );
         let server = server.err().expect("handshake must fail");
-        let inner = server
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>());
         assert!(
-            matches!(inner, Some(rustls::Error::PeerIncompatible(_))),
+            matches!(cause(&server), Some(rustls::Error::PeerIncompatible(_))),
             "{server:?}"
         );
         let client = client.expect_err("handshake must fail").to_string();
@@ -849,6 +1131,39 @@ mod tests {
             client.contains("ProtocolVersion"),
             "client saw no alert: {client}"
         );
+    }
+
+    /// A ClientHello record that carries more handshake messages after
+    /// the ClientHello: rustls refuses it while it still holds the later
+    /// messages' place in the buffer, and the alert must be taken from
+    /// rustls without losing that place (once, a panic inside rustls:
+    /// with `panic = "abort"`, one crafted record ended the gateway).
+    #[tokio::test]
+    async fn a_client_hello_followed_by_more_messages_fails_cleanly() {
+        let pki = pki(&[&rustls::version::TLS13]);
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut hello = Vec::new();
+        let mut conn = rustls::ClientConnection::new(pki.client, name).unwrap();
+        conn.write_tls(&mut hello).unwrap();
+        assert_eq!(hello[0], 22, "a handshake record");
+        let body = hello[5..].to_vec();
+        let mut record = hello[..5].to_vec();
+        let len = u16::try_from(body.len() * 3).unwrap();
+        record[3..5].copy_from_slice(&len.to_be_bytes());
+        record.extend_from_slice(&[body.as_slice(), &body, &body].concat());
+        let (server_tcp, mut client_tcp) = tcp_pair().await;
+        let client = async {
+            client_tcp.write_all(&record).await.unwrap();
+            let mut answer = Vec::new();
+            let _ = client_tcp.read_to_end(&mut answer).await;
+            answer
+        };
+        let (server, answer) = tokio::join!(accept(server_tcp, pki.server), client);
+        let server = server.err().expect("the handshake must fail");
+        assert!(cause(&server).is_some(), "{server:?}");
+        // The server's last record is an alert (content type 21).
+        assert!(answer.len() >= 7, "no alert: {answer:?}");
+        assert_eq!(answer[answer.len() - 7], 21, "no alert: {answer:?}");
     }
 
     #[tokio::test]
@@ -881,9 +1196,9 @@ mod tests {
             let mut back = vec![0u8; 40_000];
             client.read_exact(&mut back).await.unwrap();
             assert!(back.iter().all(|b| *b == round));
-            assert!(server.incoming.capacity() > 0 && server.outgoing.buf.capacity() > 0);
+            assert!(server.incoming.buf.capacity() > 0 && server.outgoing.buf.capacity() > 0);
             server.rest();
-            assert_eq!(server.incoming.capacity(), 0);
+            assert_eq!(server.incoming.buf.capacity(), 0);
             assert_eq!(server.outgoing.buf.capacity(), 0);
             assert_eq!(server.plaintext.buf.capacity(), 0);
         }

@@ -11,15 +11,13 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
-use tokio::io::BufReader;
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 use super::certs;
 use super::multiplex::{self, Multiplex};
 use super::pool::{self, Pool};
 use super::resume::TicketStore;
+use super::stream::{self, ClientStream};
 use super::BuildError;
 use crate::config::Upstream;
 
@@ -96,7 +94,7 @@ impl UpstreamClient {
             tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Connector {
                 settings: settings.clone(),
-                tls: TlsConnector::from(Arc::new(tls)),
+                tls: Arc::new(tls),
                 server_name: server_name.clone(),
             }
         };
@@ -137,7 +135,7 @@ impl UpstreamClient {
         let learned = match &self.offer_both {
             Some(both) => {
                 let tls = both.connect().await.ok()?;
-                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                if tls.session().alpn_protocol() == Some(b"h2") {
                     self.h2.adopt(tls).await.ok()?;
                     UpstreamProtocol::Http2
                 } else {
@@ -206,27 +204,26 @@ fn refuses_alpn(e: &BoxError) -> bool {
 /// connection with `prefer_http2` both.
 pub struct Connector {
     settings: Upstream,
-    tls: TlsConnector,
+    tls: Arc<ClientConfig>,
     server_name: ServerName<'static>,
 }
 
 impl Connector {
     pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
         let tcp = connect_tcp(&self.settings).await?;
-        let tcp = BufReader::with_capacity(UPSTREAM_READ_BUFFER, tcp);
-        self.tls.connect(self.server_name.clone(), tcp).await
+        let name = self.server_name.clone();
+        stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE).await
     }
 }
 
-pub type UpstreamStream = TlsStream<BufReader<TcpStream>>;
+pub type UpstreamStream = ClientStream;
 
-/// rustls asks its socket for at most 4 KiB more than it holds, so a large
-/// response costs a `recvfrom` per 4 KiB until its buffer has grown to a
-/// record (`strace`: 8 upstream reads per 64 KiB tile, five of them 4 KiB).
-/// A buffer below rustls takes what the socket has in one read: 2 reads per
-/// tile with 64 KiB, 3 with 32 KiB. Upstream connections are few (the
-/// pool), so the memory is spent there and not on every client.
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+/// A read takes what the socket holds, up to this much: a 64 KiB tile in
+/// one or two `recvfrom` calls (`strace`; tokio-rustls, reading 4 KiB at a
+/// time until its buffer had grown to a record, made 8, and 3 with a
+/// 64 KiB `BufReader` below it). Upstream connections are few (the pool),
+/// so the memory is spent there and not on every client.
+const UPSTREAM_READ_SIZE: usize = 64 * 1024;
 
 /// A TCP connection to the upstream within `upstream.connect_timeout`,
 /// trying each resolved address in turn.
