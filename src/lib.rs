@@ -23,4 +23,5 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod run;
+pub mod task;
 pub mod tls;

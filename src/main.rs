@@ -70,6 +70,7 @@ fn run_gateway(path: &Path) -> ExitCode {
         }
     };
     logging::init(&settings.log);
+    gisgate::task::log_panics();
     let runtime = match run::runtime(settings.server.worker_threads) {
         Ok(r) => r,
         Err(e) => {

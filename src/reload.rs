@@ -50,13 +50,15 @@ pub fn spawn(gw: Arc<Gateway>) {
             rewatch = Some(rewatch_tx);
             std::thread::Builder::new()
                 .name("gisgate-watch".into())
-                .spawn(move || watcher.run(gw, rewatch_rx))
+                .spawn(move || {
+                    crate::task::run_essential("config watcher", || watcher.run(gw, rewatch_rx))
+                })
                 .expect("spawn watcher thread");
         }
     }
     spawn_sighup(tx.clone());
     let periodic = tx;
-    tokio::spawn(async move {
+    crate::task::spawn_essential("periodic config check", async move {
         let mut tick = tokio::time::interval(PERIODIC_CHECK);
         tick.tick().await;
         loop {
@@ -66,11 +68,11 @@ pub fn spawn(gw: Arc<Gateway>) {
             }
         }
     });
-    tokio::spawn(reload_loop(gw, rx, loaded, rewatch));
+    crate::task::spawn_essential("reload loop", reload_loop(gw, rx, loaded, rewatch));
 }
 
 fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
-    tokio::spawn(async move {
+    crate::task::spawn_essential("SIGHUP listener", async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
             tracing::warn!("cannot listen for SIGHUP; reload by file change only");

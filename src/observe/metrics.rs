@@ -108,7 +108,7 @@ fn describe() {
 /// Upkeep drains histogram buffers; run it so memory stays flat between
 /// scrapes.
 pub fn spawn_upkeep(handle: PrometheusHandle) {
-    tokio::spawn(async move {
+    crate::task::spawn_essential("metrics upkeep", async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;

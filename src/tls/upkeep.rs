@@ -27,7 +27,7 @@ impl Upkeep {
         }
         let owner: Weak<T> = Arc::downgrade(owner);
         let period = period.max(Duration::from_millis(20));
-        tokio::spawn(async move {
+        crate::task::spawn_essential("upstream connection upkeep", async move {
             loop {
                 tokio::time::sleep(period).await;
                 let Some(owner) = owner.upgrade() else {
