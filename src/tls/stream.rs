@@ -1203,4 +1203,163 @@ mod tests {
             assert_eq!(server.plaintext.buf.capacity(), 0);
         }
     }
+
+    /// What a hostile peer sends, at random: a real first flight with its
+    /// handshake messages repeated in their records, bytes overwritten and
+    /// junk after it, written in pieces of random size.
+    #[derive(Debug, Clone)]
+    struct Hostile {
+        repeat: usize,
+        flips: Vec<(usize, u8)>,
+        junk: Vec<u8>,
+        piece: usize,
+    }
+
+    fn hostile() -> impl proptest::strategy::Strategy<Value = Hostile> {
+        use proptest::prelude::*;
+        (
+            1usize..4,
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            proptest::collection::vec(any::<u8>(), 0..48),
+            1usize..300,
+        )
+            .prop_map(|(repeat, flips, junk, piece)| Hostile {
+                repeat,
+                flips,
+                junk,
+                piece,
+            })
+    }
+
+    impl Hostile {
+        /// `flight` (whole records) made hostile.
+        fn apply(&self, flight: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut rest = flight;
+            // Each record's body repeated, its length rewritten to match.
+            while rest.len() >= 5 {
+                let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+                let body = &rest[5..(5 + len).min(rest.len())];
+                let body = body.repeat(self.repeat);
+                out.extend_from_slice(&rest[..3]);
+                out.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
+                out.extend_from_slice(&body);
+                rest = &rest[(5 + len).min(rest.len())..];
+            }
+            for (at, byte) in &self.flips {
+                if !out.is_empty() {
+                    let i = at % out.len();
+                    out[i] = *byte;
+                }
+            }
+            out.extend_from_slice(&self.junk);
+            out
+        }
+
+        async fn send(&self, tcp: &mut TcpStream, bytes: &[u8]) {
+            for piece in bytes.chunks(self.piece) {
+                if tcp.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs `test` on a fresh single-threaded runtime: proptest's cases
+    /// are plain functions.
+    fn on_runtime(test: impl std::future::Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever a client sends in place of its ClientHello, the
+        /// handshake ends, in an error or not, without a panic and
+        /// without waiting for bytes it has.
+        #[test]
+        fn whatever_a_client_sends_first_the_handshake_ends(h in hostile()) {
+            on_runtime(async {
+                let pki = pki(&[&rustls::version::TLS13, &rustls::version::TLS12]);
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut hello = Vec::new();
+                rustls::ClientConnection::new(pki.client, name)
+                    .unwrap()
+                    .write_tls(&mut hello)
+                    .unwrap();
+                let (server_tcp, mut client_tcp) = tcp_pair().await;
+                let client = async {
+                    h.send(&mut client_tcp, &h.apply(&hello)).await;
+                    let _ = client_tcp.shutdown().await;
+                    let _ = client_tcp.read_to_end(&mut Vec::new()).await;
+                };
+                let (server, ()) = tokio::join!(within(accept(server_tcp, pki.server)), client);
+                drop(server);
+            });
+        }
+
+        /// After a good handshake, whatever the client sends (good
+        /// records with bytes overwritten, junk) ends in data, an error
+        /// or the end, without a panic.
+        #[test]
+        fn whatever_a_client_sends_after_the_handshake_ends_cleanly(h in hostile()) {
+            on_runtime(async {
+                let (mut server, client) = tls_pair(&[&rustls::version::TLS13]).await;
+                let (mut tcp, mut conn) = client.into_inner();
+                std::io::Write::write_all(&mut conn.writer(), &pattern(3000)).unwrap();
+                let mut wire = Vec::new();
+                while conn.wants_write() {
+                    conn.write_tls(&mut wire).unwrap();
+                }
+                let sender = async {
+                    h.send(&mut tcp, &h.apply(&wire)).await;
+                    let _ = tcp.shutdown().await;
+                    tcp
+                };
+                let reader = async {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = within(server.read(&mut buf)).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                };
+                let (_tcp, ()) = tokio::join!(sender, reader);
+            });
+        }
+
+        /// Whatever an upstream answers to our ClientHello, our client's
+        /// handshake ends without a panic.
+        #[test]
+        fn whatever_a_server_answers_our_handshake_ends(h in hostile()) {
+            on_runtime(async {
+                let pki = pki(&[&rustls::version::TLS13, &rustls::version::TLS12]);
+                let (mut server_tcp, client_tcp) = tcp_pair().await;
+                let server_config = pki.server.clone();
+                let server = async move {
+                    // A real server's first flight, answering our hello.
+                    let mut conn = rustls::ServerConnection::new(server_config).unwrap();
+                    let mut buf = vec![0u8; 4096];
+                    let n = server_tcp.read(&mut buf).await.unwrap_or(0);
+                    let mut flight = Vec::new();
+                    if conn.read_tls(&mut &buf[..n]).is_ok() && conn.process_new_packets().is_ok() {
+                        while conn.wants_write() {
+                            conn.write_tls(&mut flight).unwrap();
+                        }
+                    }
+                    h.send(&mut server_tcp, &h.apply(&flight)).await;
+                    let _ = server_tcp.shutdown().await;
+                    let _ = server_tcp.read_to_end(&mut Vec::new()).await;
+                };
+                let name = ServerName::try_from("localhost").unwrap();
+                let client = within(super::connect(client_tcp, pki.client, name, 65536));
+                let (client, ()) = tokio::join!(client, server);
+                drop(client);
+            });
+        }
+    }
 }
