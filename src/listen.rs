@@ -2,13 +2,13 @@
 //! per-connection header/idle timeouts, and graceful drain.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -444,7 +444,8 @@ where
 /// buffers before it is set aside. Not at once: a busy client's next
 /// request usually follows within milliseconds, and building hyper's side
 /// again for each request would cost more than the memory is worth.
-const SET_ASIDE_AFTER: Duration = Duration::from_secs(1);
+const SET_ASIDE_AFTER: Duration = Duration::from_millis(20);
+const SET_ASIDE_MS: u64 = SET_ASIDE_AFTER.as_millis() as u64;
 /// Bounds the close_notify of a set-aside connection that is closed.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
@@ -516,14 +517,20 @@ async fn drive<C: GracefulConnection>(
     info: &ConnInfo,
     limits: &Limits,
     drain: &mut watch::Receiver<bool>,
-    mut considered: Option<u64>,
+    considered: Option<u64>,
 ) -> Option<Pin<Box<C>>> {
     let mut closing = *drain.borrow();
     if closing {
         conn.as_mut().shutdown_gracefully();
     }
+    let mut watch = Watch::new(limits, considered);
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
     loop {
+        // Biased, the connection first: a request it has just ended is
+        // seen by the watchdog in the same poll.
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(peer = %info.peer, "connection ended: {e}");
@@ -536,7 +543,7 @@ async fn drive<C: GracefulConnection>(
                     conn.as_mut().shutdown_gracefully();
                 }
             }
-            verdict = info.activity.watchdog(limits.header_read_timeout, limits.idle_timeout, considered), if !closing => {
+            verdict = poll_fn(|cx| info.activity.poll_watchdog(cx, sleep.as_mut(), &mut watch)), if !closing => {
                 match verdict {
                     // Slowloris: headers dribbling in too slowly. Close.
                     Verdict::HeaderTimeout => return None,
@@ -545,7 +552,7 @@ async fn drive<C: GracefulConnection>(
                         conn.as_mut().shutdown_gracefully();
                     }
                     Verdict::Quiet(period) => {
-                        considered = Some(period);
+                        watch.considered = Some(period);
                         if info.activity.at_rest() {
                             tracing::trace!(peer = %info.peer, "idle connection set aside");
                             return Some(conn);
@@ -652,53 +659,79 @@ impl Activity {
         self.epoch + Duration::from_millis(self.idle_since.load(Ordering::Relaxed)) + idle_timeout
     }
 
-    /// `considered`: `None` when the connection is never set aside, else
-    /// the idle period last reported as `Quiet` (each is reported once).
-    async fn watchdog(
+    /// The next moment the watchdog has something to decide, and the
+    /// verdict due then; `None` while a request is in flight, which has no
+    /// deadline of its own.
+    fn next_check(&self, watch: &Watch) -> Option<(u64, Verdict)> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let started = self.header_started.load(Ordering::Relaxed);
+        if started != NONE {
+            return Some((started + watch.header_ms, Verdict::HeaderTimeout));
+        }
+        let idle = self.idle_since.load(Ordering::Relaxed);
+        let idle_out = (idle + watch.idle_ms, Verdict::Idle);
+        match watch.considered {
+            Some(seen) if seen != idle && SET_ASIDE_MS < watch.idle_ms => {
+                Some((idle + SET_ASIDE_MS, Verdict::Quiet(idle)))
+            }
+            _ => Some(idle_out),
+        }
+    }
+
+    /// Times the connection on `sleep`, and is polled with it on every
+    /// poll of the connection's task, so a request that has just ended
+    /// there is seen at once. The timer is only ever brought forward: a
+    /// later deadline is taken up when the earlier one fires, so a busy
+    /// connection does not move it on every request.
+    fn poll_watchdog(
         &self,
-        header_timeout: Duration,
-        idle_timeout: Duration,
-        considered: Option<u64>,
-    ) -> Verdict {
-        let header_ms = header_timeout.as_millis() as u64;
-        let idle_ms = idle_timeout.as_millis() as u64;
-        let aside_ms = SET_ASIDE_AFTER.as_millis() as u64;
+        cx: &mut Context<'_>,
+        mut sleep: Pin<&mut tokio::time::Sleep>,
+        watch: &mut Watch,
+    ) -> Poll<Verdict> {
         loop {
-            let now = self.now_ms();
-            let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                // Busy: nothing to time; look again later.
-                now + idle_ms
-            } else {
-                let started = self.header_started.load(Ordering::Relaxed);
-                if started != NONE {
-                    if now >= started + header_ms {
-                        return Verdict::HeaderTimeout;
-                    }
-                    started + header_ms
-                } else {
-                    let idle = self.idle_since.load(Ordering::Relaxed);
-                    if now >= idle + idle_ms {
-                        return Verdict::Idle;
-                    }
-                    match considered {
-                        Some(seen) if seen != idle => {
-                            if now >= idle + aside_ms {
-                                return Verdict::Quiet(idle);
-                            }
-                            idle + aside_ms.min(idle_ms)
-                        }
-                        _ => idle + idle_ms,
-                    }
+            let (at, verdict) = match self.next_check(watch) {
+                Some((at, verdict)) => (at, Some(verdict)),
+                // Busy. A request may end on another task (HTTP/2), unseen
+                // here: look again by the idle timeout.
+                None if watch.armed == NONE => (self.now_ms() + watch.idle_ms, None),
+                None => (watch.armed, None),
+            };
+            if at < watch.armed {
+                if let Some(verdict) = verdict.filter(|_| self.now_ms() >= at) {
+                    return Poll::Ready(verdict);
                 }
-            };
-            // A connection that may be set aside is looked at every
-            // `SET_ASIDE_AFTER`: a request may come and go in between, and
-            // nothing else wakes the watchdog when it does.
-            let wake_at = match considered {
-                Some(_) => deadline.min(now + aside_ms),
-                None => deadline,
-            };
-            tokio::time::sleep_until(self.epoch + Duration::from_millis(wake_at)).await;
+                sleep.as_mut().reset(self.epoch + Duration::from_millis(at));
+                watch.armed = at;
+            }
+            ready!(sleep.as_mut().poll(cx));
+            watch.armed = NONE;
+        }
+    }
+}
+
+/// A connection's watchdog settings and state, polled by
+/// `Activity::poll_watchdog`.
+struct Watch {
+    header_ms: u64,
+    idle_ms: u64,
+    /// `None` when the connection is never set aside, else the idle period
+    /// last reported as `Quiet` (each is reported once).
+    considered: Option<u64>,
+    /// When the timer is set to fire (ms since the epoch); `NONE` when not
+    /// set, as before the first poll and after it has fired.
+    armed: u64,
+}
+
+impl Watch {
+    fn new(limits: &Limits, considered: Option<u64>) -> Self {
+        Watch {
+            header_ms: limits.header_read_timeout.as_millis() as u64,
+            idle_ms: limits.idle_timeout.as_millis() as u64,
+            considered,
+            armed: NONE,
         }
     }
 }
@@ -859,6 +892,92 @@ mod tests {
         info.activity.begin_request(false);
         info.activity.end_request();
         assert!(!info.activity.at_rest(), "its body may still be unread");
+    }
+
+    /// Polls the watchdog once, as the connection's task does each time
+    /// it is woken.
+    fn poll_watchdog(
+        activity: &Activity,
+        sleep: Pin<&mut tokio::time::Sleep>,
+        watch: &mut Watch,
+    ) -> Poll<Verdict> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        activity.poll_watchdog(&mut cx, sleep, watch)
+    }
+
+    fn watch() -> Watch {
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1,
+            max_header_bytes: 8192,
+            shutdown_grace: Duration::from_secs(1),
+        };
+        // A connection that may be set aside, not yet considered.
+        Watch::new(&limits, Some(NONE))
+    }
+
+    const AFTER: Duration = SET_ASIDE_AFTER;
+
+    // On tokio's paused clock: time moves only when the test moves it.
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_a_request_brings_the_set_aside_forward() {
+        let info = conn_info();
+        let activity = &info.activity;
+        let mut watch = watch();
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        activity.begin_request(true);
+        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        assert_eq!(watch.armed, 60_000, "busy: only the idle timeout to time");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        activity.end_request();
+        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        assert_eq!(
+            watch.armed,
+            5_000 + SET_ASIDE_MS,
+            "not 60 s: the end was seen"
+        );
+        tokio::time::advance(AFTER).await;
+        assert!(matches!(
+            poll_watchdog(activity, sleep.as_mut(), &mut watch),
+            Poll::Ready(Verdict::Quiet(5_000))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_the_quiet_period_starts_it_again() {
+        let info = conn_info();
+        let activity = &info.activity;
+        let mut watch = watch();
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        assert_eq!(watch.armed, SET_ASIDE_MS);
+        // A request comes and goes: the timer is not moved for it...
+        tokio::time::advance(Duration::from_millis(10)).await;
+        activity.begin_request(true);
+        activity.end_request();
+        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        assert_eq!(watch.armed, SET_ASIDE_MS);
+        // ...but when it fires, the quiet period is counted from that request.
+        tokio::time::advance(AFTER - Duration::from_millis(10)).await;
+        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        assert_eq!(watch.armed, 10 + SET_ASIDE_MS);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(matches!(
+            poll_watchdog(activity, sleep.as_mut(), &mut watch),
+            Poll::Ready(Verdict::Quiet(10))
+        ));
+        // Considered once: not at rest, it waits for the idle timeout.
+        watch.considered = Some(10);
+        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        assert_eq!(watch.armed, 60_010);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(matches!(
+            poll_watchdog(activity, sleep.as_mut(), &mut watch),
+            Poll::Ready(Verdict::Idle)
+        ));
     }
 
     #[tokio::test]

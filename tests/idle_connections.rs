@@ -1,4 +1,4 @@
-//! Idle HTTP/1.1 keep-alive connections are set aside after 1 s with
+//! Idle HTTP/1.1 keep-alive connections are set aside after 20 ms with
 //! nothing in flight (hyper's buffers freed, the socket watched alone) and
 //! taken up again by their next request. What a client sees must not
 //! change: the next request, bytes of it already sent, the idle timeout
