@@ -60,12 +60,11 @@ pub type ClientStream = TlsStream<UnbufferedClientConnection>;
 pub struct TlsStream<C> {
     tcp: TcpStream,
     conn: C,
-    incoming: Incoming,
+    /// `None` at rest (`rest`); allocated again when next needed.
+    bufs: Option<Box<Buffers>>,
     /// How much a read from the socket takes at most, once the buffer
     /// has grown to it.
-    read_size: usize,
-    outgoing: Outgoing,
-    plaintext: Plaintext,
+    read_size: u32,
     /// The peer's close_notify has been read.
     peer_closed: bool,
     /// Bytes have been read that rustls has not been run over: until
@@ -75,7 +74,19 @@ pub struct TlsStream<C> {
     /// Our close_notify has been queued: nothing more may be written.
     write_closed: bool,
     /// A TLS error ended the connection; every later call returns it.
-    failed: Option<rustls::Error>,
+    /// Boxed: inline it would take 64 bytes of every connection.
+    failed: Option<Box<rustls::Error>>,
+}
+
+/// The stream's buffers, in one box that a connection at rest gives back:
+/// their handles alone are 104 bytes, which every idle connection would
+/// otherwise hold (and they took its future from one allocator size class,
+/// 2,048 bytes, to the next).
+#[derive(Default)]
+struct Buffers {
+    incoming: Incoming,
+    outgoing: Outgoing,
+    plaintext: Plaintext,
 }
 
 /// Which end of the handshake we are: rustls gives each its own
@@ -154,10 +165,8 @@ impl<C: Side> TlsStream<C> {
         let mut stream = TlsStream {
             tcp,
             conn,
-            incoming: Incoming::default(),
-            read_size,
-            outgoing: Outgoing::default(),
-            plaintext: Plaintext::default(),
+            bufs: None,
+            read_size: u32::try_from(read_size).unwrap_or(u32::MAX),
             peer_closed: false,
             unseen: false,
             write_closed: false,
@@ -176,18 +185,23 @@ impl<C: Side> TlsStream<C> {
         self.conn.common()
     }
 
-    /// Frees every buffer that holds nothing: called when the connection
+    /// Frees the buffers if they hold nothing: called when the connection
     /// is set aside, idle. They are allocated again by the next read.
     pub fn rest(&mut self) {
-        if self.incoming.is_empty() {
-            self.incoming = Incoming::default();
+        let Some(bufs) = &self.bufs else { return };
+        if bufs.incoming.is_empty() && bufs.outgoing.is_empty() && bufs.plaintext.is_empty() {
+            self.bufs = None;
         }
-        if self.outgoing.is_empty() {
-            self.outgoing = Outgoing::default();
-        }
-        if self.plaintext.is_empty() {
-            self.plaintext = Plaintext::default();
-        }
+    }
+
+    /// Decrypted bytes wait to be read.
+    fn has_plaintext(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| !b.plaintext.is_empty())
+    }
+
+    /// How many encrypted bytes wait to be sent.
+    fn unsent(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |b| b.outgoing.len())
     }
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -224,13 +238,13 @@ impl<C: Side> TlsStream<C> {
         open: impl FnOnce(&mut WriteTraffic<'_, C::Data>, &mut Outgoing) -> io::Result<T>,
     ) -> io::Result<Step<T>> {
         if let Some(e) = &self.failed {
-            return Err(tls_error(e.clone()));
+            return Err(tls_error((**e).clone()));
         }
         match self.advance(out, open) {
             Err(Failure::Tls(e)) => {
                 self.queue_alert();
                 let _ = self.poll_send(cx);
-                self.failed = Some(e.clone());
+                self.failed = Some(Box::new(e.clone()));
                 Err(tls_error(e))
             }
             Err(Failure::Io(e)) => Err(e),
@@ -246,12 +260,15 @@ impl<C: Side> TlsStream<C> {
         let mut open = Some(open);
         let Self {
             conn,
-            incoming,
-            outgoing,
-            plaintext,
+            bufs,
             peer_closed,
             ..
         } = self;
+        let Buffers {
+            incoming,
+            outgoing,
+            plaintext,
+        } = &mut **bufs.get_or_insert_default();
         loop {
             let UnbufferedStatus { discard, state } = conn.process(incoming.unprocessed());
             let step = match state {
@@ -318,16 +335,17 @@ impl<C: Side> TlsStream<C> {
     /// and panic (with `panic = "abort"`, one crafted ClientHello record
     /// ended the gateway).
     fn queue_alert(&mut self) {
+        let bufs = self.bufs.get_or_insert_default();
         while self.conn.common().wants_write() {
             let UnbufferedStatus { discard, state } =
-                self.conn.process(self.incoming.unprocessed());
+                self.conn.process(bufs.incoming.unprocessed());
             let encoded = match state {
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    self.outgoing.encode(&mut data).is_ok()
+                    bufs.outgoing.encode(&mut data).is_ok()
                 }
                 _ => false,
             };
-            self.incoming.processed(discard);
+            bufs.incoming.processed(discard);
             if !encoded {
                 return;
             }
@@ -336,7 +354,8 @@ impl<C: Side> TlsStream<C> {
 
     /// Reads from the socket into `incoming`: the byte count, 0 at EOF.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.incoming.len() >= MAX_INCOMING {
+        let incoming = &mut self.bufs.get_or_insert_default().incoming;
+        if incoming.len() >= MAX_INCOMING {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "TLS message too large",
@@ -346,7 +365,7 @@ impl<C: Side> TlsStream<C> {
         // read shorter than the room as the socket drained, where
         // `try_read` leaves it ready and the next read is a `recvfrom`
         // that finds nothing (one more per request each way, `perf stat`).
-        let room = self.incoming.room(self.read_size);
+        let room = incoming.room(self.read_size as usize);
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.tcp),
             cx,
@@ -360,12 +379,15 @@ impl<C: Side> TlsStream<C> {
 
     /// Sends all of `outgoing`; `Pending` while the socket is full.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.outgoing.is_empty() {
-            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, self.outgoing.unsent()))?;
+        let Some(bufs) = &mut self.bufs else {
+            return Poll::Ready(Ok(()));
+        };
+        while !bufs.outgoing.is_empty() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, bufs.outgoing.unsent()))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.outgoing.sent(n);
+            bufs.outgoing.sent(n);
         }
         Poll::Ready(Ok(()))
     }
@@ -625,8 +647,8 @@ impl<C: Side + Unpin> AsyncRead for TlsStream<C> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if !this.plaintext.is_empty() {
-                this.plaintext.read_into(buf);
+            if let Some(bufs) = this.bufs.as_mut().filter(|b| !b.plaintext.is_empty()) {
+                bufs.plaintext.read_into(buf);
                 return Poll::Ready(Ok(()));
             }
             if this.peer_closed {
@@ -644,7 +666,7 @@ impl<C: Side + Unpin> AsyncRead for TlsStream<C> {
                     return Poll::Ready(Ok(()));
                 }
                 let step = step?;
-                if !this.plaintext.is_empty() || this.peer_closed {
+                if this.has_plaintext() || this.peer_closed {
                     continue;
                 }
                 if let Step::Closed = step {
@@ -689,13 +711,13 @@ impl<C: Side + Unpin> AsyncWrite for TlsStream<C> {
             return Poll::Ready(Ok(0));
         }
         // Backpressure: wait while the socket holds us above the bound.
-        if this.poll_send(cx)?.is_pending() && this.outgoing.len() >= MAX_UNSENT {
+        if this.poll_send(cx)?.is_pending() && this.unsent() >= MAX_UNSENT {
             return Poll::Pending;
         }
-        let budget = MAX_UNSENT - this.outgoing.len();
+        let budget = MAX_UNSENT - this.unsent();
         let n = this.encrypt(cx, bufs, budget)?;
         // Small writes wait for the flush, to leave in one segment.
-        if this.outgoing.len() >= MAX_FRAGMENT {
+        if this.unsent() >= MAX_FRAGMENT {
             if let Poll::Ready(Err(e)) = this.poll_send(cx) {
                 return Poll::Ready(Err(e));
             }
@@ -1196,12 +1218,31 @@ mod tests {
             let mut back = vec![0u8; 40_000];
             client.read_exact(&mut back).await.unwrap();
             assert!(back.iter().all(|b| *b == round));
-            assert!(server.incoming.buf.capacity() > 0 && server.outgoing.buf.capacity() > 0);
+            let bufs = server.bufs.as_ref().expect("buffers in use");
+            assert!(bufs.incoming.buf.capacity() > 0 && bufs.outgoing.buf.capacity() > 0);
             server.rest();
-            assert_eq!(server.incoming.buf.capacity(), 0);
-            assert_eq!(server.outgoing.buf.capacity(), 0);
-            assert_eq!(server.plaintext.buf.capacity(), 0);
+            assert!(server.bufs.is_none(), "all three freed");
         }
+    }
+
+    #[tokio::test]
+    async fn at_rest_a_connection_keeps_a_record_it_has_begun_to_read() {
+        let (mut server, mut client) = tls_pair(&[&rustls::version::TLS13]).await;
+        client.write_all(b"ping").await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await.unwrap();
+        // The start of the next record's header, and no more.
+        client.get_mut().0.write_all(&[0x17, 0x03]).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            server.read(&mut byte),
+        );
+        assert!(read.await.is_err(), "half a header is not a record");
+        server.rest();
+        let bufs = server.bufs.as_ref().expect("kept: it holds ciphertext");
+        assert_eq!(bufs.incoming.len(), 2);
     }
 
     /// What a hostile peer sends, at random: a real first flight with its
