@@ -678,12 +678,11 @@ impl Activity {
             return Some((started + self.header_ms, Verdict::HeaderTimeout));
         }
         let idle = self.idle_since.load(Ordering::Relaxed);
-        let idle_out = (idle + self.idle_ms, Verdict::Idle);
         match watch.considered {
             Some(seen) if seen != idle && SET_ASIDE_MS < self.idle_ms => {
                 Some((idle + SET_ASIDE_MS, Verdict::Quiet(idle)))
             }
-            _ => Some(idle_out),
+            _ => Some((idle + self.idle_ms, Verdict::Idle)),
         }
     }
 
@@ -895,17 +894,6 @@ mod tests {
         assert!(!info.activity.at_rest(), "its body may still be unread");
     }
 
-    /// Polls the watchdog once, as the connection's task does each time
-    /// it is woken.
-    fn poll_watchdog(
-        activity: &Activity,
-        sleep: Pin<&mut tokio::time::Sleep>,
-        watch: &mut Watch,
-    ) -> Poll<Verdict> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        activity.poll_watchdog(&mut cx, sleep, watch)
-    }
-
     fn limits() -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
@@ -916,72 +904,80 @@ mod tests {
         }
     }
 
-    /// For a connection that may be set aside, not yet considered.
-    fn watch() -> Watch {
-        Watch::new(Some(NONE))
+    /// A connection that may be set aside, not yet considered, and its
+    /// watchdog as `drive` holds it.
+    struct Watched {
+        info: Arc<ConnInfo>,
+        watch: Watch,
+        sleep: Pin<Box<tokio::time::Sleep>>,
     }
 
-    const AFTER: Duration = SET_ASIDE_AFTER;
+    impl Watched {
+        fn new() -> Self {
+            Watched {
+                info: conn_info(),
+                watch: Watch::new(Some(NONE)),
+                sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            }
+        }
+
+        fn activity(&self) -> &Activity {
+            &self.info.activity
+        }
+
+        /// Polls the watchdog once, as the connection's task does each
+        /// time it is woken.
+        fn poll(&mut self) -> Poll<Verdict> {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let sleep = self.sleep.as_mut();
+            self.info
+                .activity
+                .poll_watchdog(&mut cx, sleep, &mut self.watch)
+        }
+    }
 
     // On tokio's paused clock: time moves only when the test moves it.
     #[tokio::test(start_paused = true)]
     async fn the_end_of_a_request_brings_the_set_aside_forward() {
-        let info = conn_info();
-        let activity = &info.activity;
-        let mut watch = watch();
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
-        activity.begin_request(true);
-        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
-        assert_eq!(watch.armed, 60_000, "busy: only the idle timeout to time");
+        let mut w = Watched::new();
+        w.activity().begin_request(true);
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, 60_000, "busy: only the idle timeout to time");
         tokio::time::advance(Duration::from_secs(5)).await;
-        activity.end_request();
-        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
+        w.activity().end_request();
+        assert!(w.poll().is_pending());
         assert_eq!(
-            watch.armed,
+            w.watch.armed,
             5_000 + SET_ASIDE_MS,
             "not 60 s: the end was seen"
         );
-        tokio::time::advance(AFTER).await;
-        assert!(matches!(
-            poll_watchdog(activity, sleep.as_mut(), &mut watch),
-            Poll::Ready(Verdict::Quiet(5_000))
-        ));
+        tokio::time::advance(SET_ASIDE_AFTER).await;
+        assert!(matches!(w.poll(), Poll::Ready(Verdict::Quiet(5_000))));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_in_the_quiet_period_starts_it_again() {
-        let info = conn_info();
-        let activity = &info.activity;
-        let mut watch = watch();
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
-        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
-        assert_eq!(watch.armed, SET_ASIDE_MS);
+        let mut w = Watched::new();
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, SET_ASIDE_MS);
         // A request comes and goes: the timer is not moved for it...
         tokio::time::advance(Duration::from_millis(10)).await;
-        activity.begin_request(true);
-        activity.end_request();
-        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
-        assert_eq!(watch.armed, SET_ASIDE_MS);
+        w.activity().begin_request(true);
+        w.activity().end_request();
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, SET_ASIDE_MS);
         // ...but when it fires, the quiet period is counted from that request.
-        tokio::time::advance(AFTER - Duration::from_millis(10)).await;
-        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
-        assert_eq!(watch.armed, 10 + SET_ASIDE_MS);
+        tokio::time::advance(SET_ASIDE_AFTER - Duration::from_millis(10)).await;
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, 10 + SET_ASIDE_MS);
         tokio::time::advance(Duration::from_millis(10)).await;
-        assert!(matches!(
-            poll_watchdog(activity, sleep.as_mut(), &mut watch),
-            Poll::Ready(Verdict::Quiet(10))
-        ));
+        assert!(matches!(w.poll(), Poll::Ready(Verdict::Quiet(10))));
         // Considered once: not at rest, it waits for the idle timeout.
-        watch.considered = Some(10);
-        assert!(poll_watchdog(activity, sleep.as_mut(), &mut watch).is_pending());
-        assert_eq!(watch.armed, 60_010);
+        w.watch.considered = Some(10);
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, 60_010);
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert!(matches!(
-            poll_watchdog(activity, sleep.as_mut(), &mut watch),
-            Poll::Ready(Verdict::Idle)
-        ));
+        assert!(matches!(w.poll(), Poll::Ready(Verdict::Idle)));
     }
 
     #[tokio::test]
