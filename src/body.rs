@@ -26,6 +26,9 @@ pub struct ResponseBody {
     /// The pooled upstream connection the body arrives on, given back as
     /// soon as the body has been read to its end.
     lease: Option<Lease>,
+    /// A frame was handed to the connection and the body has not been
+    /// asked for more since: the client's send timeout runs.
+    handed: bool,
 }
 
 enum Inner {
@@ -51,6 +54,7 @@ impl ResponseBody {
             bytes: 0,
             record: None,
             lease: None,
+            handed: false,
         }
     }
 
@@ -66,6 +70,26 @@ impl ResponseBody {
             lease.release();
         }
     }
+    /// The send timeout (`limits.send_timeout`) runs from a frame handed
+    /// to the connection until the body is asked for the next one: hyper
+    /// asks only once it could send the last (HTTP/1.1: written to the
+    /// socket; HTTP/2: flow-control window). Waiting for the upstream is
+    /// not counted.
+    fn note_handed(&mut self) {
+        if let Some(record) = &self.record {
+            record.conn.activity.frame_handed();
+            self.handed = true;
+        }
+    }
+
+    fn note_taken(&mut self, progress: bool) {
+        if std::mem::take(&mut self.handed) {
+            if let Some(record) = &self.record {
+                record.conn.activity.frame_taken(progress);
+            }
+        }
+    }
+
     pub fn with_record(mut self, record: RequestRecord) -> Self {
         self.record = Some(Box::new(record));
         self
@@ -81,6 +105,8 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        // Asked for more: the connection sent what it was handed.
+        this.note_taken(true);
         let polled = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
             Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -91,6 +117,7 @@ impl Body for ResponseBody {
                     this.bytes += d.len() as u64;
                 }
                 this.release_if_done();
+                this.note_handed();
             }
             Poll::Ready(None) => this.release(),
             // A broken body: its connection is not reused.
@@ -121,6 +148,7 @@ impl Drop for ResponseBody {
         // A body that was empty from the start (HEAD, 204, 304) is never
         // polled; one dropped half-read closes its connection.
         self.release_if_done();
+        self.note_taken(false);
         if let Some(mut record) = self.record.take() {
             record.bytes = self.bytes;
             record.finish();

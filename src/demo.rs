@@ -49,6 +49,7 @@ pub async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     print_curl_lines(https, http, observe);
     stop_signal().await;
+    tracing::info!("shutdown signal received");
     gw.shutdown().await;
     Ok(())
 }

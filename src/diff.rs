@@ -177,6 +177,11 @@ pub fn changes(
         dur(ol.shutdown_grace),
         dur(nl.shutdown_grace),
     );
+    d.value(
+        "limits.send_timeout",
+        dur(ol.send_timeout),
+        dur(nl.send_timeout),
+    );
     d.value("reload.watch", old.reload_watch, new.reload_watch);
     d.value(
         "log.format",

@@ -40,6 +40,8 @@ pub enum Refusal {
     UpstreamFailed,
     #[error("upstream timed out")]
     UpstreamTimeout,
+    #[error("CONNECT is not served")]
+    Connect,
 }
 
 impl Refusal {
@@ -49,12 +51,13 @@ impl Refusal {
             Refusal::AdminDenied => StatusCode::FORBIDDEN,
             Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
     pub fn route(&self) -> Route {
         match self {
-            Refusal::BadPath(_) | Refusal::BadHost => Route::Rejected,
+            Refusal::BadPath(_) | Refusal::BadHost | Refusal::Connect => Route::Rejected,
             Refusal::AdminDenied => Route::AdminDenied,
             Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
         }
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => {
                 "504 Gateway Timeout: the GIS server did not answer in time\n"
             }
+            Refusal::Connect => "405 Method Not Allowed: CONNECT is not served\n",
         }
     }
 
@@ -87,6 +91,13 @@ impl Refusal {
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Refusal::Connect = self {
+            // RFC 9110 §15.5.6: a 405 lists what the resource does allow.
+            h.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
+            );
+        }
         r
     }
 }

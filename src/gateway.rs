@@ -160,9 +160,19 @@ impl Gateway {
         self.set_aside.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Client connections open now on the public listeners (those the
+    /// drain waits for), WebSocket tunnels included.
+    pub fn open_connections(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Counts a client connection for the drain and the active gauge.
+    /// Connections of the observability listener are not waited for: it
+    /// stays up through the drain, and probes and scrapes keep theirs open.
     pub fn track_connection(self: &Arc<Self>, kind: ListenerKind) -> ConnectionGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
+        if kind != ListenerKind::Observability {
+            self.active.fetch_add(1, Ordering::Relaxed);
+        }
         metrics::connection_opened(kind.as_str());
         ConnectionGuard {
             gw: self.clone(),
@@ -175,6 +185,9 @@ impl Gateway {
     /// listener stays up meanwhile, so probes see the 503 rather than a
     /// refused connection.
     pub async fn shutdown(&self) {
+        tracing::info!(
+            "shutting down: /readyz is 503, listeners closed, draining in-flight requests"
+        );
         self.draining.store(true, Ordering::Relaxed);
         let grace = self.live.load().settings.limits.shutdown_grace;
         for l in self.listeners.lock().expect("listeners lock").iter() {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Version;
+use http::{Method, Version};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -12,6 +12,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 
 /// Headers that describe one connection, never forwarded. A static, not a
 /// const: a const would be built and dropped at every use.
@@ -25,11 +26,28 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// An HTTP/1.1 request asking to switch protocols (WebSocket).
-pub fn upgrade_requested(headers: &HeaderMap, version: Version) -> bool {
+/// An HTTP/1.1 WebSocket opening handshake (RFC 6455 §4.1: a GET with
+/// `Upgrade: websocket`, `Connection: upgrade` and a `Sec-WebSocket-Key`).
+/// The only upgrade forwarded: any other `Upgrade` (h2c, TLS, made-up
+/// tokens) is removed as the hop-by-hop header it is, and the request goes
+/// on as a plain one, so nothing but WebSocket frames is ever tunnelled
+/// past the per-request policy.
+pub fn websocket_requested(headers: &HeaderMap, method: &Method, version: Version) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
+        && method == Method::GET
+        && names_websocket(headers)
+        && headers.contains_key(SEC_WEBSOCKET_KEY)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// An `Upgrade` of exactly one value, `websocket` (RFC 6455 §4.2.2 for the
+/// server's 101 too).
+pub fn names_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"websocket")
+    )
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {

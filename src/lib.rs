@@ -25,3 +25,4 @@ pub mod reload;
 pub mod run;
 pub mod task;
 pub mod tls;
+pub mod tunnel;

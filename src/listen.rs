@@ -368,6 +368,10 @@ where
         loop {
             let conn = h1_connection(io, service, max_header_bytes);
             let Some(conn) = drive(conn, &info, &mut drain, considered).await else {
+                if info.activity.tunnel.load(Ordering::Acquire) {
+                    // Boxed: only upgraded connections pay for the wait.
+                    Box::pin(wait_for_tunnel(&info.activity)).await;
+                }
                 return;
             };
             // `None`: upgraded meanwhile; the upgrade owns the socket now.
@@ -517,13 +521,19 @@ async fn drive<C: GracefulConnection>(
     drain: &mut watch::Receiver<bool>,
     considered: Option<u64>,
 ) -> Option<Pin<Box<C>>> {
-    let mut closing = *drain.borrow();
-    if closing {
+    let mut watch = Watch::new(considered);
+    if *drain.borrow() {
+        watch.closing = true;
         conn.as_mut().shutdown_gracefully();
     }
-    let mut watch = Watch::new(considered);
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
+    // Set once the connection has been asked to close and has nothing in
+    // flight: it is dropped when this fires, whatever the client does (an
+    // HTTP/2 client that never answers the GOAWAY's PING would otherwise
+    // keep it, and its permit, forever). Boxed: rare, and kept out of
+    // every connection's future.
+    let mut hard_close: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         // Biased, the connection first: a request it has just ended is
         // seen by the watchdog in the same poll.
@@ -535,19 +545,34 @@ async fn drive<C: GracefulConnection>(
                 }
                 return None;
             }
-            changed = drain.changed(), if !closing => {
+            changed = drain.changed(), if !watch.closing => {
                 if changed.is_err() || *drain.borrow() {
-                    closing = true;
+                    watch.closing = true;
                     conn.as_mut().shutdown_gracefully();
                 }
             }
-            verdict = poll_fn(|cx| info.activity.poll_watchdog(cx, sleep.as_mut(), &mut watch)), if !closing => {
+            () = poll_fn(|cx| poll_hard_close(cx, &mut hard_close)) => {
+                tracing::debug!(peer = %info.peer, "connection did not close within {CLOSE_GRACE:?} of being asked to; closed");
+                return None;
+            }
+            verdict = poll_fn(|cx| info.activity.poll_watchdog(cx, sleep.as_mut(), &mut watch)), if hard_close.is_none() => {
                 match verdict {
                     // Slowloris: headers dribbling in too slowly. Close.
                     Verdict::HeaderTimeout => return None,
+                    // The client took nothing of a response for
+                    // `limits.send_timeout`: close, which drops the
+                    // response and so its upstream connection (never
+                    // pooled mid-response).
+                    Verdict::SendTimeout => {
+                        tracing::debug!(peer = %info.peer, "send timeout: the client took nothing of its response; closed");
+                        return None;
+                    }
                     Verdict::Idle => {
-                        closing = true;
-                        conn.as_mut().shutdown_gracefully();
+                        if !watch.closing {
+                            watch.closing = true;
+                            conn.as_mut().shutdown_gracefully();
+                        }
+                        hard_close = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                     }
                     Verdict::Quiet(period) => {
                         watch.considered = Some(period);
@@ -561,6 +586,21 @@ async fn drive<C: GracefulConnection>(
         }
     }
 }
+
+fn poll_hard_close(
+    cx: &mut Context<'_>,
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Poll<()> {
+    match timer {
+        Some(t) => t.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
+}
+
+/// How long a connection asked to close (idle timeout, drain) with nothing
+/// in flight has to close by itself: enough for an HTTP/2 client to answer
+/// the GOAWAY's PING and for close_notify to go out.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Times one connection: how long a request's headers take to arrive, and
 /// how long the connection idles with no request in flight; and tells when
@@ -581,11 +621,20 @@ pub struct Activity {
     /// 224-byte size class, and the future shrinks by 56 bytes.
     header_ms: u64,
     idle_ms: u64,
+    /// `limits.send_timeout` in milliseconds.
+    send_ms: u64,
+    /// Response bodies that have handed the connection a frame the client
+    /// has not yet taken (hyper asks a body for more only once it can send
+    /// it). While any has, `idle_since` is the last moment one was taken:
+    /// the send timeout counts from it.
+    sending: AtomicU32,
     /// The latest request came with a body, which hyper may still be
     /// reading (or draining) after the response is sent.
     body_pending: AtomicBool,
     /// The socket's latest read found nothing to read.
     read_blocked: AtomicBool,
+    /// A WebSocket tunnel has the connection (`tunnel`).
+    tunnel: AtomicBool,
     /// A write was tried since the last completed flush. hyper writes
     /// whatever it holds before it flushes, so a completed flush after the
     /// last write means hyper's buffer is empty and TLS sent; a write that
@@ -598,6 +647,8 @@ const NONE: u64 = u64::MAX;
 
 pub enum Verdict {
     HeaderTimeout,
+    /// No response made progress towards the client for `send_ms`.
+    SendTimeout,
     Idle,
     /// Idle for `SET_ASIDE_AFTER` since the given moment (`idle_since`).
     Quiet(u64),
@@ -608,6 +659,8 @@ impl Activity {
         Activity {
             header_ms: limits.header_read_timeout.as_millis() as u64,
             idle_ms: limits.idle_timeout.as_millis() as u64,
+            send_ms: limits.send_timeout.as_millis() as u64,
+            sending: AtomicU32::new(0),
             epoch: Instant::now(),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
@@ -616,6 +669,7 @@ impl Activity {
             track_headers,
             body_pending: AtomicBool::new(false),
             read_blocked: AtomicBool::new(false),
+            tunnel: AtomicBool::new(false),
             unflushed: AtomicBool::new(false),
         }
     }
@@ -637,6 +691,31 @@ impl Activity {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Relaxed);
         }
+    }
+
+    /// A response body handed the connection a frame: the client has
+    /// `limits.send_timeout` to take it (nginx's `send_timeout`).
+    pub fn frame_handed(&self) {
+        if self.sending.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// The body handed a frame was asked for more (`progress`: the client
+    /// took it), or was dropped.
+    pub fn frame_taken(&self, progress: bool) {
+        self.sending.fetch_sub(1, Ordering::Relaxed);
+        if progress {
+            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.tunnel.store(true, Ordering::Release);
+    }
+
+    pub fn tunnel_closed(&self) {
+        self.tunnel.store(false, Ordering::Release);
     }
 
     fn on_read(&self) {
@@ -671,6 +750,10 @@ impl Activity {
     /// deadline of its own.
     fn next_check(&self, watch: &Watch) -> Option<(u64, Verdict)> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
+            if self.sending.load(Ordering::Relaxed) > 0 {
+                let since = self.idle_since.load(Ordering::Relaxed);
+                return Some((since + self.send_ms, Verdict::SendTimeout));
+            }
             return None;
         }
         let started = self.header_started.load(Ordering::Relaxed);
@@ -678,6 +761,10 @@ impl Activity {
             return Some((started + self.header_ms, Verdict::HeaderTimeout));
         }
         let idle = self.idle_since.load(Ordering::Relaxed);
+        if watch.closing {
+            // Asked to close: idle now means closing now.
+            return Some((idle, Verdict::Idle));
+        }
         match watch.considered {
             Some(seen) if seen != idle && SET_ASIDE_MS < self.idle_ms => {
                 Some((idle + SET_ASIDE_MS, Verdict::Quiet(idle)))
@@ -700,9 +787,12 @@ impl Activity {
         loop {
             let (at, verdict) = match self.next_check(watch) {
                 Some((at, verdict)) => (at, Some(verdict)),
-                // Busy. A request may end on another task (HTTP/2), unseen
-                // here: look again by the idle timeout.
-                None if watch.armed == NONE => (self.now_ms() + self.idle_ms, None),
+                // Busy. A request may end, or a response stall, on another
+                // task (HTTP/2), unseen here: look again by the idle or the
+                // send timeout, whichever is sooner.
+                None if watch.armed == NONE => {
+                    (self.now_ms() + self.idle_ms.min(self.send_ms), None)
+                }
                 None => (watch.armed, None),
             };
             if at < watch.armed {
@@ -726,6 +816,8 @@ struct Watch {
     /// When the timer is set to fire (ms since the epoch); `NONE` when not
     /// set, as before the first poll and after it has fired.
     armed: u64,
+    /// The connection has been asked to close (idle timeout or drain).
+    closing: bool,
 }
 
 impl Watch {
@@ -733,6 +825,7 @@ impl Watch {
         Watch {
             considered,
             armed: NONE,
+            closing: false,
         }
     }
 }
@@ -756,6 +849,18 @@ impl<IO> ActivityIo<IO> {
         }
     }
 }
+
+/// Holds an upgraded connection's task (its permit and its place in the
+/// drain count) until its WebSocket tunnel closes.
+async fn wait_for_tunnel(activity: &Activity) {
+    while activity.tunnel.load(Ordering::Acquire) {
+        tokio::time::sleep(TUNNEL_CHECK).await;
+    }
+}
+
+/// How often a tunnelled connection's task looks whether its tunnel has
+/// closed: tunnels are few, and a closed one frees its permit this late.
+const TUNNEL_CHECK: Duration = Duration::from_millis(100);
 
 /// A set-aside connection's wait: true once the client sends (its next
 /// request, or a close), false at the idle timeout or on drain.
@@ -901,6 +1006,7 @@ mod tests {
             max_connections: 1,
             max_header_bytes: 8192,
             shutdown_grace: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(60),
         }
     }
 

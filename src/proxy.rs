@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
@@ -23,6 +23,7 @@ use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
 use crate::tls::upstream::{classify, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
+use crate::tunnel;
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.
@@ -54,11 +55,15 @@ pub async fn handle(
 
 async fn route(
     live: &Live,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let policy = &live.policy;
+    // A gateway to one GIS server is no tunnel to anywhere (RFC 9110 §9.3.6).
+    if req.method() == Method::CONNECT {
+        return Err(Refusal::Connect);
+    }
     let path = canonical_path(req.uri().path()).map_err(Refusal::BadPath)?;
     if access::enabled() {
         record.path = Some(path.clone());
@@ -152,14 +157,14 @@ fn admin_gate(live: &Live, path: &str, client: Option<IpAddr>) -> Result<(), Ref
 
 async fn forward(
     live: &Live,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     path: &str,
     authority: &str,
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let upstream = &live.upstream;
-    let wants_upgrade = headers::upgrade_requested(req.headers(), req.version());
+    let wants_upgrade = headers::websocket_requested(req.headers(), req.method(), req.version());
     // A WebSocket upgrade needs HTTP/1.1 (RFC 6455) whatever else is spoken.
     let protocol = match wants_upgrade {
         true => UpstreamProtocol::Http1,
@@ -175,10 +180,19 @@ async fn forward(
     let (mut response, lease) = send_upstream(upstream, protocol, out).await?;
     record.upstream_status = Some(response.status().as_u16());
     metrics::upstream_response(response.status());
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // A 101 is spliced only as the answer to a WebSocket handshake, naming
+    // websocket: any other would turn the connection into a raw tunnel
+    // past the per-request policy. (The lease is dropped: closed.)
+    if switching && !(wants_upgrade && headers::names_websocket(response.headers())) {
+        metrics::upstream_error(UpstreamErrorKind::Protocol.as_str());
+        tracing::warn!(upstream = %upstream.settings.url(), "upstream switched protocols unasked, or not to websocket; refused");
+        return Err(Refusal::UpstreamFailed);
+    }
     upstream_response_headers(live, conn, authority, &client, &mut response);
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+    if switching {
         let client_side = client.upgrade.ok_or(Refusal::UpstreamFailed)?;
-        splice_upgrade(client_side, hyper::upgrade::on(&mut response));
+        tunnel::splice(conn.clone(), client_side, hyper::upgrade::on(&mut response));
         // The upgraded connection is the WebSocket's now, not the pool's.
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
@@ -333,25 +347,6 @@ fn upstream_response_headers(
             live.policy.cors.apply_to_response(req_headers, headers);
         }
     }
-}
-
-/// After both sides switched protocols (WebSocket, RFC 6455 §4), copy bytes
-/// both ways until either closes. ArcGIS stream services use wss.
-fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!("upgrade not completed: {e}");
-                return;
-            }
-        };
-        let mut client = hyper_util::rt::TokioIo::new(client);
-        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!("upgraded connection ended: {e}");
-        }
-    });
 }
 
 fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, Refusal> {

@@ -30,9 +30,7 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
 pub async fn serve(settings: Settings) -> Result<(), ConfigErrors> {
     let gw = start(settings).await?;
     wait_for_shutdown_signal().await;
-    tracing::info!(
-        "shutdown signal received: /readyz is 503, listeners closed, draining in-flight requests"
-    );
+    tracing::info!("shutdown signal received");
     gw.shutdown().await;
     Ok(())
 }

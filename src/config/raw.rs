@@ -150,6 +150,7 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub shutdown_grace: Option<String>,
+    pub send_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

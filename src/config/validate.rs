@@ -205,6 +205,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    pub send_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -829,9 +830,11 @@ impl Validator<'_> {
         );
         let idle_timeout = self.duration("limits.idle_timeout", &raw.idle_timeout, "60s");
         let shutdown_grace = self.duration("limits.shutdown_grace", &raw.shutdown_grace, "30s");
+        let send_timeout = self.duration("limits.send_timeout", &raw.send_timeout, "60s");
         for (key, d) in [
             ("limits.header_read_timeout", header_read_timeout),
             ("limits.idle_timeout", idle_timeout),
+            ("limits.send_timeout", send_timeout),
         ] {
             if d.is_zero() {
                 self.error(key, "must be greater than zero");
@@ -854,6 +857,7 @@ impl Validator<'_> {
             max_connections,
             max_header_bytes,
             shutdown_grace,
+            send_timeout,
         }
     }
 

@@ -420,6 +420,13 @@ async fn upstream_route(
                 .body(full(""))
                 .unwrap()
         }
+        // Switches protocols whatever was asked, to something not WebSocket.
+        "/upgrade-other" => Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "h2c")
+            .body(full(""))
+            .unwrap(),
         "/redirect" => Response::builder()
             .status(StatusCode::FOUND)
             .header(

@@ -1,0 +1,227 @@
+//! Clients that misbehave on purpose: each is bounded, refused or cut off,
+//! and never holds what others need (issue 21). Every connection is
+//! bounded in time whatever the peer does or fails to do.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Far beyond every bound under test (1 s timeouts, the 5 s close grace),
+/// with room for a slow CI machine; the defects held connections forever.
+const BOUNDED: Duration = Duration::from_secs(30);
+
+/// Reads until the gateway closes the connection (EOF or an error such as
+/// a reset), discarding what arrives; panics if it stays open.
+async fn until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Duration) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection is still open after {within:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_http2_client_that_never_answers_ping_is_closed_after_its_idle_timeout() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[limits]\nidle_timeout = \"1s\"\n").await;
+    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
+        .await
+        .unwrap();
+    // The client preface and an empty SETTINGS frame; then it answers
+    // nothing: not the server's SETTINGS, not the GOAWAY's PING.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    until_closed(&mut tls, BOUNDED).await;
+    eventually(Duration::from_secs(10), || async {
+        tg.gw.open_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_http1_client_that_never_reads_its_response_is_closed_and_the_upstream_released() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
+    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .unwrap();
+    tls.write_all(b"GET /big/200000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // The response is under way: the upstream connection is open.
+    eventually(Duration::from_secs(10), || async { up.conns.open() == 1 }).await;
+    // Never read: after the send timeout the gateway gives up the client
+    // and closes the upstream connection mid-response (never pooled).
+    eventually(BOUNDED, || async { up.conns.open() == 0 }).await;
+    eventually(Duration::from_secs(10), || async {
+        tg.gw.open_connections() == 0
+    })
+    .await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < 200_000_000, "the whole body arrived: no send timeout");
+}
+
+#[tokio::test]
+async fn http2_streams_that_are_never_read_release_their_upstream_connections() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
+    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    // Twenty streams whose bodies are never read: the client's flow-control
+    // windows fill and the gateway's streams stall, each holding an
+    // upstream HTTP/1.1 connection.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let req = Request::get("https://localhost/big/10000000")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response);
+    }
+    assert_eq!(up.conns.open(), 20, "one upstream connection per stream");
+    eventually(BOUNDED, || async { up.conns.open() == 0 }).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(ended.is_ok(), "the gateway closed the client connection");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_response_that_keeps_flowing_is_not_cut_by_the_send_timeout() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
+    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .unwrap();
+    tls.write_all(b"GET /big/20000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // A slow reader: 20 MB at about 5 MB/s, 4 s in all, each pause well
+    // under the timeout.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    while got < 20_000_000 {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("data in time")
+            .expect("read");
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the upstream saw of an `Upgrade` header in its last request.
+fn upstream_upgrade(up: &TestUpstream) -> Option<String> {
+    up.last()
+        .headers
+        .get("upgrade")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn an_upgrade_other_than_websocket_is_not_forwarded_nor_tunnelled() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    // The upstream's /ws answers 101 to anything: asked for h2c, the
+    // gateway must neither forward the Upgrade nor splice the 101.
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 502, "{raw}");
+    assert_eq!(upstream_upgrade(&up), None);
+    assert!(!up.last().headers.contains_key("http2-settings"));
+}
+
+#[tokio::test]
+async fn a_101_that_does_not_name_websocket_is_refused() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "GET /upgrade-other HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 502, "{raw}");
+    assert_eq!(upstream_upgrade(&up).as_deref(), Some("websocket"));
+}
+
+#[tokio::test]
+async fn an_admin_request_inside_a_refused_upgrade_never_reaches_the_upstream() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(&up, "[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n")
+        .await;
+    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .unwrap();
+    tls.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nGET /arcgis/admin/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    assert!(
+        !up.paths().iter().any(|p| p.contains("admin")),
+        "an admin request reached the upstream: {:?}",
+        up.paths()
+    );
+}
+
+#[tokio::test]
+async fn connect_is_405() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "CONNECT localhost:6443 HTTP/1.1\r\nHost: localhost:6443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 405, "{raw}");
+    assert!(header_of(&raw, "allow").is_some());
+    assert_eq!(up.count(), 0);
+}
