@@ -233,6 +233,7 @@ fn upstream_request(
     let mut headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut headers, wants_upgrade);
     headers::remove_path_overrides(&mut headers);
+    headers::remove_client_addresses(&mut headers);
     let peer = conn.peer.ip().to_canonical();
     let peer_trusted = live
         .policy
