@@ -184,6 +184,11 @@ pub fn changes(
     );
     d.value("reload.watch", old.reload_watch, new.reload_watch);
     d.value(
+        "reload.settle",
+        dur(old.reload_settle),
+        dur(new.reload_settle),
+    );
+    d.value(
         "log.format",
         format!("{:?}", old.log.format),
         format!("{:?}", new.log.format),

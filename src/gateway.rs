@@ -88,16 +88,32 @@ impl Gateway {
     /// loaded, its upstream client built and new listeners bound before one
     /// atomic swap. Any failure leaves the running state untouched.
     pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, ConfigErrors> {
+        let published = self.reload_if(|_| true).await?;
+        Ok(published.expect("a reload that checks nothing publishes what validates"))
+    }
+
+    /// [`reload`](Self::reload), publishing only if `still_current` holds
+    /// for the new settings just before the swap (hot reload checks that the
+    /// files are still those that settled). `Ok(None)`: not published, and
+    /// counted neither as a success nor as a failure.
+    pub async fn reload_if(
+        self: &Arc<Self>,
+        still_current: impl FnOnce(&Settings) -> bool,
+    ) -> Result<Option<Reloaded>, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let result = self.try_reload();
+        let result = self.try_reload(still_current);
         match &result {
-            Ok(_) => metrics::reload_succeeded(),
+            Ok(Some(_)) => metrics::reload_succeeded(),
+            Ok(None) => {}
             Err(_) => metrics::reload_failed(),
         }
         result
     }
 
-    fn try_reload(self: &Arc<Self>) -> Result<Reloaded, ConfigErrors> {
+    fn try_reload(
+        self: &Arc<Self>,
+        still_current: impl FnOnce(&Settings) -> bool,
+    ) -> Result<Option<Reloaded>, ConfigErrors> {
         let old = self.live.load_full();
         let settings = config::load(&old.settings.path)?;
         let new = Live::build(settings, &self.sessions, Some(&old))?;
@@ -109,6 +125,9 @@ impl Gateway {
         let changes = diff::changes(&old.settings, old.certs(), &new.settings, new.certs());
         let wanted = wanted_listeners(&new.settings);
         let new_limit = new.settings.limits.max_connections;
+        if !still_current(&new.settings) {
+            return Ok(None);
+        }
         self.live.store(Arc::new(new));
 
         let mut listeners = self.listeners.lock().expect("listeners lock");
@@ -129,7 +148,7 @@ impl Gateway {
         }
         drop(listeners);
         self.resize_connection_limit(new_limit);
-        Ok(Reloaded { changes })
+        Ok(Some(Reloaded { changes }))
     }
 
     fn resize_connection_limit(&self, new: usize) {

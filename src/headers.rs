@@ -1,5 +1,6 @@
 //! Header operations of a forwarding proxy: hop-by-hop removal (RFC 9110
-//! §7.6.1) and the X-Forwarded-* set.
+//! §7.6.1), headers a client must not hand the upstream, and the
+//! X-Forwarded-* set.
 
 use std::net::IpAddr;
 
@@ -100,6 +101,38 @@ const PATH_OVERRIDES: [HeaderName; 2] = [
 
 pub fn remove_path_overrides(headers: &mut HeaderMap) {
     for name in PATH_OVERRIDES {
+        headers.remove(name);
+    }
+}
+
+/// Headers in which a client, a CDN or another proxy names a client
+/// address (RFC 7239 `Forwarded`, nginx's `X-Real-IP`, Akamai's and
+/// Cloudflare's, ...). Only the X-Forwarded-For that [`set_forwarded`]
+/// builds may tell the upstream who the client is; anything else came from
+/// the client and would let it pick its address for the GIS server's logs
+/// and IP rules. A static, not a const: see `HOP_BY_HOP`.
+static CLIENT_ADDRESSES: [HeaderName; 9] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("x-originating-ip"),
+    HeaderName::from_static("client-ip"),
+];
+
+/// Removes every [`CLIENT_ADDRESSES`] header. One pass over the names
+/// present (usually none of these), as in [`remove_hop_by_hop`], rather than
+/// a hashed removal for each of the nine.
+pub fn remove_client_addresses(headers: &mut HeaderMap) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| CLIENT_ADDRESSES.contains(name))
+        .cloned()
+        .collect();
+    for name in present {
         headers.remove(name);
     }
 }
@@ -215,6 +248,24 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         assert!(!h.contains_key(header::CONNECTION));
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn client_address_headers_are_removed_and_the_rest_stays() {
+        let mut h = HeaderMap::new();
+        for name in &CLIENT_ADDRESSES {
+            h.append(name, HeaderValue::from_static("10.9.9.9"));
+            h.append(name, HeaderValue::from_static("10.9.9.10"));
+        }
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.9.9.9"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_client_addresses(&mut h);
+        assert_eq!(h.len(), 2);
+        assert!(h.contains_key(header::ACCEPT));
+        assert!(
+            h.contains_key(X_FORWARDED_FOR),
+            "X-Forwarded-For is set_forwarded's to replace"
+        );
     }
 
     #[test]

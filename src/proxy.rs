@@ -247,6 +247,7 @@ fn upstream_request(
     let mut headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut headers, wants_upgrade);
     headers::remove_path_overrides(&mut headers);
+    headers::remove_client_addresses(&mut headers);
     let peer = conn.peer.ip().to_canonical();
     let peer_trusted = live
         .policy
@@ -338,14 +339,15 @@ fn upstream_response_headers(
     let headers = response.headers_mut();
     headers::remove_hop_by_hop(headers, switching && client.wants_upgrade);
     rewrite_location(live, conn, authority, headers);
-    if let Some(req_headers) = &client.cors_headers {
-        if client.is_preflight {
-            live.policy
-                .cors
-                .apply_pna_to_upstream_preflight(req_headers, headers);
-        } else {
-            live.policy.cors.apply_to_response(req_headers, headers);
+    let cors = &live.policy.cors;
+    match &client.cors_headers {
+        Some(req_headers) if client.is_preflight => {
+            cors.apply_pna_to_upstream_preflight(req_headers, headers)
         }
+        Some(req_headers) => cors.apply_to_response(req_headers, headers),
+        // No Origin: the gateway's policy still replaces the upstream's
+        // (an empty map allocates nothing).
+        None => cors.apply_to_response(&HeaderMap::new(), headers),
     }
 }
 

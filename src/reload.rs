@@ -4,6 +4,12 @@
 //! others write in place); SIGHUP; and a periodic content check for
 //! filesystems that send no events. Each trigger compares a hash of the
 //! files' contents, so touching a file without changing it does nothing.
+//!
+//! Whatever the trigger, the content is applied only once it has stayed the
+//! same for `reload.settle`, and only if it is still the same just before
+//! the swap: a file caught mid-write must never be applied, even when the
+//! part written so far is a valid config (one without `[admin]` would admit
+//! loopback by default).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,9 @@ use crate::gateway::Gateway;
 const DEBOUNCE: Duration = Duration::from_millis(150);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(600);
 const PERIODIC_CHECK: Duration = Duration::from_secs(30);
+/// How often the files are hashed while waiting for them to settle: a
+/// change inside the settle period restarts it.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
@@ -98,34 +107,87 @@ async fn reload_loop(
     let mut last_seen = loaded;
     while let Some(mut trigger) = rx.recv().await {
         if trigger == Trigger::FileEvent {
-            trigger = settle(&mut rx).await;
+            trigger = debounce(&mut rx).await;
         }
-        // Coalesce a burst of triggers into one reload.
-        while let Ok(t) = rx.try_recv() {
-            if t == Trigger::Signal {
-                trigger = t;
-            }
-        }
-        let current = fingerprint(&config_path);
-        if trigger != Trigger::Signal && current == last_seen {
+        trigger = coalesce(trigger, &mut rx);
+        if trigger != Trigger::Signal && fingerprint(&config_path) == last_seen {
             continue;
         }
-        last_seen = current;
         let how = match trigger {
             Trigger::FileEvent => "file change",
             Trigger::Signal => "SIGHUP",
             Trigger::Periodic => "periodic check",
         };
-        apply(&gw, how).await;
+        // A SIGHUP waits too: a signal sent while the file is being written
+        // is no safer than the write's own file event.
+        loop {
+            // The running config's period: the new file is not trusted yet.
+            let settle = gw.live.load().settings.reload_settle;
+            let settled = until_settled(settle, || fingerprint(&config_path)).await;
+            trigger = coalesce(trigger, &mut rx);
+            if trigger != Trigger::Signal && settled == last_seen {
+                // Changed and changed back: nothing to do.
+                break;
+            }
+            // Built from exactly the settled content, and that content still
+            // on disk, or not published.
+            let unchanged = |s: &Settings| {
+                fingerprint_of(s.source.as_bytes(), &files_of(s)) == settled
+                    && fingerprint(&config_path) == settled
+            };
+            match apply(&gw, how, unchanged).await {
+                Applied::Done => {
+                    last_seen = settled;
+                    break;
+                }
+                Applied::ChangedMeanwhile => {
+                    tracing::info!(
+                        trigger = how,
+                        "config files changed while the reload was built; not applied, waiting for them to settle again"
+                    );
+                }
+            }
+        }
         if let Some(rewatch) = &rewatch {
             let _ = rewatch.send(());
         }
     }
 }
 
+/// Takes every trigger already queued: one reload serves them all, and a
+/// SIGHUP among them makes it a forced one.
+fn coalesce(mut trigger: Trigger, rx: &mut mpsc::UnboundedReceiver<Trigger>) -> Trigger {
+    while let Ok(t) = rx.try_recv() {
+        if t == Trigger::Signal {
+            trigger = t;
+        }
+    }
+    trigger
+}
+
+/// Samples `content` every `SETTLE_POLL` until it has been the same for
+/// `settle`, and returns it. With a zero `settle`, the first sample.
+async fn until_settled<T: PartialEq>(settle: Duration, mut content: impl FnMut() -> T) -> T {
+    let mut current = content();
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let settled_at = since + settle;
+        let now = tokio::time::Instant::now();
+        if now >= settled_at {
+            return current;
+        }
+        tokio::time::sleep_until(settled_at.min(now + SETTLE_POLL)).await;
+        let sample = content();
+        if sample != current {
+            current = sample;
+            since = tokio::time::Instant::now();
+        }
+    }
+}
+
 /// Waits until file events have been quiet for `DEBOUNCE` (at most
 /// `DEBOUNCE_MAX` in all); a SIGHUP meanwhile makes the reload a forced one.
-async fn settle(rx: &mut mpsc::UnboundedReceiver<Trigger>) -> Trigger {
+async fn debounce(rx: &mut mpsc::UnboundedReceiver<Trigger>) -> Trigger {
     let mut trigger = Trigger::FileEvent;
     let give_up = tokio::time::Instant::now() + DEBOUNCE_MAX;
     loop {
@@ -141,22 +203,32 @@ async fn settle(rx: &mut mpsc::UnboundedReceiver<Trigger>) -> Trigger {
     }
 }
 
-/// Reloads and logs the outcome in policy terms.
-pub async fn apply(gw: &Arc<Gateway>, how: &str) -> bool {
-    match gw.reload().await {
-        Ok(r) if r.changes.is_empty() => {
+/// What became of a reload attempt.
+enum Applied {
+    /// Published, or refused with the running config kept (logged).
+    Done,
+    /// Not published: the files changed after they had settled.
+    ChangedMeanwhile,
+}
+
+/// Reloads, publishing only if `unchanged` holds for the new settings just
+/// before the swap, and logs the outcome in policy terms.
+async fn apply(gw: &Arc<Gateway>, how: &str, unchanged: impl FnOnce(&Settings) -> bool) -> Applied {
+    match gw.reload_if(unchanged).await {
+        Ok(None) => Applied::ChangedMeanwhile,
+        Ok(Some(r)) if r.changes.is_empty() => {
             tracing::info!(
                 trigger = how,
                 "config reloaded: the content changed nothing in the effective policy"
             );
-            true
+            Applied::Done
         }
-        Ok(r) => {
+        Ok(Some(r)) => {
             tracing::info!(trigger = how, changes = r.changes.len(), "config reloaded");
             for change in &r.changes {
                 tracing::info!(trigger = how, "changed {change}");
             }
-            true
+            Applied::Done
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -165,7 +237,7 @@ pub async fn apply(gw: &Arc<Gateway>, how: &str) -> bool {
                     "reload refused, keeping the running config: {e}"
                 );
             }
-            false
+            Applied::Done
         }
     }
 }
@@ -228,7 +300,7 @@ struct Watcher {
     // notify's own watcher: event driven (inotify), no thread waking on a
     // timer while nothing changes. notify-debouncer-full's thread woke
     // every 37 ms, ~27 times a second for the gateway's whole life; the
-    // reload loop debounces instead (`settle`).
+    // reload loop debounces instead (`debounce`).
     watcher: notify::RecommendedWatcher,
     watched: BTreeSet<PathBuf>,
 }
@@ -310,7 +382,7 @@ mod tests {
                 tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
                 let _ = tx.send(t);
             }
-            // Keep the channel open: settle must end by its clock.
+            // Keep the channel open: debounce must end by its clock.
             std::future::pending::<()>().await;
         });
     }
@@ -323,7 +395,7 @@ mod tests {
             tx,
             vec![(100, Trigger::FileEvent), (200, Trigger::FileEvent)],
         );
-        assert_eq!(settle(&mut rx).await, Trigger::FileEvent);
+        assert_eq!(debounce(&mut rx).await, Trigger::FileEvent);
         // 150 ms after the last event, not after the first.
         assert_eq!(start.elapsed(), Duration::from_millis(350));
     }
@@ -336,14 +408,75 @@ mod tests {
             tx,
             (1..100).map(|i| (i * 100, Trigger::FileEvent)).collect(),
         );
-        settle(&mut rx).await;
+        debounce(&mut rx).await;
         assert_eq!(start.elapsed(), DEBOUNCE_MAX);
+    }
+
+    /// Content that reads as the last of `changes` (ms since the call,
+    /// content) whose time has come, on tokio's paused clock.
+    fn content_at(changes: Vec<(u64, u32)>) -> impl FnMut() -> u32 {
+        let start = Instant::now();
+        move || {
+            let now = start.elapsed();
+            changes
+                .iter()
+                .rev()
+                .find(|(ms, _)| Duration::from_millis(*ms) <= now)
+                .map_or(0, |(_, content)| *content)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unchanged_content_settles_after_the_settle_period() {
+        let start = Instant::now();
+        let settled = until_settled(Duration::from_secs(1), content_at(vec![(0, 1)])).await;
+        assert_eq!(settled, 1);
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_completed_within_the_settle_period_restarts_it() {
+        // Half written at once, completed 2 s later: only the complete
+        // content is returned, 3 s after it was completed.
+        let start = Instant::now();
+        let content = content_at(vec![(0, 1), (2000, 2)]);
+        assert_eq!(until_settled(Duration::from_secs(3), content).await, 2);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn content_changed_and_changed_back_must_settle_again() {
+        let start = Instant::now();
+        let content = content_at(vec![(0, 1), (500, 2), (700, 1)]);
+        assert_eq!(until_settled(Duration::from_secs(1), content).await, 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(1700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn content_that_keeps_changing_never_settles() {
+        let content = content_at((0..100).map(|i| (i * 500, i as u32)).collect());
+        let waited = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_settled(Duration::from_secs(1), content),
+        )
+        .await;
+        assert!(waited.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_settle_period_takes_the_content_at_once() {
+        let start = Instant::now();
+        assert_eq!(
+            until_settled(Duration::ZERO, content_at(vec![(0, 7)])).await,
+            7
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_sighup_during_the_wait_makes_the_reload_a_forced_one() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         send_at(tx, vec![(50, Trigger::Signal), (60, Trigger::Periodic)]);
-        assert_eq!(settle(&mut rx).await, Trigger::Signal);
+        assert_eq!(debounce(&mut rx).await, Trigger::Signal);
     }
 }

@@ -182,6 +182,23 @@ fn bad_duration_is_an_error_naming_the_key_and_its_line() {
 }
 
 #[test]
+fn reload_settle_defaults_to_a_second_may_be_zero_and_is_at_most_a_minute() {
+    let site = Site::new();
+    let settle = |text: &str| {
+        let path = write(&site, "gateway.toml", text);
+        gisgate::config::load(&path).unwrap().reload_settle
+    };
+    assert_eq!(settle(&with("")), Duration::from_secs(1));
+    assert_eq!(settle(&with("[reload]\nsettle = \"0s\"\n")), Duration::ZERO);
+    assert_eq!(
+        settle(&with("[reload]\nsettle = \"1m\"\n")),
+        Duration::from_secs(60)
+    );
+    let e = load_error(&site, &with("[reload]\nsettle = \"61s\"\n"));
+    assert_located(&e, 16, "reload.settle");
+}
+
+#[test]
 fn every_problem_in_a_file_is_reported_at_once() {
     let site = Site::new();
     let e = load_error(

@@ -345,3 +345,54 @@ async fn plain_options_without_origin_is_an_ordinary_request() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(up.last().method, "OPTIONS");
 }
+
+// ---------------------------------------------------------------- upstream CORS headers
+
+/// A GET of the upstream's `/cors-star` (which grants `*` with credentials
+/// and exposes a header) through a gateway that lists origins, with the
+/// given `Origin` or none.
+async fn get_cors_star(origin: Option<&str>) -> Reply {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, LISTED).await;
+    let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+    let r = https_request(&site, tg.https(), false, get("/cors-star", &headers)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    r
+}
+
+/// No `Access-Control-*` header of the upstream's is left, and `Vary`
+/// names Origin once, beside the upstream's own token.
+fn assert_only_the_gateways_cors(r: &Reply, allow_origin: Option<&str>) {
+    assert_eq!(
+        header(&r.headers, ACCESS_CONTROL_ALLOW_ORIGIN),
+        allow_origin
+    );
+    assert!(!r.headers.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    assert!(!r.headers.contains_key("access-control-expose-headers"));
+    let vary = vary_tokens(&r.headers);
+    assert_eq!(
+        vary.iter().filter(|t| *t == "origin").count(),
+        1,
+        "Vary: Origin once: {vary:?}"
+    );
+    assert!(vary.contains(&"accept-encoding".to_string()), "{vary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_cors_headers_are_removed_from_a_response_to_a_request_without_origin() {
+    let r = get_cors_star(None).await;
+    assert_only_the_gateways_cors(&r, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_cors_headers_are_replaced_by_the_grant_to_a_listed_origin() {
+    let r = get_cors_star(Some(APP)).await;
+    assert_only_the_gateways_cors(&r, Some(APP));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_cors_headers_are_removed_from_a_response_to_an_unlisted_origin() {
+    let r = get_cors_star(Some("https://evil.example.net")).await;
+    assert_only_the_gateways_cors(&r, None);
+}

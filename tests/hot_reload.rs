@@ -71,6 +71,78 @@ async fn half_written_file_fails_and_the_whole_one_is_then_applied() {
     wait_for_max_age(&site, &tg, "400").await;
 }
 
+/// A non-atomic rewrite (`cat > gateway.toml`, an editor writing in
+/// chunks) that pauses mid-write: what is written so far is a valid config
+/// that lacks the admin table, so its defaults would admit loopback. It must
+/// never be applied; the complete file must be, once it has settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_file_caught_mid_write_is_never_applied() {
+    use std::io::Write as _;
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let settle = "[reload]\nsettle = \"3s\"\n";
+    let admin = "\n[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n";
+    let before = format!("{}{settle}", hsts("100s"));
+    let tg = site
+        .gateway_from_text(&format!("{}{admin}", site.config(up.addr, &before)))
+        .await;
+    let admin_status = || async { https_get(&site, &tg, "/arcgis/admin/", false).await.status };
+    assert_eq!(admin_status().await, StatusCode::FORBIDDEN);
+    // The first half is a whole config on its own, without [admin].
+    let first_half = site.config(up.addr, &format!("{}{settle}", hsts("200s")));
+    let path = tg.config_path.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(first_half.as_bytes()).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        file.write_all(admin.as_bytes()).unwrap();
+        file.flush().unwrap();
+    });
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    loop {
+        assert_eq!(
+            admin_status().await,
+            StatusCode::FORBIDDEN,
+            "loopback admitted to /arcgis/admin {:?} after the write began",
+            started.elapsed()
+        );
+        polls += 1;
+        if writer.is_finished() && current_max_age(&site, &tg).await == "max-age=200" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the complete file was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(polls > 20, "the client polled throughout ({polls} polls)");
+    // Still refused once the complete file is in force.
+    assert_eq!(admin_status().await, StatusCode::FORBIDDEN);
+}
+
+/// The last check before the swap: files that changed after they had
+/// settled are not published, and nothing of the new file is in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_files_changed_before_the_swap_is_not_published() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let overlay = "[reload]\nwatch = false\n";
+    let tg = site
+        .gateway(&up, &format!("{}{overlay}", hsts("100s")))
+        .await;
+    let next = site.config(up.addr, &format!("{}{overlay}", hsts("800s")));
+    std::fs::write(&tg.config_path, next).unwrap();
+    let changed = tg.gw.reload_if(|_| false).await.unwrap();
+    assert!(changed.is_none(), "not published");
+    assert_eq!(current_max_age(&site, &tg).await, "max-age=100");
+    let unchanged = tg.gw.reload_if(|s| s.hsts.max_age.as_secs() == 800).await;
+    assert!(unchanged.unwrap().is_some(), "published");
+    assert_eq!(current_max_age(&site, &tg).await, "max-age=800");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_configmap_symlink_swap_is_picked_up() {
     let site = Site::new();

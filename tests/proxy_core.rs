@@ -107,6 +107,49 @@ async fn forwarded_headers_reach_the_upstream_and_host_is_kept() {
     assert_eq!(r.headers["x-upstream"], "yes");
 }
 
+/// Headers in which a client could name an address of its choosing; the
+/// GIS server must only ever read the gateway's X-Forwarded-For.
+const CLIENT_ADDRESS_HEADERS: [&str; 9] = [
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+    "client-ip",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_supplied_address_headers_never_reach_the_upstream() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    let forged: Vec<(&str, &str)> = CLIENT_ADDRESS_HEADERS
+        .iter()
+        .map(|name| (*name, "10.9.9.9"))
+        .chain([
+            ("forwarded", "for=10.9.9.9;proto=https"),
+            ("X-Real-IP", "10.9.9.10"),
+            ("x-keep-me", "1"),
+        ])
+        .collect();
+    for h2 in [false, true] {
+        let r = https_request(&site, tg.https(), h2, get("/arcgis/rest/info", &forged)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let h = up.last().headers;
+        for name in CLIENT_ADDRESS_HEADERS {
+            assert!(
+                !h.contains_key(name),
+                "{name} reached the upstream (h2: {h2})"
+            );
+        }
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1", "the peer, nothing else");
+        assert_eq!(h["x-keep-me"], "1");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxy_forwarded_for_is_appended() {
     let site = Site::new();

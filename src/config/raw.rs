@@ -157,6 +157,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawReload {
     pub watch: Option<bool>,
+    pub settle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -63,6 +63,10 @@ pub struct Settings {
     pub observability_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub reload_watch: bool,
+    /// How long a changed file's content (the config and every file it
+    /// names) must stay the same before it is applied. Zero: applied as soon
+    /// as the file events are quiet.
+    pub reload_settle: Duration,
     pub log: Log,
     /// Things that are allowed but that an operator should know about.
     pub warnings: Vec<String>,
@@ -224,6 +228,8 @@ pub const DEFAULT_CORS_HEADERS: [&str; 4] = [
 ];
 /// hyper refuses buffers smaller than this for HTTP/1 heads.
 pub const MIN_HEADER_BYTES: usize = 8192;
+/// Beyond a minute, a settle period would only delay every change.
+pub const MAX_RELOAD_SETTLE: Duration = Duration::from_secs(60);
 const ONE_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Reads and validates a config file. Relative paths inside resolve against
@@ -407,6 +413,7 @@ impl Validator<'_> {
             "127.0.0.1:9090",
         );
         let limits = self.limits(&raw.limits);
+        let reload_settle = self.reload_settle(&raw.reload);
         let log = self.log(&raw.log);
         self.listen_conflicts(&server, observability_listen);
         if server.protocol == Protocol::Http {
@@ -434,6 +441,7 @@ impl Validator<'_> {
             observability_listen,
             limits,
             reload_watch: raw.reload.watch.unwrap_or(true),
+            reload_settle,
             log,
             warnings: std::mem::take(&mut self.warnings),
         }
@@ -859,6 +867,21 @@ impl Validator<'_> {
             shutdown_grace,
             send_timeout,
         }
+    }
+
+    fn reload_settle(&mut self, raw: &RawReload) -> Duration {
+        let settle = self.duration("reload.settle", &raw.settle, "1s");
+        if settle > MAX_RELOAD_SETTLE {
+            self.error(
+                "reload.settle",
+                format!(
+                    "{} is longer than the maximum of {}: a change would wait that long to apply",
+                    humantime::format_duration(settle),
+                    humantime::format_duration(MAX_RELOAD_SETTLE)
+                ),
+            );
+        }
+        settle
     }
 
     fn log(&mut self, raw: &RawLog) -> Log {

@@ -130,9 +130,12 @@ impl CorsPolicy {
     /// Applies CORS to an ordinary (non-preflight) response.
     ///
     /// Does nothing unless the gateway governs CORS
-    /// ([`answers_preflights`](Self::answers_preflights)). When it does, the
-    /// upstream's `Access-Control-Allow-Origin` and `-Credentials` are removed
-    /// first, so only the gateway's policy grants anything, then:
+    /// ([`answers_preflights`](Self::answers_preflights)). When it does, every
+    /// `Access-Control-*` header of the upstream's is removed first, whether
+    /// or not the request has an `Origin`, so only the gateway's policy
+    /// grants anything (an upstream's `*` with credentials, cached from a
+    /// request without `Origin`, would otherwise be replayed to any origin);
+    /// `req` without `Origin` (an empty map will do) then:
     /// * a listed origin is echoed, with `Access-Control-Allow-Credentials:
     ///   true` when enabled;
     /// * otherwise, with any origin allowed, `*` is sent (also to requests
@@ -148,8 +151,7 @@ impl CorsPolicy {
         if !self.answers_preflights() {
             return;
         }
-        resp.remove(ACCESS_CONTROL_ALLOW_ORIGIN);
-        resp.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
+        remove_upstream_cors(resp);
         let grant = self.grant(req);
         self.insert_origin_grant(grant, resp);
         if self.has_specific_origins() {
@@ -215,6 +217,19 @@ impl CorsPolicy {
             && req
                 .get(ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
                 .is_some_and(|v| v.as_bytes() == b"true")
+    }
+}
+
+/// Removes every `Access-Control-*` header, from one pass over the names
+/// present (usually none) rather than a hashed removal per CORS header.
+fn remove_upstream_cors(resp: &mut HeaderMap) {
+    let upstream: Vec<HeaderName> = resp
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in upstream {
+        resp.remove(name);
     }
 }
 
@@ -534,6 +549,19 @@ mod tests {
         assert!(!resp.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
         assert!(!resp.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS));
         assert_eq!(vary_lines(&resp), ["Origin"]);
+    }
+
+    #[test]
+    fn simple_response_without_origin_loses_every_upstream_cors_header() {
+        let mut resp = HeaderMap::new();
+        resp.insert(ACCESS_CONTROL_ALLOW_ORIGIN, STAR);
+        resp.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+        resp.insert("access-control-expose-headers", STAR);
+        resp.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, TRUE);
+        resp.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        policy(&[SITE]).apply_to_response(&HeaderMap::new(), &mut resp);
+        assert_eq!(resp.keys().collect::<Vec<_>>(), [&VARY]);
+        assert_eq!(vary_lines(&resp), ["Accept-Encoding", "Origin"]);
     }
 
     #[test]

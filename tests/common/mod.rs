@@ -178,7 +178,8 @@ impl Seen {
 /// An in-process HTTPS GIS server on loopback. Routes:
 /// `/delay/MS`, `/big/BYTES` (streamed zeros), `/upload` (counts the body),
 /// `/ws` (101 then echo), `/redirect` (Location at the upstream origin),
-/// `/hsts` (sends its own HSTS), `/die` (promises 1000 bytes, sends 10,
+/// `/hsts` (sends its own HSTS), `/cors-star` (grants every origin with
+/// credentials, as a careless GIS server might), `/die` (promises 1000 bytes, sends 10,
 /// hangs up), `/close` (answers, then closes the connection), OPTIONS
 /// `/preflight`, anything else: 200 `{"ok":true}`.
 pub struct TestUpstream {
@@ -445,6 +446,13 @@ async fn upstream_route(
         "/hsts" => Response::builder()
             .header("strict-transport-security", "max-age=1")
             .body(full("hsts"))
+            .unwrap(),
+        "/cors-star" => Response::builder()
+            .header("access-control-allow-origin", "*")
+            .header("access-control-allow-credentials", "true")
+            .header("access-control-expose-headers", "x-upstream")
+            .header("vary", "Accept-Encoding")
+            .body(full("{\"ok\":true}"))
             .unwrap(),
         "/preflight" => Response::builder()
             .status(StatusCode::NO_CONTENT)
