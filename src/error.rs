@@ -42,12 +42,14 @@ pub enum Refusal {
     UpstreamTimeout,
     #[error("CONNECT is not served")]
     Connect,
+    #[error("malformed or truncated request body")]
+    BadBody,
 }
 
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::BadPath(_) | Refusal::BadHost => StatusCode::BAD_REQUEST,
+            Refusal::BadPath(_) | Refusal::BadHost | Refusal::BadBody => StatusCode::BAD_REQUEST,
             Refusal::AdminDenied => StatusCode::FORBIDDEN,
             Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -57,7 +59,9 @@ impl Refusal {
 
     pub fn route(&self) -> Route {
         match self {
-            Refusal::BadPath(_) | Refusal::BadHost | Refusal::Connect => Route::Rejected,
+            Refusal::BadPath(_) | Refusal::BadHost | Refusal::Connect | Refusal::BadBody => {
+                Route::Rejected
+            }
             Refusal::AdminDenied => Route::AdminDenied,
             Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
         }
@@ -77,6 +81,7 @@ impl Refusal {
                 "504 Gateway Timeout: the GIS server did not answer in time\n"
             }
             Refusal::Connect => "405 Method Not Allowed: CONNECT is not served\n",
+            Refusal::BadBody => "400 Bad Request: malformed or truncated request body\n",
         }
     }
 

@@ -61,6 +61,44 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// What a message's `Transfer-Encoding` says of its framing (RFC 9112 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferCoding {
+    /// No Transfer-Encoding.
+    Absent,
+    /// Exactly one coding, `chunked`.
+    Chunked,
+    /// `chunked` more than once (`chunked, chunked`): malformed.
+    RepeatedChunked,
+    /// Any other coding, alone or with `chunked` (`gzip, chunked`).
+    Other,
+}
+
+/// The codings of every `Transfer-Encoding` line, case-insensitively.
+pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
+    let mut lines = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    if lines.peek().is_none() {
+        return TransferCoding::Absent;
+    }
+    let (mut chunked, mut other) = (0, false);
+    for line in lines {
+        for coding in line.as_bytes().split(|b| *b == b',') {
+            match coding.trim_ascii() {
+                c if c.eq_ignore_ascii_case(b"chunked") => chunked += 1,
+                // Empty list elements are allowed (RFC 9110 §5.6.1).
+                b"" => {}
+                _ => other = true,
+            }
+        }
+    }
+    match (chunked, other) {
+        (_, true) => TransferCoding::Other,
+        (1, false) => TransferCoding::Chunked,
+        (0, false) => TransferCoding::Other,
+        _ => TransferCoding::RepeatedChunked,
+    }
+}
+
 /// Removes hop-by-hop headers, including every header named in
 /// `Connection`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
 /// survive, since the upgrade handshake must reach the other side.
@@ -202,6 +240,31 @@ fn authority_port(authority: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transfer_codings_are_read_across_lines_and_case() {
+        let coding = |lines: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(header::TRANSFER_ENCODING, HeaderValue::from_static(l));
+            }
+            transfer_coding(&h)
+        };
+        assert_eq!(coding(&[]), TransferCoding::Absent);
+        assert_eq!(coding(&["chunked"]), TransferCoding::Chunked);
+        assert_eq!(coding(&[" Chunked "]), TransferCoding::Chunked);
+        assert_eq!(coding(&["gzip, chunked"]), TransferCoding::Other);
+        assert_eq!(coding(&["gzip", "chunked"]), TransferCoding::Other);
+        assert_eq!(coding(&["identity"]), TransferCoding::Other);
+        assert_eq!(
+            coding(&["chunked, chunked"]),
+            TransferCoding::RepeatedChunked
+        );
+        assert_eq!(
+            coding(&["chunked", "CHUNKED"]),
+            TransferCoding::RepeatedChunked
+        );
+    }
 
     #[test]
     fn headers_named_in_connection_are_removed() {

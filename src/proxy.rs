@@ -22,7 +22,9 @@ use crate::observe::{access, metrics};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
 };
-use crate::tls::upstream::{classify, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol};
+use crate::tls::upstream::{
+    classify, Failure, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol,
+};
 use crate::tunnel;
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
@@ -177,8 +179,12 @@ async fn forward(
         wants_upgrade,
     };
     let (out, client) = upstream_request(live, conn, req, request)?;
-    let (mut response, lease) = send_upstream(upstream, protocol, out).await?;
+    let (mut response, mut lease) = send_upstream(upstream, protocol, out).await?;
     record.upstream_status = Some(response.status().as_u16());
+    if !upstream_framing(upstream, &mut response)? {
+        // Closed once this response is read, never pooled.
+        lease.keep_no_longer();
+    }
     metrics::upstream_response(response.status());
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     // A 101 is spliced only as the answer to a WebSocket handshake, naming
@@ -197,6 +203,28 @@ async fn forward(
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
     Ok(response.map(|b| ResponseBody::upstream(b, Some(lease))))
+}
+
+/// RFC 9112 §6.3: a response with Transfer-Encoding is framed by it, never
+/// by a Content-Length beside it, which is removed: forwarded, it would
+/// tell the client a length the body does not have. A response carrying
+/// both is a broken server or a smuggling attempt, so its connection is not
+/// used again (`false`). A coding other than one `chunked` cannot be
+/// forwarded as it came (hyper has decoded the chunks): 502.
+fn upstream_framing(
+    upstream: &UpstreamClient,
+    response: &mut Response<Incoming>,
+) -> Result<bool, Refusal> {
+    let headers = response.headers_mut();
+    match headers::transfer_coding(headers) {
+        headers::TransferCoding::Absent => Ok(true),
+        headers::TransferCoding::Chunked => Ok(headers.remove(header::CONTENT_LENGTH).is_none()),
+        _ => {
+            metrics::upstream_error(UpstreamErrorKind::Protocol.as_str());
+            tracing::warn!(upstream = %upstream.settings.url(), "upstream response with a transfer coding other than chunked; refused");
+            Err(Refusal::UpstreamFailed)
+        }
+    }
 }
 
 /// What the response step still needs from the client's request.
@@ -313,15 +341,20 @@ async fn send_upstream(
             );
             Err(Refusal::UpstreamTimeout)
         }
-        Ok(Err(e)) => {
-            let (kind, reason) = classify(e.as_ref());
-            metrics::upstream_error(kind.as_str());
-            tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
-            Err(match kind {
-                UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
-                _ => Refusal::UpstreamFailed,
-            })
-        }
+        Ok(Err(e)) => match classify(e.as_ref()) {
+            (Failure::ClientBody, reason) => {
+                tracing::debug!("request body failed while forwarded: {reason}");
+                Err(Refusal::BadBody)
+            }
+            (Failure::Upstream(kind), reason) => {
+                metrics::upstream_error(kind.as_str());
+                tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
+                Err(match kind {
+                    UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
+                    _ => Refusal::UpstreamFailed,
+                })
+            }
+        },
     }
 }
 

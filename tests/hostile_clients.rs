@@ -225,3 +225,121 @@ async fn connect_is_405() {
     assert!(header_of(&raw, "allow").is_some());
     assert_eq!(up.count(), 0);
 }
+
+/// An upstream that answers every request head with the same raw bytes,
+/// keeping the connection open; counts connections and requests.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawUpstream {
+    async fn start(site: &Site, response: &'static [u8]) -> RawUpstream {
+        use std::sync::atomic::Ordering;
+        let (chain, key) = site.upstream_cert.chain_and_key();
+        let acceptor = tls_acceptor(chain, key, vec![b"http/1.1".to_vec()]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = tls.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if tls.write_all(response).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_response_with_length_and_chunking_is_framed_by_its_chunks_and_not_reused() {
+    let site = Site::new();
+    let up = RawUpstream::start(
+        &site,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n",
+    )
+    .await;
+    let tg = site.gateway_at(up.addr, "").await;
+    let mut client = keep_alive_connection(&site, tg.https()).await;
+    for round in 1..=2 {
+        let reply = request_on(&mut client, get("/arcgis/rest/info", &[]))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(&reply.body[..], b"abcdef", "round {round}");
+        assert_ne!(
+            reply.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"5"[..])
+        );
+        // The upstream connection that sent both is never used again.
+        assert_eq!(up.connections(), round);
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_transfer_coding_other_than_chunked_is_502() {
+    let site = Site::new();
+    let up = RawUpstream::start(
+        &site,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n",
+    )
+    .await;
+    let tg = site.gateway_at(up.addr, "").await;
+    let reply = https_request(&site, tg.https(), false, get("/arcgis/rest/info", &[])).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn a_malformed_request_body_is_the_clients_error_not_an_upstream_outage() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZZ\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 400, "{raw}");
+    assert!(raw.contains("request body"), "{raw}");
+    let metrics = tg.metrics().await;
+    assert!(
+        !metrics.contains("gisgate_upstream_errors_total{kind=\"connect\"}"),
+        "a client's body counted as an upstream outage:\n{metrics}"
+    );
+}

@@ -63,6 +63,11 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The connection is not to be used again: released, it is closed.
+    pub fn keep_no_longer(&mut self) {
+        self.pool = Weak::new();
+    }
+
     pub fn release(self) {
         if let Some(shared) = self.pool.upgrade() {
             shared.put(self.sender);

@@ -73,6 +73,14 @@ pub enum Lease {
 }
 
 impl Lease {
+    /// Its HTTP/1.1 connection is closed once the response has been read,
+    /// never pooled (an HTTP/2 stream ends with its response anyway).
+    pub fn keep_no_longer(&mut self) {
+        if let Lease::Connection(lease) = self {
+            lease.keep_no_longer();
+        }
+    }
+
     /// The body was read to its end: the connection can serve another
     /// request. (Dropping a lease instead closes an HTTP/1.1 connection,
     /// and ends the HTTP/2 stream.)
@@ -210,7 +218,9 @@ pub struct Connector {
 
 impl Connector {
     pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
-        let tcp = connect_tcp(&self.settings).await?;
+        let tcp = connect_tcp(&self.settings)
+            .await
+            .map_err(ConnectError::into_io)?;
         let name = self.server_name.clone();
         stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE).await
     }
@@ -225,25 +235,65 @@ pub type UpstreamStream = ClientStream;
 /// so the memory is spent there and not on every client.
 const UPSTREAM_READ_SIZE: usize = 64 * 1024;
 
+/// Why no TCP connection to the upstream could be made, built where it
+/// failed (the TLS handshake's failures are rustls' own errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve the upstream host: {0}")]
+    Resolve(#[source] std::io::Error),
+    #[error("connection refused")]
+    Refused(#[source] std::io::Error),
+    #[error("connect timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("connect failed: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl ConnectError {
+    fn from_connect(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConnectError::Refused(e),
+            _ => ConnectError::Io(e),
+        }
+    }
+
+    /// Carried as an `io::Error` through the connection's stream types;
+    /// `classify` finds it again.
+    fn into_io(self) -> std::io::Error {
+        let kind = match &self {
+            ConnectError::Refused(_) => std::io::ErrorKind::ConnectionRefused,
+            ConnectError::Timeout(_) => std::io::ErrorKind::TimedOut,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, self)
+    }
+}
+
 /// A TCP connection to the upstream within `upstream.connect_timeout`,
 /// trying each resolved address in turn.
-async fn connect_tcp(s: &Upstream) -> std::io::Result<TcpStream> {
+async fn connect_tcp(s: &Upstream) -> Result<TcpStream, ConnectError> {
     let connect = async {
-        let mut last = std::io::Error::other("no address");
-        for addr in tokio::net::lookup_host((s.host.as_str(), s.port)).await? {
+        let addrs = tokio::net::lookup_host((s.host.as_str(), s.port))
+            .await
+            .map_err(ConnectError::Resolve)?;
+        let mut last = None;
+        for addr in addrs {
             match TcpStream::connect(addr).await {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
                     return Ok(tcp);
                 }
-                Err(e) => last = e,
+                Err(e) => last = Some(e),
             }
         }
-        Err(last)
+        Err(match last {
+            Some(e) => ConnectError::from_connect(e),
+            None => ConnectError::Resolve(std::io::Error::other("no address")),
+        })
     };
     tokio::time::timeout(s.connect_timeout, connect)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+        .map_err(|_| ConnectError::Timeout(s.connect_timeout))?
 }
 
 fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, BuildError> {
@@ -385,44 +435,71 @@ impl UpstreamErrorKind {
     }
 }
 
-/// Sorts a client error into a kind and a sentence for the log: refused,
-/// timed out, certificate not trusted and why, pin mismatch.
-pub fn classify(err: &(dyn std::error::Error + 'static)) -> (UpstreamErrorKind, String) {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    let mut io_kind = None;
-    while let Some(e) = current {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return (UpstreamErrorKind::Tls, describe_tls(tls));
+/// Whose fault a failed exchange was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The upstream's (or the way to it): 502/504, counted by kind.
+    Upstream(UpstreamErrorKind),
+    /// The client's request body was malformed or cut short while it was
+    /// being forwarded: the client's error (400), never an upstream one.
+    ClientBody,
+}
+
+/// Sorts a failed exchange by the types in its error chain, never by
+/// message text: refused, timed out, not resolved (`ConnectError`), TLS
+/// (`rustls::Error`), the client's body (`hyper` says its body stream
+/// failed), else a protocol error. The sentence is for the log.
+pub fn classify(err: &(dyn std::error::Error + 'static)) -> (Failure, String) {
+    let kind = failure_of(err);
+    let text = match chain(err).find_map(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(tls) => describe_tls(tls),
+        None => error_chain(err),
+    };
+    (kind, text)
+}
+
+fn failure_of(err: &(dyn std::error::Error + 'static)) -> Failure {
+    use UpstreamErrorKind as K;
+    // hyper's client reports a request body that failed as a "user" error
+    // whose cause is that body's own (our client connection's) error.
+    if let Some(h) = err.downcast_ref::<hyper::Error>() {
+        let from_body = std::error::Error::source(h)
+            .is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some());
+        if h.is_user() && from_body {
+            return Failure::ClientBody;
         }
-        current = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => {
-                io_kind.get_or_insert(io.kind());
-                // io::Error::source() skips the error it wraps; step into it.
-                match io.get_ref() {
-                    Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-                    None => e.source(),
-                }
-            }
+    }
+    for e in chain(err) {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return Failure::Upstream(K::Tls);
+        }
+        if let Some(c) = e.downcast_ref::<ConnectError>() {
+            return Failure::Upstream(match c {
+                ConnectError::Timeout(_) => K::Timeout,
+                _ => K::Connect,
+            });
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_timeout())
+        {
+            return Failure::Upstream(K::Timeout);
+        }
+    }
+    Failure::Upstream(K::Protocol)
+}
+
+/// The error and its causes, stepping into what an `io::Error` wraps
+/// (its `source()` skips it).
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => match io.get_ref() {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
-        };
-    }
-    let text = error_chain(err);
-    match io_kind {
-        Some(std::io::ErrorKind::TimedOut) => (
-            UpstreamErrorKind::Timeout,
-            format!("connect timed out: {text}"),
-        ),
-        Some(std::io::ErrorKind::ConnectionRefused) => (
-            UpstreamErrorKind::Connect,
-            format!("connection refused: {text}"),
-        ),
-        _ if text.contains("connect timeout") || text.contains("timed out") => (
-            UpstreamErrorKind::Timeout,
-            format!("connect timed out: {text}"),
-        ),
-        _ if text.contains("connect") || text.contains("dns") => (UpstreamErrorKind::Connect, text),
-        _ => (UpstreamErrorKind::Protocol, text),
-    }
+        },
+        None => e.source(),
+    })
 }
 
 fn describe_tls(e: &rustls::Error) -> String {
