@@ -44,6 +44,8 @@ pub enum Refusal {
     Connect,
     #[error("malformed or truncated request body")]
     BadBody,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
 }
 
 impl Refusal {
@@ -54,14 +56,17 @@ impl Refusal {
             Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
     pub fn route(&self) -> Route {
         match self {
-            Refusal::BadPath(_) | Refusal::BadHost | Refusal::Connect | Refusal::BadBody => {
-                Route::Rejected
-            }
+            Refusal::BadPath(_)
+            | Refusal::BadHost
+            | Refusal::Connect
+            | Refusal::BadBody
+            | Refusal::HeadersTooLarge => Route::Rejected,
             Refusal::AdminDenied => Route::AdminDenied,
             Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
         }
@@ -82,6 +87,9 @@ impl Refusal {
             }
             Refusal::Connect => "405 Method Not Allowed: CONNECT is not served\n",
             Refusal::BadBody => "400 Bad Request: malformed or truncated request body\n",
+            Refusal::HeadersTooLarge => {
+                "431 Request Header Fields Too Large: limits.max_header_bytes\n"
+            }
         }
     }
 

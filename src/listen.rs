@@ -301,7 +301,13 @@ where
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Twice the limit at the HTTP/2 layer, which refuses a larger block
+        // with a 431 and a stream reset (that curl retries); the limit
+        // itself is applied by the proxy, with a plain 431
+        // (`proxy::header_list_size`).
+        .max_header_list_size(
+            u32::try_from(limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
         // Each stream's future lives in its own task, freed with it; boxed,
         // so that hyper's moves of it into the task are of a pointer (with
         // unwinding they are not optimized away: 9 KiB copied several times
@@ -417,6 +423,9 @@ where
             // Our own watchdog times header reads: hyper's timer would also
             // run while a keep-alive connection idles between requests.
             .header_read_timeout(None)
+            // Exact: a head (request line and headers) over the limit is
+            // 431, however it arrived.
+            .max_header_size(max_header_bytes)
             .max_buf_size(max_header_bytes)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades(),

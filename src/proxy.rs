@@ -66,6 +66,12 @@ async fn route(
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
     }
+    // HTTP/1.1 heads are held to the limit by hyper, as they arrive.
+    if req.version() == Version::HTTP_2
+        && header_list_size(&req) > live.settings.limits.max_header_bytes
+    {
+        return Err(Refusal::HeadersTooLarge);
+    }
     let path = canonical_path(req.uri().path()).map_err(Refusal::BadPath)?;
     if access::enabled() {
         record.path = Some(path.clone());
@@ -93,6 +99,30 @@ async fn route(
 
     record.route = Route::Proxy;
     forward(live, conn, req, &path, &authority, record).await
+}
+
+/// An HTTP/2 request's header list size as SETTINGS_MAX_HEADER_LIST_SIZE
+/// counts it (RFC 9113 §6.5.2): each field's name and value plus 32,
+/// pseudo-header fields included.
+fn header_list_size(req: &Request<Incoming>) -> usize {
+    const PER_FIELD: usize = 32;
+    let uri = req.uri();
+    let pseudo = [
+        (":method", req.method().as_str().len()),
+        (":scheme", uri.scheme_str().map_or(0, str::len)),
+        (
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        ),
+        (
+            ":path",
+            uri.path_and_query().map_or(0, |p| p.as_str().len()),
+        ),
+    ];
+    let pseudo: usize = pseudo.iter().map(|(n, v)| n.len() + v + PER_FIELD).sum();
+    req.headers().iter().fold(pseudo, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + PER_FIELD
+    })
 }
 
 /// The host the client asked for: the absolute-form or HTTP/2 authority,

@@ -343,3 +343,57 @@ async fn a_malformed_request_body_is_the_clients_error_not_an_upstream_outage() 
         "a client's body counted as an upstream outage:\n{metrics}"
     );
 }
+
+/// An HTTP/1.1 request head of exactly `size` bytes.
+fn head_of(size: usize) -> String {
+    let start = "GET /arcgis/rest/info HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Pad: ";
+    let end = "\r\n\r\n";
+    format!("{start}{}{end}", "a".repeat(size - start.len() - end.len()))
+}
+
+#[tokio::test]
+async fn max_header_bytes_is_exact_for_http1_heads() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    // The default limit, 65,536 bytes: heads of 66-80 KB were accepted.
+    for (size, expect) in [(65_536, 200), (65_537, 431), (66_000, 431), (80_000, 431)] {
+        let raw = raw_https(&site, tg.https(), &head_of(size)).await;
+        assert_eq!(status_of(&raw), expect, "a head of {size} bytes");
+    }
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn an_http2_header_block_over_the_limit_gets_a_431_response() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    // 32 bytes per field and the pseudo-headers count (RFC 9113 §6.5.2).
+    let pad = "a".repeat(70_000);
+    let reply = https_request(
+        &site,
+        tg.https(),
+        true,
+        get("/arcgis/rest/info", &[("x-pad", pad.as_str())]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // The gateway's own answer, not the HTTP/2 layer's 431 followed by a
+    // REFUSED_STREAM reset, which curl retries five times and then fails.
+    assert!(
+        String::from_utf8_lossy(&reply.body).contains("max_header_bytes"),
+        "{:?}",
+        reply.body
+    );
+    let pad = "a".repeat(60_000);
+    let reply = https_request(
+        &site,
+        tg.https(),
+        true,
+        get("/arcgis/rest/info", &[("x-pad", pad.as_str())]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(up.count(), 1);
+}
