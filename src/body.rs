@@ -172,6 +172,8 @@ pub struct RequestRecord {
     pub status: u16,
     pub upstream_status: Option<u16>,
     pub bytes: u64,
+    /// The HTTP/1.1 request line had a raw `#` (refused: 400).
+    pub fragment: bool,
     finished: bool,
 }
 
@@ -179,8 +181,9 @@ impl RequestRecord {
     /// `body_complete`: the request came with no body to read (its body
     /// reported its end before a byte of it was read).
     pub fn new(conn: Arc<ConnInfo>, method: Method, body_complete: bool, started: Instant) -> Self {
-        conn.activity.begin_request(body_complete);
+        let fragment = conn.activity.begin_request(body_complete);
         RequestRecord {
+            fragment,
             conn,
             method,
             started,

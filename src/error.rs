@@ -46,12 +46,16 @@ pub enum Refusal {
     BadBody,
     #[error("request header fields too large")]
     HeadersTooLarge,
+    #[error("raw # in the request target")]
+    Fragment,
 }
 
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::BadPath(_) | Refusal::BadHost | Refusal::BadBody => StatusCode::BAD_REQUEST,
+            Refusal::BadPath(_) | Refusal::BadHost | Refusal::BadBody | Refusal::Fragment => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::AdminDenied => StatusCode::FORBIDDEN,
             Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -66,7 +70,8 @@ impl Refusal {
             | Refusal::BadHost
             | Refusal::Connect
             | Refusal::BadBody
-            | Refusal::HeadersTooLarge => Route::Rejected,
+            | Refusal::HeadersTooLarge
+            | Refusal::Fragment => Route::Rejected,
             Refusal::AdminDenied => Route::AdminDenied,
             Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
         }
@@ -87,6 +92,9 @@ impl Refusal {
             }
             Refusal::Connect => "405 Method Not Allowed: CONNECT is not served\n",
             Refusal::BadBody => "400 Bad Request: malformed or truncated request body\n",
+            Refusal::Fragment => {
+                "400 Bad Request: a request target must not contain a fragment (#)\n"
+            }
             Refusal::HeadersTooLarge => {
                 "431 Request Header Fields Too Large: limits.max_header_bytes\n"
             }

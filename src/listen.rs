@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -64,6 +64,11 @@ pub struct ConnInfo {
     pub forwarded_for: HeaderValue,
     pub activity: Activity,
 }
+
+// Every connection keeps one: with its Arc's two counts it stays in
+// mimalloc's 224-byte size class (README, Resources: memory per idle
+// connection).
+const _: () = assert!(std::mem::size_of::<ConnInfo>() + 16 <= 224);
 
 /// HTTP/2 limits with no config key: streams per connection like nginx's
 /// `http2_max_concurrent_streams`, and caps on reset floods (CVE-2023-44487
@@ -386,6 +391,9 @@ where
             };
             (io, service) = (rest, svc);
             gw.count_set_aside();
+            if io.replay.is_empty() {
+                info.activity.expect_request_line();
+            }
             if io.replay.is_empty()
                 && !wait_for_request(io.inner.tcp(), &info.activity, &mut drain).await
             {
@@ -623,15 +631,15 @@ pub struct Activity {
     /// not been fully read arrived; `NONE` when not reading headers.
     header_started: AtomicU64,
     track_headers: bool,
-    /// `limits.header_read_timeout` and `limits.idle_timeout` in
-    /// milliseconds, as they were when the connection was accepted. Kept
-    /// here rather than the whole `Limits` in the connection's future: the
-    /// `ConnInfo` box (216 bytes with them) stays in the allocator's
-    /// 224-byte size class, and the future shrinks by 56 bytes.
-    header_ms: u64,
-    idle_ms: u64,
-    /// `limits.send_timeout` in milliseconds.
-    send_ms: u64,
+    /// `limits.header_read_timeout`, `limits.idle_timeout` and
+    /// `limits.send_timeout` in milliseconds (at most 49 days), as they
+    /// were when the connection was accepted. Kept here rather than the
+    /// whole `Limits` in the connection's future, and as u32, so that the
+    /// `ConnInfo` box stays in the allocator's 224-byte size class
+    /// (asserted below `ConnInfo`).
+    header_ms: u32,
+    idle_ms: u32,
+    send_ms: u32,
     /// Response bodies that have handed the connection a frame the client
     /// has not yet taken (hyper asks a body for more only once it can send
     /// it). While any has, `idle_since` is the last moment one was taken:
@@ -644,6 +652,9 @@ pub struct Activity {
     read_blocked: AtomicBool,
     /// A WebSocket tunnel has the connection (`tunnel`).
     tunnel: AtomicBool,
+    /// Where reading stands in an HTTP/1.1 request line (`LINE_*`), and
+    /// whether a raw `#` was seen in it (`LINE_FRAGMENT`).
+    line: AtomicU8,
     /// A write was tried since the last completed flush. hyper writes
     /// whatever it holds before it flushes, so a completed flush after the
     /// last write means hyper's buffer is empty and TLS sent; a write that
@@ -653,6 +664,18 @@ pub struct Activity {
 }
 
 const NONE: u64 = u64::MAX;
+
+fn saturating_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// `Activity::line`: before a request line, in its method, past it (the
+/// target and version), or not in a request line at all; plus the flag.
+const LINE_START: u8 = 0;
+const LINE_METHOD: u8 = 1;
+const LINE_TARGET: u8 = 2;
+const LINE_OFF: u8 = 3;
+const LINE_FRAGMENT: u8 = 0x80;
 
 pub enum Verdict {
     HeaderTimeout,
@@ -666,9 +689,9 @@ pub enum Verdict {
 impl Activity {
     fn new(track_headers: bool, limits: &Limits) -> Self {
         Activity {
-            header_ms: limits.header_read_timeout.as_millis() as u64,
-            idle_ms: limits.idle_timeout.as_millis() as u64,
-            send_ms: limits.send_timeout.as_millis() as u64,
+            header_ms: saturating_ms(limits.header_read_timeout),
+            idle_ms: saturating_ms(limits.idle_timeout),
+            send_ms: saturating_ms(limits.send_timeout),
             sending: AtomicU32::new(0),
             epoch: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -679,8 +702,13 @@ impl Activity {
             body_pending: AtomicBool::new(false),
             read_blocked: AtomicBool::new(false),
             tunnel: AtomicBool::new(false),
+            line: AtomicU8::new(if track_headers { LINE_START } else { LINE_OFF }),
             unflushed: AtomicBool::new(false),
         }
+    }
+
+    fn idle_ms(&self) -> u64 {
+        u64::from(self.idle_ms)
     }
 
     fn now_ms(&self) -> u64 {
@@ -690,16 +718,73 @@ impl Activity {
     /// `body_complete`: the request has no body left to read. HTTP/1.1
     /// reads requests in order, so a new request also means every earlier
     /// body has been read.
-    pub fn begin_request(&self, body_complete: bool) {
+    /// Returns whether the request's target had a raw `#` in it, which
+    /// hyper drops with all that follows (`scan_request_line`).
+    pub fn begin_request(&self, body_complete: bool) -> bool {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.header_started.store(NONE, Ordering::Relaxed);
         self.body_pending.store(!body_complete, Ordering::Relaxed);
+        self.line.swap(LINE_OFF, Ordering::Relaxed) & LINE_FRAGMENT != 0
     }
 
     pub fn end_request(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+            // The next bytes read start the next request line. (If the
+            // upstream answered without reading the whole body, hyper
+            // reads what has arrived of it and closes the connection
+            // unless that was all of it.)
+            if self.track_headers {
+                self.line.store(LINE_START, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Looks for a raw `#` in an HTTP/1.1 request line as its bytes are
+    /// read. The `http` crate takes `#` as the start of a fragment and
+    /// drops it with everything after it (`GET /arcgis/rest#/../admin`
+    /// would reach the upstream as `/arcgis/rest`), where Tomcat refuses
+    /// the request: the gateway refuses it too, rather than repair it.
+    /// Only request lines read when a request is due are scanned (the
+    /// first on a connection, and each one after a request without a body
+    /// has ended), as far as the line's end: a method of capital letters,
+    /// a space, then anything up to the line feed.
+    fn scan_request_line(&self, bytes: &[u8]) {
+        let line = self.line.load(Ordering::Relaxed);
+        let (mut state, mut fragment) = (line & !LINE_FRAGMENT, line & LINE_FRAGMENT);
+        let mut rest = bytes;
+        while let Some((&b, after)) = rest.split_first() {
+            match state {
+                // Empty lines before a request line are allowed (RFC 9112 §2.2).
+                LINE_START if b == b'\r' || b == b'\n' => rest = after,
+                LINE_START => state = LINE_METHOD,
+                LINE_METHOD if b.is_ascii_uppercase() => rest = after,
+                LINE_METHOD if b == b' ' => {
+                    state = LINE_TARGET;
+                    rest = after;
+                }
+                LINE_TARGET => {
+                    let end = rest.iter().position(|&b| b == b'\n');
+                    if rest[..end.unwrap_or(rest.len())].contains(&b'#') {
+                        fragment = LINE_FRAGMENT;
+                    }
+                    if end.is_some() {
+                        state = LINE_OFF;
+                    }
+                    break;
+                }
+                _ => {
+                    state = LINE_OFF;
+                    break;
+                }
+            }
+        }
+        self.line.store(state | fragment, Ordering::Relaxed);
+    }
+
+    /// A set-aside connection's next bytes start a request line.
+    fn expect_request_line(&self) {
+        self.line.store(LINE_START, Ordering::Relaxed);
     }
 
     /// A response body handed the connection a frame: the client has
@@ -751,7 +836,7 @@ impl Activity {
 
     /// When an idle connection times out.
     fn idle_deadline(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.idle_since.load(Ordering::Relaxed) + self.idle_ms)
+        self.epoch + Duration::from_millis(self.idle_since.load(Ordering::Relaxed) + self.idle_ms())
     }
 
     /// The next moment the watchdog has something to decide, and the
@@ -761,13 +846,13 @@ impl Activity {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             if self.sending.load(Ordering::Relaxed) > 0 {
                 let since = self.idle_since.load(Ordering::Relaxed);
-                return Some((since + self.send_ms, Verdict::SendTimeout));
+                return Some((since + u64::from(self.send_ms), Verdict::SendTimeout));
             }
             return None;
         }
         let started = self.header_started.load(Ordering::Relaxed);
         if started != NONE {
-            return Some((started + self.header_ms, Verdict::HeaderTimeout));
+            return Some((started + u64::from(self.header_ms), Verdict::HeaderTimeout));
         }
         let idle = self.idle_since.load(Ordering::Relaxed);
         if watch.closing {
@@ -775,10 +860,10 @@ impl Activity {
             return Some((idle, Verdict::Idle));
         }
         match watch.considered {
-            Some(seen) if seen != idle && SET_ASIDE_MS < self.idle_ms => {
+            Some(seen) if seen != idle && SET_ASIDE_MS < self.idle_ms() => {
                 Some((idle + SET_ASIDE_MS, Verdict::Quiet(idle)))
             }
-            _ => Some((idle + self.idle_ms, Verdict::Idle)),
+            _ => Some((idle + self.idle_ms(), Verdict::Idle)),
         }
     }
 
@@ -800,7 +885,8 @@ impl Activity {
                 // task (HTTP/2), unseen here: look again by the idle or the
                 // send timeout, whichever is sooner.
                 None if watch.armed == NONE => {
-                    (self.now_ms() + self.idle_ms.min(self.send_ms), None)
+                    let soonest = self.idle_ms.min(self.send_ms);
+                    (self.now_ms() + u64::from(soonest), None)
                 }
                 None => (watch.armed, None),
             };
@@ -911,6 +997,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
             .store(polled.is_pending(), Ordering::Relaxed);
         if buf.filled().len() > before {
             activity.on_read();
+            if activity.line.load(Ordering::Relaxed) & !LINE_FRAGMENT != LINE_OFF {
+                activity.scan_request_line(&buf.filled()[before..]);
+            }
         }
         polled
     }
@@ -1093,6 +1182,29 @@ mod tests {
         assert_eq!(w.watch.armed, 60_010);
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(matches!(w.poll(), Poll::Ready(Verdict::Idle)));
+    }
+
+    #[test]
+    fn a_raw_hash_is_seen_in_a_request_line_read_in_pieces_and_nowhere_else() {
+        let scan = |pieces: &[&str]| {
+            let activity = Activity::new(true, &limits());
+            for p in pieces {
+                activity.scan_request_line(p.as_bytes());
+            }
+            activity.begin_request(true)
+        };
+        assert!(scan(&["GET /a#b HTTP/1.1\r\n"]));
+        assert!(scan(&["\r\nGET /a?q=1#b HTTP/1.1\r\nHost: x\r\n\r\n"]));
+        assert!(scan(&[
+            "G",
+            "ET /arcgis/rest",
+            "#/../admin HTTP/1.1\r",
+            "\n"
+        ]));
+        assert!(!scan(&["GET /a HTTP/1.1\r\nCookie: a=#1\r\n\r\n"]));
+        assert!(!scan(&["GET /a HTTP/1.1\r\n", "Referer: /x#y\r\n\r\n"]));
+        // Not a request line (a pipelined head read from its middle).
+        assert!(!scan(&["ookie: a#b\r\n"]));
     }
 
     #[tokio::test]

@@ -66,6 +66,9 @@ async fn route(
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
     }
+    if record.fragment {
+        return Err(Refusal::Fragment);
+    }
     // HTTP/1.1 heads are held to the limit by hyper, as they arrive.
     if req.version() == Version::HTTP_2
         && header_list_size(&req) > live.settings.limits.max_header_bytes

@@ -397,3 +397,68 @@ async fn an_http2_header_block_over_the_limit_gets_a_431_response() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test]
+async fn a_raw_hash_in_the_request_target_is_refused_not_cut_off() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    // The http crate drops a fragment with all that follows: this reached
+    // the upstream as /arcgis/rest, where Tomcat answers 400.
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "GET /arcgis/rest#/../admin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 400, "{raw}");
+    let raw = raw_https(
+        &site,
+        tg.https(),
+        "GET /arcgis/rest/services?f=json#x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 400, "{raw}");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_line() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "").await;
+    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .unwrap();
+    // A clean request with a '#' in a header and one in a body, then
+    // (the connection set aside in between) a dribbled request line.
+    let body = "GET /x#y HTTP/1.1\r\n";
+    let first = format!(
+        "GET /arcgis/rest/info HTTP/1.1\r\nHost: localhost\r\nCookie: a=#1\r\n\r\nPOST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(first.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("HTTP/1.1 200").count() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(up.count(), 2, "{seen}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for b in "GET /arcgis/rest#/../admin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        .bytes()
+    {
+        tls.write_all(&[b]).await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 400"), "{rest}");
+    assert_eq!(up.count(), 2);
+}
