@@ -61,6 +61,61 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Why a request's `Transfer-Encoding` is not served. `Display` never
+/// echoes the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferCodingError {
+    /// A coding other than `chunked` (gzip, deflate, compress, identity, an
+    /// unknown one): 501, as nginx answers (RFC 9112 §6.1 lets a server
+    /// refuse a coding it does not understand).
+    #[error("transfer coding other than chunked")]
+    NotImplemented,
+    /// `chunked` more than once (RFC 9112 §7: a sender MUST NOT apply it
+    /// twice), or a header that names no coding at all.
+    #[error("malformed transfer coding")]
+    Malformed,
+}
+
+/// A request body is served only when it is framed by one `chunked` and
+/// nothing else, or not by `Transfer-Encoding` at all. hyper undoes the
+/// final `chunked` and forwards the rest as the plain body, and the header
+/// itself is hop-by-hop: `gzip, chunked` would reach the upstream as a
+/// gzip body it takes for plain. Every header line counts; codings are
+/// matched case-insensitively with optional whitespace around commas
+/// (RFC 9110 §5.6.1), and empty list elements are skipped.
+pub fn request_transfer_coding(headers: &HeaderMap) -> Result<(), TransferCodingError> {
+    // One lookup; a request without the header costs nothing more.
+    let mut present = false;
+    let mut chunked = 0usize;
+    let mut other = false;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        present = true;
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            match trim_ows(coding) {
+                b"" => {}
+                c if c.eq_ignore_ascii_case(b"chunked") => chunked += 1,
+                _ => other = true,
+            }
+        }
+    }
+    match (present, chunked, other) {
+        (false, ..) | (true, 1, false) => Ok(()),
+        (true, 0, false) | (true, 2.., _) => Err(TransferCodingError::Malformed),
+        (true, _, true) => Err(TransferCodingError::NotImplemented),
+    }
+}
+
+/// RFC 9110 §5.6.3: `OWS = *( SP / HTAB )`, nothing else.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
 /// Removes hop-by-hop headers, including every header named in
 /// `Connection`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
 /// survive, since the upgrade handshake must reach the other side.
@@ -202,6 +257,60 @@ fn authority_port(authority: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn transfer_coding(lines: &[&str]) -> Result<(), TransferCodingError> {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_str(line).unwrap(),
+            );
+        }
+        request_transfer_coding(&h)
+    }
+
+    #[test]
+    fn no_transfer_encoding_or_one_chunked_is_served() {
+        assert_eq!(transfer_coding(&[]), Ok(()));
+        assert_eq!(transfer_coding(&["chunked"]), Ok(()));
+        assert_eq!(transfer_coding(&[" Chunked\t"]), Ok(()));
+        assert_eq!(transfer_coding(&[", chunked,"]), Ok(()));
+    }
+
+    #[test]
+    fn a_coding_other_than_chunked_is_not_implemented() {
+        for lines in [
+            &["gzip, chunked"][..],
+            &["GZIP ,\tCHUNKED"],
+            &["identity, chunked"],
+            &["gzip", "chunked"],
+            &["gzip"],
+            &["chunked;x=1"],
+        ] {
+            assert_eq!(
+                transfer_coding(lines),
+                Err(TransferCodingError::NotImplemented),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_twice_or_no_coding_is_malformed() {
+        for lines in [
+            &["chunked, chunked"][..],
+            &["chunked", "CHUNKED"],
+            &["gzip, chunked, chunked"],
+            &[""],
+            &[" , "],
+        ] {
+            assert_eq!(
+                transfer_coding(lines),
+                Err(TransferCodingError::Malformed),
+                "{lines:?}"
+            );
+        }
+    }
 
     #[test]
     fn headers_named_in_connection_are_removed() {
