@@ -4,7 +4,9 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::headers::TransferCodingError;
 use crate::policy::path::PathError;
+use crate::policy::query::QueryError;
 
 /// The `route` label of `gisgate_requests_total`: a bounded set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,10 @@ impl Route {
 pub enum Refusal {
     #[error("path cannot be made canonical: {0}")]
     BadPath(PathError),
+    #[error("query refused: {0}")]
+    BadQuery(QueryError),
+    #[error("request transfer coding refused: {0}")]
+    TransferCoding(TransferCodingError),
     #[error("missing or malformed Host")]
     BadHost,
     #[error("admin path refused for this client")]
@@ -53,8 +59,14 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::BadPath(_) | Refusal::BadHost | Refusal::BadBody | Refusal::Fragment => {
-                StatusCode::BAD_REQUEST
+            Refusal::BadPath(_)
+            | Refusal::BadQuery(_)
+            | Refusal::BadHost
+            | Refusal::BadBody
+            | Refusal::Fragment
+            | Refusal::TransferCoding(TransferCodingError::Malformed) => StatusCode::BAD_REQUEST,
+            Refusal::TransferCoding(TransferCodingError::NotImplemented) => {
+                StatusCode::NOT_IMPLEMENTED
             }
             Refusal::AdminDenied => StatusCode::FORBIDDEN,
             Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
@@ -67,6 +79,8 @@ impl Refusal {
     pub fn route(&self) -> Route {
         match self {
             Refusal::BadPath(_)
+            | Refusal::BadQuery(_)
+            | Refusal::TransferCoding(_)
             | Refusal::BadHost
             | Refusal::Connect
             | Refusal::BadBody
@@ -80,6 +94,13 @@ impl Refusal {
     fn body(&self) -> &'static str {
         match self {
             Refusal::BadPath(_) => "400 Bad Request: the request path cannot be made canonical\n",
+            Refusal::BadQuery(_) => "400 Bad Request: the request query is malformed\n",
+            Refusal::TransferCoding(TransferCodingError::NotImplemented) => {
+                "501 Not Implemented: only the chunked transfer coding is accepted\n"
+            }
+            Refusal::TransferCoding(TransferCodingError::Malformed) => {
+                "400 Bad Request: malformed Transfer-Encoding\n"
+            }
             Refusal::BadHost => "400 Bad Request: missing or malformed Host\n",
             Refusal::AdminDenied => {
                 "403 Forbidden: administrative access is not allowed from this address\n"

@@ -68,35 +68,75 @@ pub enum TransferCoding {
     Absent,
     /// Exactly one coding, `chunked`.
     Chunked,
-    /// `chunked` more than once (`chunked, chunked`): malformed.
-    RepeatedChunked,
+    /// `chunked` more than once (RFC 9112 §7: a sender MUST NOT apply it
+    /// twice), or a header that names no coding at all.
+    Malformed,
     /// Any other coding, alone or with `chunked` (`gzip, chunked`).
     Other,
 }
 
-/// The codings of every `Transfer-Encoding` line, case-insensitively.
+/// The codings of every `Transfer-Encoding` line (one lookup; a message
+/// without the header costs nothing more), matched case-insensitively with
+/// optional whitespace around commas; empty list elements are skipped
+/// (RFC 9110 §5.6.1).
 pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
-    let mut lines = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if lines.peek().is_none() {
-        return TransferCoding::Absent;
-    }
-    let (mut chunked, mut other) = (0, false);
-    for line in lines {
-        for coding in line.as_bytes().split(|b| *b == b',') {
-            match coding.trim_ascii() {
-                c if c.eq_ignore_ascii_case(b"chunked") => chunked += 1,
-                // Empty list elements are allowed (RFC 9110 §5.6.1).
+    let mut present = false;
+    let mut chunked = 0usize;
+    let mut other = false;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        present = true;
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            match trim_ows(coding) {
                 b"" => {}
+                c if c.eq_ignore_ascii_case(b"chunked") => chunked += 1,
                 _ => other = true,
             }
         }
     }
-    match (chunked, other) {
-        (_, true) => TransferCoding::Other,
-        (1, false) => TransferCoding::Chunked,
-        (0, false) => TransferCoding::Other,
-        _ => TransferCoding::RepeatedChunked,
+    match (present, chunked, other) {
+        (false, ..) => TransferCoding::Absent,
+        (true, 1, false) => TransferCoding::Chunked,
+        (true, 0, false) | (true, 2.., _) => TransferCoding::Malformed,
+        (true, _, true) => TransferCoding::Other,
     }
+}
+
+/// Why a request's `Transfer-Encoding` is not served. `Display` never
+/// echoes the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferCodingError {
+    /// A coding other than `chunked` (gzip, deflate, compress, identity, an
+    /// unknown one): 501, as nginx answers (RFC 9112 §6.1 lets a server
+    /// refuse a coding it does not understand).
+    #[error("transfer coding other than chunked")]
+    NotImplemented,
+    /// `chunked` more than once, or no coding named.
+    #[error("malformed transfer coding")]
+    Malformed,
+}
+
+/// A request body is served only when it is framed by one `chunked` and
+/// nothing else, or not by `Transfer-Encoding` at all. hyper undoes the
+/// final `chunked` and forwards the rest as the plain body, and the header
+/// itself is hop-by-hop: `gzip, chunked` would reach the upstream as a
+/// gzip body it takes for plain.
+pub fn request_transfer_coding(headers: &HeaderMap) -> Result<(), TransferCodingError> {
+    match transfer_coding(headers) {
+        TransferCoding::Absent | TransferCoding::Chunked => Ok(()),
+        TransferCoding::Malformed => Err(TransferCodingError::Malformed),
+        TransferCoding::Other => Err(TransferCodingError::NotImplemented),
+    }
+}
+
+/// RFC 9110 §5.6.3: `OWS = *( SP / HTAB )`, nothing else.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
 }
 
 /// Removes hop-by-hop headers, including every header named in
@@ -241,6 +281,60 @@ fn authority_port(authority: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
+    fn request_coding(lines: &[&str]) -> Result<(), TransferCodingError> {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_str(line).unwrap(),
+            );
+        }
+        request_transfer_coding(&h)
+    }
+
+    #[test]
+    fn no_transfer_encoding_or_one_chunked_is_served() {
+        assert_eq!(request_coding(&[]), Ok(()));
+        assert_eq!(request_coding(&["chunked"]), Ok(()));
+        assert_eq!(request_coding(&[" Chunked\t"]), Ok(()));
+        assert_eq!(request_coding(&[", chunked,"]), Ok(()));
+    }
+
+    #[test]
+    fn a_coding_other_than_chunked_is_not_implemented() {
+        for lines in [
+            &["gzip, chunked"][..],
+            &["GZIP ,\tCHUNKED"],
+            &["identity, chunked"],
+            &["gzip", "chunked"],
+            &["gzip"],
+            &["chunked;x=1"],
+        ] {
+            assert_eq!(
+                request_coding(lines),
+                Err(TransferCodingError::NotImplemented),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_twice_or_no_coding_is_malformed() {
+        for lines in [
+            &["chunked, chunked"][..],
+            &["chunked", "CHUNKED"],
+            &["gzip, chunked, chunked"],
+            &[""],
+            &[" , "],
+        ] {
+            assert_eq!(
+                request_coding(lines),
+                Err(TransferCodingError::Malformed),
+                "{lines:?}"
+            );
+        }
+    }
+
     #[test]
     fn transfer_codings_are_read_across_lines_and_case() {
         let coding = |lines: &[&'static str]| {
@@ -248,7 +342,7 @@ mod tests {
             for l in lines {
                 h.append(header::TRANSFER_ENCODING, HeaderValue::from_static(l));
             }
-            transfer_coding(&h)
+            super::transfer_coding(&h)
         };
         assert_eq!(coding(&[]), TransferCoding::Absent);
         assert_eq!(coding(&["chunked"]), TransferCoding::Chunked);
@@ -256,14 +350,8 @@ mod tests {
         assert_eq!(coding(&["gzip, chunked"]), TransferCoding::Other);
         assert_eq!(coding(&["gzip", "chunked"]), TransferCoding::Other);
         assert_eq!(coding(&["identity"]), TransferCoding::Other);
-        assert_eq!(
-            coding(&["chunked, chunked"]),
-            TransferCoding::RepeatedChunked
-        );
-        assert_eq!(
-            coding(&["chunked", "CHUNKED"]),
-            TransferCoding::RepeatedChunked
-        );
+        assert_eq!(coding(&["chunked, chunked"]), TransferCoding::Malformed);
+        assert_eq!(coding(&["chunked", "CHUNKED"]), TransferCoding::Malformed);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::listen::{ConnInfo, ListenerKind};
 use crate::live::Live;
 use crate::observe::{access, metrics};
 use crate::policy::{
-    admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, redirect,
+    admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
+    redirect,
 };
 use crate::tls::upstream::{
     classify, Failure, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol,
@@ -75,7 +76,15 @@ async fn route(
     {
         return Err(Refusal::HeadersTooLarge);
     }
+    // A body framed in a way the upstream may read differently is not
+    // forwarded (RFC 9112 §6.1).
+    headers::request_transfer_coding(req.headers()).map_err(Refusal::TransferCoding)?;
     let path = canonical_path(req.uri().path()).map_err(Refusal::BadPath)?;
+    // The query goes upstream as received, so it must be one the upstream
+    // reads as the gateway does.
+    if let Some(query) = req.uri().query() {
+        check_query(query).map_err(Refusal::BadQuery)?;
+    }
     if access::enabled() {
         record.path = Some(path.clone());
         record.query = req.uri().query().map(str::to_string);

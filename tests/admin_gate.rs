@@ -153,7 +153,7 @@ admin_spellings_also_over_h2! {
     double_encoded_letter: "/arcgis/%2561dmin" => Expect::BadPath;
     encoded_backslash: "/arcgis/..%5cadmin" => Expect::BadPath;
     leading_double_slash: "//arcgis/admin" => Expect::Admin("/arcgis/admin");
-    backslash_separator: "/arcgis\\admin" => Expect::Admin("/arcgis/admin");
+    backslash_separator: "/arcgis\\admin" => Expect::BadPath;
 }
 
 // ---------------------------------------------------------------- absolute form

@@ -9,7 +9,9 @@
 //! Canonicalising here, and forwarding only the result, removes that gap.
 //!
 //! Anything ambiguous is rejected rather than repaired: an error means the
-//! caller answers 400 and nothing is forwarded.
+//! caller answers 400 and nothing is forwarded. That includes what Tomcat
+//! itself refuses, such as a raw `\`: repairing it into something the
+//! upstream would accept makes the gateway a second, different parser.
 
 use thiserror::Error;
 
@@ -22,9 +24,14 @@ pub enum PathError {
     /// The path is the empty string.
     #[error("empty path")]
     Empty,
-    /// The path does not start with `/` (or `\`).
+    /// The path does not start with `/`.
     #[error("path is not absolute")]
     NotAbsolute,
+    /// A raw `\`. RFC 3986 does not allow it; Tomcat answers 400 for it
+    /// (unless `ALLOW_BACKSLASH`), other servers read it as `/`. Neither
+    /// repaired into `/` nor forwarded.
+    #[error("backslash in path")]
+    Backslash,
     /// A raw control character (0x00-0x1F, 0x7F).
     #[error("control character in path")]
     ControlCharacter,
@@ -60,18 +67,17 @@ pub enum PathError {
 ///
 /// `raw` is the path exactly as received: no scheme, authority or query.
 /// Steps:
-/// 1. must start with `/` or `\`; raw control characters, non-ASCII bytes and
-///    characters RFC 3986 forbids in a path are rejected;
-/// 2. `\` is treated as `/`;
-/// 3. each segment loses everything from its first raw `;` (path parameters,
+/// 1. must start with `/`; raw control characters, non-ASCII bytes, `\` and
+///    the other characters RFC 3986 forbids in a path are rejected;
+/// 2. each segment loses everything from its first raw `;` (path parameters,
 ///    which Tomcat ignores), then only unreserved characters (RFC 3986 §2.3)
 ///    are percent-decoded; every other `%XX` stays encoded with upper-case hex
 ///    (RFC 3986 §6.2.2.1). Encoded `/`, `\`, `%` and control characters are
 ///    errors;
-/// 4. empty and `.` segments are dropped and `..` removes the previous
+/// 3. empty and `.` segments are dropped and `..` removes the previous
 ///    segment (RFC 3986 §5.2.4), after decoding so `%2e%2e` is `..`; a `..`
 ///    at the root is an error, never clamped;
-/// 5. the result is `/` + segments joined by `/`, with a trailing `/` when the
+/// 4. the result is `/` + segments joined by `/`, with a trailing `/` when the
 ///    last input segment was empty, `.` or `..`.
 ///
 /// The result is idempotent: `canonical_path(&out) == Ok(out)`.
@@ -79,7 +85,8 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     match bytes.first() {
         None => return Err(PathError::Empty),
-        Some(b'/' | b'\\') => {}
+        Some(b'/') => {}
+        Some(b'\\') => return Err(PathError::Backslash),
         Some(_) => return Err(PathError::NotAbsolute),
     }
     // Validate every raw byte up front, including those inside `;params` that
@@ -95,7 +102,7 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     let mut trailing_slash = false;
     // The first item is the empty string before the leading separator; it is
     // harmless because empty segments are dropped.
-    for segment in raw.split(['/', '\\']) {
+    for segment in raw.split('/') {
         // Path parameters end at the first raw `;` (Tomcat semantics). An
         // encoded `%3B` is data, not a delimiter, and stays encoded.
         let segment = match segment.find(';') {
@@ -133,15 +140,16 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
 
 /// Checks one raw byte of the input against RFC 3986 §3.3:
 /// `pchar = unreserved / pct-encoded / sub-delims / ":" / "@"`, plus the
-/// separators `/` and `\` (the latter is normalised to `/`).
+/// separator `/`.
 fn check_raw_byte(b: u8) -> Result<(), PathError> {
     match b {
+        b'\\' => Err(PathError::Backslash),
         0x00..=0x1F | 0x7F => Err(PathError::ControlCharacter),
         0x80..=0xFF => Err(PathError::NonAscii),
         b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => Ok(()),
         b'-' | b'.' | b'_' | b'~' => Ok(()),
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => Ok(()),
-        b':' | b'@' | b'%' | b'/' | b'\\' => Ok(()),
+        b':' | b'@' | b'%' | b'/' => Ok(()),
         // Space, `"`, `#`, `<`, `>`, `?`, `[`, `]`, `^`, `` ` ``, `{`, `|`,
         // `}`. A raw `?` or `#` here is particularly dangerous: the upstream
         // would cut the path there while the policy saw a longer segment.
@@ -191,7 +199,7 @@ fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-fn hex_value(b: u8) -> Option<u8> {
+pub(super) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -276,9 +284,15 @@ mod tests {
     }
 
     #[test]
-    fn backslash_is_a_separator() {
-        assert_eq!(ok("/arcgis\\admin"), "/arcgis/admin");
-        assert_eq!(ok("\\arcgis\\admin"), "/arcgis/admin");
+    fn backslash_is_rejected_not_turned_into_a_slash() {
+        assert_eq!(err("/arcgis\\admin"), PathError::Backslash);
+        assert_eq!(err("\\arcgis/admin"), PathError::Backslash);
+        assert_eq!(err("/arcgis/admin\\"), PathError::Backslash);
+    }
+
+    #[test]
+    fn backslash_inside_path_params_is_rejected() {
+        assert_eq!(err("/arcgis;x=\\/admin"), PathError::Backslash);
     }
 
     #[test]
@@ -419,11 +433,15 @@ mod tests {
     /// `;params` per segment, percent-decode everything, then merge `//`
     /// and resolve dot segments. Returns the decoded segments and whether
     /// there is a trailing slash, or `None` where Tomcat would refuse the
-    /// path (encoded `/`, broken escapes, `..` above the root).
+    /// path (a raw `\`, encoded `/`, broken escapes, `..` above the root).
     fn upstream_view(path: &str) -> Option<(Vec<Vec<u8>>, bool)> {
+        // Tomcat's default (`ALLOW_BACKSLASH` off) answers 400.
+        if path.contains('\\') {
+            return None;
+        }
         let mut segments: Vec<Vec<u8>> = Vec::new();
         let mut trailing = false;
-        for segment in path.split(['/', '\\']) {
+        for segment in path.split('/') {
             let segment = segment.split(';').next().unwrap_or("");
             let bytes = segment.as_bytes();
             let mut decoded = Vec::new();
@@ -490,6 +508,13 @@ mod tests {
             // slip past the gate.
             if let (true, Ok(out)) = (upstream_admin, canonical_path(&raw)) {
                 prop_assert!(gate.is_admin_path(&out), "{:?} -> {:?} escaped the gate", raw, out);
+            }
+        }
+
+        #[test]
+        fn every_path_with_a_raw_backslash_is_refused(raw in admin_attempt()) {
+            if raw.contains('\\') {
+                prop_assert_eq!(canonical_path(&raw), Err(PathError::Backslash));
             }
         }
 
