@@ -804,6 +804,11 @@ impl Activity {
         }
     }
 
+    /// `limits.idle_timeout`, as it was when the connection was accepted.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_ms())
+    }
+
     pub fn tunnel_opened(&self) {
         self.tunnel.store(true, Ordering::Release);
     }

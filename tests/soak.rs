@@ -74,8 +74,14 @@ where
         .collect()
 }
 
-async fn tls(site: &Site, addr: std::net::SocketAddr, alpn: &[u8]) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
-    tls_connect(addr, client_config(site.ca.roots(), &[alpn])).await.ok()
+async fn tls(
+    site: &Site,
+    addr: std::net::SocketAddr,
+    alpn: &[u8],
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    tls_connect(addr, client_config(site.ca.roots(), &[alpn]))
+        .await
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,9 +148,14 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
     tasks.extend(swarm(10, &stop, move || {
         let (site, counts) = (s.clone(), c.clone());
         async move {
-            let Some(mut t) = tls(&site, addr, b"http/1.1").await else { return };
+            let Some(mut t) = tls(&site, addr, b"http/1.1").await else {
+                return;
+            };
             counts.hostile.fetch_add(1, Ordering::Relaxed);
-            for b in b"GET /arcgis/rest/info HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().cycle() {
+            for b in b"GET /arcgis/rest/info HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+                .iter()
+                .cycle()
+            {
                 if t.write_all(&[*b]).await.is_err() {
                     return;
                 }
@@ -158,7 +169,9 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
     tasks.extend(swarm(10, &stop, move || {
         let (site, counts) = (s.clone(), c.clone());
         async move {
-            let Some(mut t) = tls(&site, addr, b"h2").await else { return };
+            let Some(mut t) = tls(&site, addr, b"h2").await else {
+                return;
+            };
             counts.hostile.fetch_add(1, Ordering::Relaxed);
             let _ = t
                 .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
@@ -173,7 +186,9 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
     tasks.extend(swarm(5, &stop, move || {
         let (site, counts) = (s.clone(), c.clone());
         async move {
-            let Some(mut t) = tls(&site, addr, b"http/1.1").await else { return };
+            let Some(mut t) = tls(&site, addr, b"http/1.1").await else {
+                return;
+            };
             counts.hostile.fetch_add(1, Ordering::Relaxed);
             let _ = t
                 .write_all(b"GET /big/100000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -192,7 +207,9 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
     tasks.extend(swarm(2, &stop, move || {
         let (site, counts) = (s.clone(), c.clone());
         async move {
-            let Some(t) = tls(&site, addr, b"h2").await else { return };
+            let Some(t) = tls(&site, addr, b"h2").await else {
+                return;
+            };
             counts.hostile.fetch_add(1, Ordering::Relaxed);
             let Ok((mut sender, conn)) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(t)).await
@@ -241,7 +258,9 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
     tasks.extend(swarm(10, &stop, move || {
         let counts = c.clone();
         async move {
-            let Ok(mut tcp) = TcpStream::connect(addr).await else { return };
+            let Ok(mut tcp) = TcpStream::connect(addr).await else {
+                return;
+            };
             counts.hostile.fetch_add(1, Ordering::Relaxed);
             let mut buf = [0u8; 64];
             let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut buf)).await;
@@ -289,7 +308,10 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
          connections active after: {active}",
         rss.last().copied().unwrap_or(0)
     );
-    assert!(gone.is_ok(), "connections still open after the clients left: {active}");
+    assert!(
+        gone.is_ok(),
+        "connections still open after the clients left: {active}"
+    );
     assert!(ok > 0, "no normal request was served");
     assert_eq!(failed, 0, "normal requests failed beside the hostile ones");
     assert!(hostile > 0);
