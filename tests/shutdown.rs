@@ -174,3 +174,44 @@ async fn an_open_websocket_tunnel_gets_the_shutdown_grace_then_closes() {
         "{log}"
     );
 }
+
+#[test]
+fn ctrl_c_on_the_demo_logs_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gisgate"))
+        .arg("demo")
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let running = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("gisgate demo is running"));
+    assert!(running, "the demo did not start");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let running = Running {
+        child,
+        https: "127.0.0.1:6443".parse().unwrap(),
+        observe: "127.0.0.1:9090".parse().unwrap(),
+        log,
+    };
+    let int = Command::new("kill")
+        .args(["-INT", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let (code, _, log) = running.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("shutdown signal received"), "{log}");
+    assert!(log.contains("drained; all connections closed"), "{log}");
+}
