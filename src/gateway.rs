@@ -278,11 +278,28 @@ fn bind_all(
         match listen::bind(addr) {
             Ok(l) => out.push((kind, addr, l)),
             Err(e) => {
-                return Err(ConfigErrors(vec![
-                    s.error_at(key, format!("cannot listen on {addr}: {e}"))
-                ]))
+                let message = match same_port(running, addr) {
+                    // Linux refuses an address on a port a wildcard (or
+                    // another address) of ours is listening on, and closing
+                    // ours first would drop what waits in its backlog and
+                    // leave no listener if the bind then failed.
+                    Some(held) if e.kind() == std::io::ErrorKind::AddrInUse => format!(
+                        "cannot listen on {addr} while the running listener on {held} holds port {}: moving a listener to another address on the same port needs a restart (the running config is kept)",
+                        addr.port()
+                    ),
+                    _ => format!("cannot listen on {addr}: {e}"),
+                };
+                return Err(ConfigErrors(vec![s.error_at(key, message)]));
             }
         }
     }
     Ok(out)
+}
+
+/// A running listener's address on `addr`'s port.
+fn same_port(running: &[(ListenerKind, SocketAddr)], addr: SocketAddr) -> Option<SocketAddr> {
+    running
+        .iter()
+        .map(|(_, a)| *a)
+        .find(|a| a.port() == addr.port() && *a != addr)
 }

@@ -378,6 +378,39 @@ async fn changed_listen_address_is_rebound_and_the_old_one_closed() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_a_listen_address_on_the_same_port_says_a_restart_is_needed() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The wildcard is only bound: the test connects over loopback.
+    let tg = site
+        .gateway(
+            &up,
+            &format!("[server]\nhttps_listen = \"0.0.0.0:{port}\"\n"),
+        )
+        .await;
+    std::fs::write(
+        &tg.config_path,
+        site.config(
+            up.addr,
+            &format!("[server]\nhttps_listen = \"127.0.0.1:{port}\"\n"),
+        ),
+    )
+    .unwrap();
+    let refused = tg.gw.reload().await.unwrap_err().to_string();
+    assert!(refused.contains("server.https_listen"), "{refused}");
+    assert!(refused.contains("needs a restart"), "{refused}");
+    // The running listener serves on.
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = https_request(&site, addr, false, get("/x", &[])).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
 /// About 20,000 requests over about 10 s from keep-alive and
 /// new-connection clients while the file is rewritten 20 times, valid and
 /// invalid in turn: not one request may fail.
