@@ -642,9 +642,10 @@ pub struct Activity {
     send_ms: u32,
     /// Response bodies that have handed the connection a frame the client
     /// has not yet taken (hyper asks a body for more only once it can send
-    /// it). While any has, `idle_since` is the last moment one was taken:
-    /// the send timeout counts from it.
+    /// it), and how many frames have been taken (wrapping): while some are
+    /// waiting and that count does not move, the send timeout runs.
     sending: AtomicU32,
+    taken: AtomicU32,
     /// The latest request came with a body, which hyper may still be
     /// reading (or draining) after the response is sent.
     body_pending: AtomicBool,
@@ -693,6 +694,7 @@ impl Activity {
             idle_ms: saturating_ms(limits.idle_timeout),
             send_ms: saturating_ms(limits.send_timeout),
             sending: AtomicU32::new(0),
+            taken: AtomicU32::new(0),
             epoch: Instant::now(),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
@@ -790,17 +792,16 @@ impl Activity {
     /// A response body handed the connection a frame: the client has
     /// `limits.send_timeout` to take it (nginx's `send_timeout`).
     pub fn frame_handed(&self) {
-        if self.sending.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
-        }
+        self.sending.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The body handed a frame was asked for more (`progress`: the client
-    /// took it), or was dropped.
+    /// took it), or was dropped. No clock is read here, on every response:
+    /// the watchdog notes when the count of frames taken last moved.
     pub fn frame_taken(&self, progress: bool) {
         self.sending.fetch_sub(1, Ordering::Relaxed);
         if progress {
-            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+            self.taken.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -847,14 +848,22 @@ impl Activity {
     /// The next moment the watchdog has something to decide, and the
     /// verdict due then; `None` while a request is in flight, which has no
     /// deadline of its own.
-    fn next_check(&self, watch: &Watch) -> Option<(u64, Verdict)> {
+    fn next_check(&self, watch: &mut Watch) -> Option<(u64, Verdict)> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            if self.sending.load(Ordering::Relaxed) > 0 {
-                let since = self.idle_since.load(Ordering::Relaxed);
-                return Some((since + u64::from(self.send_ms), Verdict::SendTimeout));
+            if self.sending.load(Ordering::Relaxed) == 0 {
+                watch.stalled_since = NONE;
+                return None;
             }
-            return None;
+            // Waiting on the client since the taken count was first seen
+            // at its present value.
+            let taken = self.taken.load(Ordering::Relaxed);
+            if watch.stalled_since == NONE || watch.taken != taken {
+                (watch.taken, watch.stalled_since) = (taken, self.now_ms());
+            }
+            let at = watch.stalled_since + u64::from(self.send_ms);
+            return Some((at, Verdict::SendTimeout));
         }
+        watch.stalled_since = NONE;
         let started = self.header_started.load(Ordering::Relaxed);
         if started != NONE {
             return Some((started + u64::from(self.header_ms), Verdict::HeaderTimeout));
@@ -918,6 +927,10 @@ struct Watch {
     armed: u64,
     /// The connection has been asked to close (idle timeout or drain).
     closing: bool,
+    /// `Activity::taken` as last seen while responses waited on the client,
+    /// and since when (ms since the epoch; `NONE`: none waiting).
+    taken: u32,
+    stalled_since: u64,
 }
 
 impl Watch {
@@ -926,6 +939,8 @@ impl Watch {
             considered,
             armed: NONE,
             closing: false,
+            taken: 0,
+            stalled_since: NONE,
         }
     }
 }

@@ -77,8 +77,12 @@ async fn route(
         return Err(Refusal::HeadersTooLarge);
     }
     // A body framed in a way the upstream may read differently is not
-    // forwarded (RFC 9112 §6.1).
-    headers::request_transfer_coding(req.headers()).map_err(Refusal::TransferCoding)?;
+    // forwarded (RFC 9112 §6.1). A body of known length (none, or by
+    // Content-Length) was not framed by Transfer-Encoding: hyper would
+    // have taken its chunks instead, so the header lookup is spared.
+    if req.body().size_hint().exact().is_none() {
+        headers::request_transfer_coding(req.headers()).map_err(Refusal::TransferCoding)?;
+    }
     let path = canonical_path(req.uri().path()).map_err(Refusal::BadPath)?;
     // The query goes upstream as received, so it must be one the upstream
     // reads as the gateway does.
@@ -257,6 +261,11 @@ fn upstream_framing(
     upstream: &UpstreamClient,
     response: &mut Response<Incoming>,
 ) -> Result<bool, Refusal> {
+    // Framed by its length alone (hyper would have taken the chunks of a
+    // Transfer-Encoding instead): nothing to look up.
+    if response.body().size_hint().exact().is_some() {
+        return Ok(true);
+    }
     let headers = response.headers_mut();
     match headers::transfer_coding(headers) {
         headers::TransferCoding::Absent => Ok(true),
