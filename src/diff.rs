@@ -1,6 +1,6 @@
 //! What changed between two configurations, in policy terms:
 //! `admin.allowed_ips: +10.0.0.0/8 -192.168.1.0/24`,
-//! `hsts.max_age: 100s -> 200s`, `tls.cert: serial 0A1B.. -> 7F3C..`.
+//! `hsts.max_age: 100s -> 200s`, `tls.cert: serial 0A1B2C3D -> 7F3C9A01`.
 //! Used by reload logging and by `gisgate check --against`.
 
 use std::fmt::Display;
@@ -236,21 +236,20 @@ impl Diff {
             let key = cert_key(&n.name);
             match old.iter().find(|o| o.name == n.name) {
                 Some(o)
-                    if o.facts.serial_hex != n.facts.serial_hex
+                    if o.facts.serial_number != n.facts.serial_number
                         || o.facts.sha256 != n.facts.sha256 =>
                 {
                     self.0.push(format!(
                         "{key}: serial {} -> {} (expires {})",
-                        short(&o.facts.serial_hex),
-                        short(&n.facts.serial_hex),
+                        o.facts.serial_number,
+                        n.facts.serial_number,
                         unix_time(n.facts.not_after)
                     ))
                 }
                 Some(_) => {}
                 None => self.0.push(format!(
                     "{key}: +{} (serial {})",
-                    n.name,
-                    short(&n.facts.serial_hex)
+                    n.name, n.facts.serial_number
                 )),
             }
         }
@@ -265,14 +264,6 @@ fn cert_key(name: &str) -> String {
         "tls.cert".into()
     } else {
         format!("tls.sni[{name}].cert")
-    }
-}
-
-fn short(serial: &str) -> String {
-    if serial.len() > 8 {
-        format!("{}..", &serial[..8])
-    } else {
-        serial.to_string()
     }
 }
 
