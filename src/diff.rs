@@ -6,7 +6,7 @@
 use std::fmt::Display;
 
 use crate::config::Settings;
-use crate::tls::server::LoadedCert;
+use crate::tls::server::{offered_suites, LoadedCert};
 
 pub fn changes(
     old: &Settings,
@@ -57,9 +57,20 @@ pub fn changes(
             .map(|t| t.version_names())
             .unwrap_or_default()
     };
-    let suites = |s: &Settings| s.tls.as_ref().map(|t| t.suite_names()).unwrap_or_default();
+    // Only suites a client can negotiate with the certificates in use: an
+    // ECDHE_RSA suite is not "added" to a site whose only key is ECDSA.
+    let suites = |s: &Settings, certs: &[LoadedCert]| {
+        s.tls
+            .as_ref()
+            .map(|t| offered_suites(t, certs))
+            .unwrap_or_default()
+    };
     d.set("tls.protocols", &versions(old), &versions(new));
-    d.set("tls.cipher_suites", &suites(old), &suites(new));
+    d.set(
+        "tls.cipher_suites",
+        &suites(old, old_certs),
+        &suites(new, new_certs),
+    );
     d.certs(old_certs, new_certs);
 
     d.value("hsts.enabled", old.hsts.enabled, new.hsts.enabled);

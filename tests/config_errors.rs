@@ -463,3 +463,146 @@ fn check_names_the_suites_it_skips_from_the_arcgis_default_list() {
         .unwrap();
     assert!(!offered.contains("CBC"), "{offered}");
 }
+
+/// ArcGIS Server's default `cipherSuites` (Security Configuration, admin
+/// API), as an operator pastes it.
+const ARCGIS_DEFAULT_SUITES: &str = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, TLS_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_AES_256_CBC_SHA256, TLS_RSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA, TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA";
+
+/// The ArcGIS default list without its ECDHE_ECDSA entries: what a site
+/// that trimmed the list for its RSA certificate has.
+fn arcgis_rsa_only_suites() -> String {
+    ARCGIS_DEFAULT_SUITES
+        .split(", ")
+        .filter(|s| !s.contains("ECDSA"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn with_suites(suites: &str, extra: &str) -> String {
+    let text = BASE.replace(
+        "key = \"gateway.key\"\n",
+        &format!("key = \"gateway.key\"\ncipher_suites = \"{suites}\"\n"),
+    );
+    format!("{text}listen = \"127.0.0.1:0\"\n{extra}")
+}
+
+fn check_output(site: &Site, text: &str) -> (Option<i32>, String) {
+    write(site, "gateway.toml", text);
+    let out = gisgate(&["check", "--config", "gateway.toml"], site.dir.path());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), all)
+}
+
+#[test]
+fn arcgis_default_suites_serve_an_ecdsa_certificate() {
+    let site = Site::new();
+    let (code, out) = check_output(&site, &with_suites(ARCGIS_DEFAULT_SUITES, ""));
+    assert_eq!(code, Some(0), "{out}");
+    let offered = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("suites offered"))
+        .unwrap();
+    assert!(
+        offered.ends_with(
+            "TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        ),
+        "{offered}"
+    );
+}
+
+#[test]
+fn suites_that_do_not_fit_an_ecdsa_certificate_are_an_error_naming_the_suites_that_would() {
+    let site = Site::new();
+    let (code, out) = check_output(&site, &with_suites(&arcgis_rsa_only_suites(), ""));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "tls.cipher_suites: no cipher suite for TLSv1.2 fits the ECDSA key of certificate default"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "add one of TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 to tls.cipher_suites, or remove \"TLSv1.2\" from tls.protocols"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_sni_certificate_whose_key_no_suite_fits_is_an_error_naming_it_and_the_suites_that_would() {
+    let site = Site::new();
+    let rsa = site.ca.issue_rsa(&["localhost"]);
+    site.ca.write("gateway", &rsa);
+    let ecdsa = site.ca.issue(&["maps.example.com"]);
+    site.ca.write("maps", &ecdsa);
+    let sni = "[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"maps.crt\"\nkey = \"maps.key\"\n";
+    let (code, out) = check_output(&site, &with_suites(&arcgis_rsa_only_suites(), sni));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "no cipher suite for TLSv1.2 fits the ECDSA key of certificate maps.example.com"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("add one of TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_against_lists_only_suites_offered_with_the_certificates_in_use() {
+    let site = Site::new();
+    // The site's only certificate has an ECDSA key.
+    write(
+        &site,
+        "old.toml",
+        &with_suites(
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "",
+        ),
+    );
+    write(
+        &site,
+        "new.toml",
+        &with_suites(
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "",
+        ),
+    );
+    let out = gisgate(
+        &["check", "--config", "new.toml", "--against", "old.toml"],
+        site.dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"tls.cipher_suites: +TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        "{stdout}"
+    );
+
+    // Adding only an RSA suite changes nothing a client can negotiate.
+    write(
+        &site,
+        "rsa.toml",
+        &with_suites(
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "",
+        ),
+    );
+    let out = gisgate(
+        &["check", "--config", "rsa.toml", "--against", "old.toml"],
+        site.dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("(none: the effective policy is the same)"),
+        "{stdout}"
+    );
+}
