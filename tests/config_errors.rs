@@ -606,3 +606,112 @@ fn check_against_lists_only_suites_offered_with_the_certificates_in_use() {
         "{stdout}"
     );
 }
+
+// ------------------------------------------------- syntax and type errors
+
+/// The error text as an operator sees it after `cd` into the site.
+fn load_error_here(site: &Site, text: &str) -> String {
+    load_error(site, text).replace(&format!("{}/", site.dir.path().display()), "")
+}
+
+#[test]
+fn unclosed_list_is_reported_at_the_line_of_its_bracket() {
+    let site = Site::new();
+    let e = load_error_here(
+        &site,
+        &with("[admin]\nallowed_ips = [\"10.0.0.0/8\",\n\n[cors]\nallowed_origins = []\n"),
+    );
+    assert_eq!(
+        e,
+        "gateway.toml:16:15: admin.allowed_ips: this [ is never closed (a ] is missing)"
+    );
+}
+
+#[test]
+fn unclosed_inline_table_is_reported_at_the_line_of_its_brace() {
+    let site = Site::new();
+    let e = load_error_here(
+        &site,
+        &with("[hsts]\nenabled = { a = 1\n[cors]\nmax_age = \"1m\"\n"),
+    );
+    assert_eq!(
+        e,
+        "gateway.toml:16:11: hsts.enabled: this { is never closed (a } is missing)"
+    );
+}
+
+#[test]
+fn unclosed_string_is_reported_at_the_line_of_its_quote() {
+    let site = Site::new();
+    let e = load_error_here(&site, &with("[hsts]\nmax_age = \"1d\nenabled = true\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:16:11: hsts.max_age: this string is never closed (a \" is missing)"
+    );
+}
+
+#[test]
+fn duplicate_table_names_the_table_and_where_it_was_first_defined() {
+    let site = Site::new();
+    let e = load_error_here(&site, &with("[tls]\ncert = \"other.crt\"\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:15:1: table [tls] is defined twice (first at line 5)"
+    );
+}
+
+#[test]
+fn duplicate_key_names_the_key_and_where_it_was_first_set() {
+    let site = Site::new();
+    let e = load_error_here(&site, &with("listen = \"127.0.0.1:1\"\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:15:1: observability.listen is set twice (first at line 14)"
+    );
+}
+
+#[test]
+fn every_type_error_is_reported_in_an_operators_words() {
+    let site = Site::new();
+    let e = load_error_here(
+        &site,
+        &with("[hsts]\nenabled = \"yes\"\nmax_age = 365\n[limits]\nmax_connections = \"many\"\n[admin]\nallowed_ips = 5\npaths = \"/arcgis/admin\"\n"),
+    );
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "gateway.toml:16:1: hsts.enabled: expected true or false, found the string \"yes\"",
+            "gateway.toml:17:1: hsts.max_age: expected a string such as \"10s\", found the number 365",
+            "gateway.toml:19:1: limits.max_connections: expected a whole number, found the string \"many\"",
+            "gateway.toml:21:1: admin.allowed_ips: expected a list such as [\"a\", \"b\"] or a comma-separated string, found the number 5",
+            "gateway.toml:22:1: admin.paths: expected a list such as [\"a\", \"b\"], found the string \"/arcgis/admin\"",
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_cipher_suite_is_one_error_not_also_no_suite_left() {
+    let site = Site::new();
+    let text = BASE.replace(
+        "key = \"gateway.key\"\n",
+        "key = \"gateway.key\"\nprotocols = [\"TLSv1.2\"]\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA257\"]\n",
+    );
+    let e = load_error_here(&site, &format!("{text}listen = \"127.0.0.1:0\"\n"));
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("is not an IANA cipher suite name"), "{e}");
+}
+
+#[test]
+fn a_malformed_listen_address_is_one_error_not_also_must_be_set() {
+    let site = Site::new();
+    let text = BASE.replace(
+        "https_listen = \"127.0.0.1:0\"",
+        "https_listen = \"127.0.0.1\"",
+    );
+    let e = load_error_here(&site, &format!("{text}listen = \"127.0.0.1:0\"\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:2:1: server.https_listen: \"127.0.0.1\" is not an address:port such as \"0.0.0.0:6443\" or \"[::]:6443\""
+    );
+}
