@@ -17,7 +17,7 @@ pub fn explain(text: &str, parser_offset: usize, parser_message: &str) -> Option
     let message = match opener {
         Opener::Bracket => "this [ is never closed (a ] is missing)",
         Opener::Brace => "this { is never closed (a } is missing)",
-        Opener::Quote(q) if q == '"' => "this string is never closed (a \" is missing)",
+        Opener::Quote('"') => "this string is never closed (a \" is missing)",
         Opener::Quote(_) => "this string is never closed (a ' is missing)",
         Opener::Header => "this table header is never closed (a ] is missing)",
     };
