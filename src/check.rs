@@ -131,7 +131,7 @@ fn describe(live: &Live, out: &mut String) {
                     c.name,
                     c.path.display(),
                     c.facts.owner,
-                    c.facts.serial_hex,
+                    c.facts.serial_number,
                     diff::unix_time(c.facts.not_after),
                     sans(c).join(", ")
                 ),

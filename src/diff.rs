@@ -1,12 +1,12 @@
 //! What changed between two configurations, in policy terms:
 //! `admin.allowed_ips: +10.0.0.0/8 -192.168.1.0/24`,
-//! `hsts.max_age: 100s -> 200s`, `tls.cert: serial 0A1B.. -> 7F3C..`.
+//! `hsts.max_age: 100s -> 200s`, `tls.cert: serial 0A1B2C3D -> 7F3C9A01`.
 //! Used by reload logging and by `gisgate check --against`.
 
 use std::fmt::Display;
 
 use crate::config::Settings;
-use crate::tls::server::LoadedCert;
+use crate::tls::server::{offered_suites, LoadedCert};
 
 pub fn changes(
     old: &Settings,
@@ -57,9 +57,20 @@ pub fn changes(
             .map(|t| t.version_names())
             .unwrap_or_default()
     };
-    let suites = |s: &Settings| s.tls.as_ref().map(|t| t.suite_names()).unwrap_or_default();
+    // Only suites a client can negotiate with the certificates in use: an
+    // ECDHE_RSA suite is not "added" to a site whose only key is ECDSA.
+    let suites = |s: &Settings, certs: &[LoadedCert]| {
+        s.tls
+            .as_ref()
+            .map(|t| offered_suites(t, certs))
+            .unwrap_or_default()
+    };
     d.set("tls.protocols", &versions(old), &versions(new));
-    d.set("tls.cipher_suites", &suites(old), &suites(new));
+    d.set(
+        "tls.cipher_suites",
+        &suites(old, old_certs),
+        &suites(new, new_certs),
+    );
     d.certs(old_certs, new_certs);
 
     d.value("hsts.enabled", old.hsts.enabled, new.hsts.enabled);
@@ -236,21 +247,20 @@ impl Diff {
             let key = cert_key(&n.name);
             match old.iter().find(|o| o.name == n.name) {
                 Some(o)
-                    if o.facts.serial_hex != n.facts.serial_hex
+                    if o.facts.serial_number != n.facts.serial_number
                         || o.facts.sha256 != n.facts.sha256 =>
                 {
                     self.0.push(format!(
                         "{key}: serial {} -> {} (expires {})",
-                        short(&o.facts.serial_hex),
-                        short(&n.facts.serial_hex),
+                        o.facts.serial_number,
+                        n.facts.serial_number,
                         unix_time(n.facts.not_after)
                     ))
                 }
                 Some(_) => {}
                 None => self.0.push(format!(
                     "{key}: +{} (serial {})",
-                    n.name,
-                    short(&n.facts.serial_hex)
+                    n.name, n.facts.serial_number
                 )),
             }
         }
@@ -265,14 +275,6 @@ fn cert_key(name: &str) -> String {
         "tls.cert".into()
     } else {
         format!("tls.sni[{name}].cert")
-    }
-}
-
-fn short(serial: &str) -> String {
-    if serial.len() > 8 {
-        format!("{}..", &serial[..8])
-    } else {
-        serial.to_string()
     }
 }
 

@@ -71,22 +71,13 @@ impl Live {
         self.tls.as_ref().map(|t| t.certs.as_slice()).unwrap_or(&[])
     }
 
-    /// The suites a client can really negotiate: configured, implemented,
-    /// and usable with at least one loaded certificate's key (an ECDSA-only
-    /// site never negotiates an ECDHE_RSA suite).
+    /// The suites a client can really negotiate with the loaded
+    /// certificates ([`crate::tls::server::offered_suites`]).
     pub fn offered_suites(&self) -> Vec<&'static str> {
-        let Some(tls) = &self.settings.tls else {
-            return Vec::new();
-        };
-        tls.suites
-            .iter()
-            .filter(|s| {
-                self.certs()
-                    .iter()
-                    .any(|c| crate::tls::suites::fits_key(s, c.key_algorithm))
-            })
-            .map(crate::tls::suites::suite_name)
-            .collect()
+        match &self.settings.tls {
+            Some(tls) => crate::tls::server::offered_suites(tls, self.certs()),
+            None => Vec::new(),
+        }
     }
 }
 

@@ -463,3 +463,255 @@ fn check_names_the_suites_it_skips_from_the_arcgis_default_list() {
         .unwrap();
     assert!(!offered.contains("CBC"), "{offered}");
 }
+
+/// ArcGIS Server's default `cipherSuites` (Security Configuration, admin
+/// API), as an operator pastes it.
+const ARCGIS_DEFAULT_SUITES: &str = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, TLS_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_AES_256_CBC_SHA256, TLS_RSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA, TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA";
+
+/// The ArcGIS default list without its ECDHE_ECDSA entries: what a site
+/// that trimmed the list for its RSA certificate has.
+fn arcgis_rsa_only_suites() -> String {
+    ARCGIS_DEFAULT_SUITES
+        .split(", ")
+        .filter(|s| !s.contains("ECDSA"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn with_suites(suites: &str, extra: &str) -> String {
+    let text = BASE.replace(
+        "key = \"gateway.key\"\n",
+        &format!("key = \"gateway.key\"\ncipher_suites = \"{suites}\"\n"),
+    );
+    format!("{text}listen = \"127.0.0.1:0\"\n{extra}")
+}
+
+fn check_output(site: &Site, text: &str) -> (Option<i32>, String) {
+    write(site, "gateway.toml", text);
+    let out = gisgate(&["check", "--config", "gateway.toml"], site.dir.path());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), all)
+}
+
+#[test]
+fn arcgis_default_suites_serve_an_ecdsa_certificate() {
+    let site = Site::new();
+    let (code, out) = check_output(&site, &with_suites(ARCGIS_DEFAULT_SUITES, ""));
+    assert_eq!(code, Some(0), "{out}");
+    let offered = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("suites offered"))
+        .unwrap();
+    assert!(
+        offered.ends_with(
+            "TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        ),
+        "{offered}"
+    );
+}
+
+#[test]
+fn suites_that_do_not_fit_an_ecdsa_certificate_are_an_error_naming_the_suites_that_would() {
+    let site = Site::new();
+    let (code, out) = check_output(&site, &with_suites(&arcgis_rsa_only_suites(), ""));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "tls.cipher_suites: no cipher suite for TLSv1.2 fits the ECDSA key of certificate default"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "add one of TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 to tls.cipher_suites, or remove \"TLSv1.2\" from tls.protocols"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_sni_certificate_whose_key_no_suite_fits_is_an_error_naming_it_and_the_suites_that_would() {
+    let site = Site::new();
+    let rsa = site.ca.issue_rsa(&["localhost"]);
+    site.ca.write("gateway", &rsa);
+    let ecdsa = site.ca.issue(&["maps.example.com"]);
+    site.ca.write("maps", &ecdsa);
+    let sni = "[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"maps.crt\"\nkey = \"maps.key\"\n";
+    let (code, out) = check_output(&site, &with_suites(&arcgis_rsa_only_suites(), sni));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "no cipher suite for TLSv1.2 fits the ECDSA key of certificate maps.example.com"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("add one of TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_against_lists_only_suites_offered_with_the_certificates_in_use() {
+    let site = Site::new();
+    // The site's only certificate has an ECDSA key.
+    write(
+        &site,
+        "old.toml",
+        &with_suites(
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "",
+        ),
+    );
+    write(
+        &site,
+        "new.toml",
+        &with_suites(
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "",
+        ),
+    );
+    let out = gisgate(
+        &["check", "--config", "new.toml", "--against", "old.toml"],
+        site.dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"tls.cipher_suites: +TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        "{stdout}"
+    );
+
+    // Adding only an RSA suite changes nothing a client can negotiate.
+    write(
+        &site,
+        "rsa.toml",
+        &with_suites(
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "",
+        ),
+    );
+    let out = gisgate(
+        &["check", "--config", "rsa.toml", "--against", "old.toml"],
+        site.dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("(none: the effective policy is the same)"),
+        "{stdout}"
+    );
+}
+
+// ------------------------------------------------- syntax and type errors
+
+/// The error text as an operator sees it after `cd` into the site.
+fn load_error_here(site: &Site, text: &str) -> String {
+    load_error(site, text).replace(&format!("{}/", site.dir.path().display()), "")
+}
+
+#[test]
+fn unclosed_list_is_reported_at_the_line_of_its_bracket() {
+    let site = Site::new();
+    let e = load_error_here(
+        &site,
+        &with("[admin]\nallowed_ips = [\"10.0.0.0/8\",\n\n[cors]\nallowed_origins = []\n"),
+    );
+    assert_eq!(
+        e,
+        "gateway.toml:16:15: admin.allowed_ips: this [ is never closed (a ] is missing)"
+    );
+}
+
+#[test]
+fn unclosed_inline_table_is_reported_at_the_line_of_its_brace() {
+    let site = Site::new();
+    let e = load_error_here(
+        &site,
+        &with("[hsts]\nenabled = { a = 1\n[cors]\nmax_age = \"1m\"\n"),
+    );
+    assert_eq!(
+        e,
+        "gateway.toml:16:11: hsts.enabled: this { is never closed (a } is missing)"
+    );
+}
+
+#[test]
+fn unclosed_string_is_reported_at_the_line_of_its_quote() {
+    let site = Site::new();
+    let e = load_error_here(&site, &with("[hsts]\nmax_age = \"1d\nenabled = true\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:16:11: hsts.max_age: this string is never closed (a \" is missing)"
+    );
+}
+
+#[test]
+fn duplicate_table_names_the_table_and_where_it_was_first_defined() {
+    let site = Site::new();
+    let e = load_error_here(&site, &with("[tls]\ncert = \"other.crt\"\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:15:1: table [tls] is defined twice (first at line 5)"
+    );
+}
+
+#[test]
+fn duplicate_key_names_the_key_and_where_it_was_first_set() {
+    let site = Site::new();
+    let e = load_error_here(&site, &with("listen = \"127.0.0.1:1\"\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:15:1: observability.listen is set twice (first at line 14)"
+    );
+}
+
+#[test]
+fn every_type_error_is_reported_in_an_operators_words() {
+    let site = Site::new();
+    let e = load_error_here(
+        &site,
+        &with("[hsts]\nenabled = \"yes\"\nmax_age = 365\n[limits]\nmax_connections = \"many\"\n[admin]\nallowed_ips = 5\npaths = \"/arcgis/admin\"\n"),
+    );
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "gateway.toml:16:1: hsts.enabled: expected true or false, found the string \"yes\"",
+            "gateway.toml:17:1: hsts.max_age: expected a string such as \"10s\", found the number 365",
+            "gateway.toml:19:1: limits.max_connections: expected a whole number, found the string \"many\"",
+            "gateway.toml:21:1: admin.allowed_ips: expected a list such as [\"a\", \"b\"] or a comma-separated string, found the number 5",
+            "gateway.toml:22:1: admin.paths: expected a list such as [\"a\", \"b\"], found the string \"/arcgis/admin\"",
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_cipher_suite_is_one_error_not_also_no_suite_left() {
+    let site = Site::new();
+    let text = BASE.replace(
+        "key = \"gateway.key\"\n",
+        "key = \"gateway.key\"\nprotocols = [\"TLSv1.2\"]\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA257\"]\n",
+    );
+    let e = load_error_here(&site, &format!("{text}listen = \"127.0.0.1:0\"\n"));
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("is not an IANA cipher suite name"), "{e}");
+}
+
+#[test]
+fn a_malformed_listen_address_is_one_error_not_also_must_be_set() {
+    let site = Site::new();
+    let text = BASE.replace(
+        "https_listen = \"127.0.0.1:0\"",
+        "https_listen = \"127.0.0.1\"",
+    );
+    let e = load_error_here(&site, &format!("{text}listen = \"127.0.0.1:0\"\n"));
+    assert_eq!(
+        e,
+        "gateway.toml:2:1: server.https_listen: \"127.0.0.1\" is not an address:port such as \"0.0.0.0:6443\" or \"[::]:6443\""
+    );
+}

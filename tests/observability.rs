@@ -237,7 +237,7 @@ async fn certificate_expiry_is_exported_for_every_certificate_and_follows_rotati
     let serial = |issued: &Issued| {
         gisgate::tls::certs::cert_facts(&issued.der)
             .unwrap()
-            .serial_hex
+            .serial_number
     };
     let m = tg.metrics().await;
     let default_line = format!(

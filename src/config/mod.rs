@@ -3,6 +3,8 @@
 
 mod error;
 mod raw;
+mod syntax;
+mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, Locator};

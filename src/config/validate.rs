@@ -250,18 +250,54 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
 /// Validates config text as if it were the file at `path` (shown as `display`).
 pub fn parse(text: &str, path: &Path, display: &str) -> Result<Settings, ConfigErrors> {
     let loc = Locator::new(text);
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let position = e.span().map(|s| loc.line_col(s.start));
-        let message = match e.span() {
-            Some(s) => describe_serde_error(e.message(), text, s.start),
-            None => e.message().to_string(),
-        };
-        ConfigErrors(vec![ConfigError {
-            file: display.to_string(),
-            position,
-            message,
-        }])
-    })?;
+    let error = |position, message| ConfigError {
+        file: display.to_string(),
+        position,
+        message,
+    };
+    let doc = match toml_edit::Document::parse(text.to_string()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            let (offset, message) = match super::syntax::explain(text, offset, e.message()) {
+                Some((at, m)) if m.contains("twice") => (at, m),
+                Some((at, m)) => (at, describe_serde_error(&m, text, at)),
+                None => (offset, describe_serde_error(e.message(), text, offset)),
+            };
+            return Err(ConfigErrors(vec![error(
+                Some(loc.line_col(offset)),
+                message,
+            )]));
+        }
+    };
+    // Every wrongly typed value at once; serde would stop at the first.
+    let mut errors: Vec<ConfigError> = super::types::type_errors(&doc)
+        .into_iter()
+        .map(|(key, message)| error(loc.position(&key), format!("{key}: {message}")))
+        .collect();
+    errors.sort_by_key(|e| e.position);
+    let raw: Option<RawConfig> = match toml::from_str(text) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            // A type error serde finds was reported above in better words;
+            // what it adds is an unknown key or a missing one.
+            let adds =
+                e.message().contains("unknown field") || e.message().contains("missing field");
+            if errors.is_empty() || adds {
+                let position = e.span().map(|s| loc.line_col(s.start));
+                let message = match e.span() {
+                    Some(s) => describe_serde_error(e.message(), text, s.start),
+                    None => e.message().to_string(),
+                };
+                errors.push(error(position, message));
+            }
+            None
+        }
+    };
+    let raw = match raw {
+        Some(raw) if errors.is_empty() => raw,
+        _ => return Err(ConfigErrors(errors)),
+    };
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut v = Validator {
         loc: &loc,
@@ -461,8 +497,11 @@ impl Validator<'_> {
             }
         };
         let https_listen = self.listen("server.https_listen", &raw.https_listen, "0.0.0.0:6443");
+        // A malformed address was reported already: "must be set" would be
+        // a second error for the same mistake.
+        let https_written = raw.https_listen.as_deref() != Some("");
         let https_listen = if protocol.https_enabled() {
-            if https_listen.is_none() {
+            if https_listen.is_none() && !https_written {
                 self.error(
                     "server.https_listen",
                     format!("must be set when server.protocol = {:?}", protocol.as_str()),
@@ -473,7 +512,8 @@ impl Validator<'_> {
             None
         };
         let http_listen = self.listen("server.http_listen", &raw.http_listen, "0.0.0.0:6080");
-        if protocol == Protocol::Http && http_listen.is_none() {
+        let http_written = raw.http_listen.as_deref() != Some("");
+        if protocol == Protocol::Http && http_listen.is_none() && !http_written {
             self.error(
                 "server.http_listen",
                 "must be set when server.protocol = \"HTTP\" (nothing would listen)",
@@ -597,6 +637,9 @@ impl Validator<'_> {
             Some(l) => suites::resolve(&l.items()),
             None => (suites::default_suites(), Vec::new(), Vec::new()),
         };
+        // With a misspelt name, "no usable suite left" would follow from
+        // that one mistake: it is said only of a list whose names are right.
+        let names_ok = errors.is_empty();
         for e in errors {
             self.error("tls.cipher_suites", e);
         }
@@ -605,7 +648,7 @@ impl Validator<'_> {
                 "tls.cipher_suites: {s} is skipped: the TLS library does not implement it (CBC, static-RSA and 3DES suites are deliberately absent)"
             ));
         }
-        for v in &versions {
+        for v in versions.iter().filter(|_| names_ok) {
             if !chosen.iter().any(|s| s.version() == *v) {
                 self.error(
                     "tls.cipher_suites",

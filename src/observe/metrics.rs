@@ -261,7 +261,7 @@ pub fn render_certificate_expiry(certs: &[crate::tls::server::LoadedCert], out: 
             out,
             "{CERTIFICATE_EXPIRY_TIMESTAMP}{{name=\"{}\",serial=\"{}\"}} {}",
             escape_label(&c.name),
-            escape_label(&c.facts.serial_hex),
+            escape_label(&c.facts.serial_number),
             c.facts.not_after
         );
     }

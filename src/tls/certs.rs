@@ -175,7 +175,8 @@ pub struct CertFacts {
     pub owner: String,
     #[serde(rename = "Issuer")]
     pub issuer: String,
-    /// Lower-case hex without leading zeros, like Java's `BigInteger.toString(16)`.
+    /// As `openssl x509 -noout -serial` prints it ([`serial_text`]); the one
+    /// format of every place gisgate shows a serial.
     #[serde(rename = "Serial number")]
     pub serial_number: String,
     /// `<not before> until: <not after>` in Java's `Date.toString()` format, in UTC.
@@ -199,10 +200,6 @@ pub struct CertFacts {
     /// End of validity, unix seconds.
     #[serde(skip)]
     pub not_after: i64,
-    /// Serial number as upper-case hex without leading zeros (a `-` prefix for the
-    /// negative serials some broken issuers produce), for metric labels.
-    #[serde(skip)]
-    pub serial_hex: String,
     #[serde(skip)]
     pub key_type: KeyType,
     /// DNS names from the subjectAltName extension, as written in the certificate.
@@ -495,11 +492,7 @@ fn facts_from_der(der: &[u8]) -> Result<CertFacts, String> {
     let owner = keytool_name(cert.subject());
     let issuer = keytool_name(cert.issuer());
 
-    let (serial_number, serial_hex) = {
-        let lower = keytool_serial(cert.raw_serial());
-        let upper = lower.to_ascii_uppercase();
-        (lower, upper)
-    };
+    let serial_number = serial_text(cert.raw_serial());
 
     let validity = cert.validity();
     let not_before = validity.not_before.to_datetime();
@@ -563,7 +556,6 @@ fn facts_from_der(der: &[u8]) -> Result<CertFacts, String> {
         version: (cert.version().0 + 1).to_string(),
         not_before: not_before.unix_timestamp(),
         not_after: not_after.unix_timestamp(),
-        serial_hex,
         key_type,
         dns_names,
         ip_addresses,
@@ -717,20 +709,35 @@ fn quote_dn_value(value: &str) -> String {
 }
 
 /// Java `BigInteger(bytes).toString(16)`: two's complement, lower-case, no leading zeros.
-fn keytool_serial(raw: &[u8]) -> String {
+/// A serial number exactly as `openssl x509 -noout -serial` prints it:
+/// upper-case hex of the integer's magnitude, two digits per byte (so a
+/// leading zero nibble stays, `0DEF...`), without the 00 sign byte that DER
+/// puts before a first byte >= 0x80, and a `-` before the negative serials
+/// some broken issuers produce. `raw` is the DER INTEGER's content octets.
+pub fn serial_text(raw: &[u8]) -> String {
     let negative = raw.first().is_some_and(|b| b & 0x80 != 0);
     let magnitude = if negative {
         negate_twos_complement(raw)
     } else {
         raw.to_vec()
     };
-    let hex: String = magnitude.iter().map(|b| format!("{b:02x}")).collect();
-    let digits = hex.trim_start_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    if negative {
-        format!("-{digits}")
+    let first = magnitude
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(magnitude.len().saturating_sub(1));
+    let hex: String = magnitude[first.min(magnitude.len())..]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let hex = if hex.is_empty() {
+        "00".to_string()
     } else {
-        digits.to_string()
+        hex
+    };
+    if negative {
+        format!("-{hex}")
+    } else {
+        hex
     }
 }
 
@@ -937,8 +944,7 @@ mod tests {
         let facts = cert_facts(&der).expect("facts");
         assert_eq!(facts.owner, "CN=gis.example.com, O=Example Org");
         assert_eq!(facts.issuer, facts.owner);
-        assert_eq!(facts.serial_number, "80d1993");
-        assert_eq!(facts.serial_hex, "80D1993");
+        assert_eq!(facts.serial_number, "080D1993");
         assert_eq!(
             facts.valid_from,
             "Tue Jan 01 00:00:01 UTC 2019 until: Thu Dec 19 10:40:41 UTC 2047"
@@ -1138,12 +1144,47 @@ mod tests {
     }
 
     #[test]
-    fn serials_are_formatted_like_java_biginteger() {
-        assert_eq!(keytool_serial(&[0x00, 0x80, 0xd1, 0x99, 0x3f]), "80d1993f");
-        assert_eq!(keytool_serial(&[0x08, 0x0d]), "80d");
-        assert_eq!(keytool_serial(&[0x00]), "0");
-        assert_eq!(keytool_serial(&[0xff]), "-1");
-        assert_eq!(keytool_serial(&[0xff, 0x00]), "-100");
+    fn serials_are_formatted_as_openssl_x509_serial_prints_them() {
+        assert_eq!(serial_text(&[0x00, 0x80, 0xd1, 0x99, 0x3f]), "80D1993F");
+        assert_eq!(serial_text(&[0x08, 0x0d]), "080D");
+        assert_eq!(serial_text(&[0x0d, 0xef]), "0DEF");
+        assert_eq!(serial_text(&[0x00]), "00");
+        assert_eq!(serial_text(&[0xff]), "-01");
+        assert_eq!(serial_text(&[0xff, 0x00]), "-0100");
+    }
+
+    #[test]
+    fn rcgen_serials_are_printed_as_openssl_prints_them() {
+        let Ok(probe) = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+        else {
+            eprintln!("openssl not found on PATH; skipping");
+            return;
+        };
+        assert!(probe.status.success());
+        let dir = tempfile::tempdir().unwrap();
+        // A zero first nibble, a first byte >= 0x80 (DER adds a 00 sign
+        // byte), and a short one.
+        for serial in [
+            &[0x0d, 0xef, 0xfb, 0x0f, 0x01][..],
+            &[0x9a, 0x00, 0xff, 0x01][..],
+            &[0x05][..],
+        ] {
+            let mut p = params("serial.example", &["serial.example"]);
+            p.serial_number = Some(SerialNumber::from_slice(serial));
+            let (der, _key) = self_signed(&p, &rcgen::PKCS_ECDSA_P256_SHA256);
+            let path = dir.path().join("serial.crt");
+            fs::write(&path, rcgen_pem(&der)).unwrap();
+            let out = std::process::Command::new("openssl")
+                .args(["x509", "-noout", "-serial", "-in"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let openssl = String::from_utf8(out.stdout).unwrap();
+            let facts = cert_facts(&der).unwrap();
+            assert_eq!(format!("serial={}\n", facts.serial_number), openssl);
+        }
     }
 
     fn write_cert_and_key(

@@ -121,6 +121,9 @@ fn load_one(
 
 /// Each enabled version must keep at least one suite that every loaded
 /// certificate's key can sign with: an RSA key cannot serve ECDHE_ECDSA.
+/// The error names the suites that would fit, so that an operator who pasted
+/// an RSA-only list (ArcGIS's, trimmed) for an ECDSA certificate knows what
+/// to add.
 fn check_suites_fit_keys(tls: &Tls, certs: &[LoadedCert]) -> Result<(), BuildError> {
     for version in &tls.versions {
         for cert in certs {
@@ -130,20 +133,32 @@ fn check_suites_fit_keys(tls: &Tls, certs: &[LoadedCert]) -> Result<(), BuildErr
                 .filter(|s| s.version() == *version)
                 .any(|s| suites::fits_key(s, cert.key_algorithm));
             if !fits {
+                let version_name = suites::version_name(version.version);
                 return Err(BuildError::new(
                     "tls.cipher_suites",
                     format!(
-                        "no cipher suite for {} fits the {:?} key of certificate {} ({}): add a suite for that key type",
-                        suites::version_name(version.version),
+                        "no cipher suite for {version_name} fits the {:?} key of certificate {} ({}): add one of {} to tls.cipher_suites, or remove {version_name:?} from tls.protocols",
                         cert.key_algorithm,
+                        cert.name,
                         cert.path.display(),
-                        cert.name
+                        suites::fitting(version, cert.key_algorithm).join(", "),
                     ),
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// The suites a client can really negotiate: configured, of an enabled
+/// version, and usable with at least one loaded certificate's key (an
+/// ECDSA-only site never negotiates an ECDHE_RSA suite).
+pub fn offered_suites(tls: &Tls, certs: &[LoadedCert]) -> Vec<&'static str> {
+    tls.suites
+        .iter()
+        .filter(|s| certs.iter().any(|c| suites::fits_key(s, c.key_algorithm)))
+        .map(suites::suite_name)
+        .collect()
 }
 
 /// Picks the certificate by SNI; clients that send none (connecting by IP)

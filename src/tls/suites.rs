@@ -98,6 +98,16 @@ pub fn fits_key(suite: &SupportedCipherSuite, key: SignatureAlgorithm) -> bool {
     suite.usable_for_signature_algorithm(key)
 }
 
+/// Every suite the library implements for `version` that a key of type
+/// `key` can serve, in the library's preference order.
+pub fn fitting(version: &SupportedProtocolVersion, key: SignatureAlgorithm) -> Vec<&'static str> {
+    aws_lc_rs::ALL_CIPHER_SUITES
+        .iter()
+        .filter(|s| s.version() == version && fits_key(s, key))
+        .map(suite_name)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
