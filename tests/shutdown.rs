@@ -186,12 +186,21 @@ fn ctrl_c_on_the_demo_logs_the_shutdown() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read to the end, in a thread: the demo must never find its stdout
+    // closed (it would fail printing).
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let running = stdout
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("gisgate demo is running"));
-    assert!(running, "the demo did not start");
+    let (started, running) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.contains("gisgate demo is running") {
+                let _ = started.send(());
+            }
+        }
+    });
+    assert!(
+        running.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the demo did not start"
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, log) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
