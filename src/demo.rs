@@ -44,11 +44,12 @@ pub async fn run() -> Result<(), String> {
     let https = settings.server.https_listen;
     let http = settings.server.http_listen;
     let observe = settings.observability_listen;
+    let stop = crate::run::shutdown_signal();
     let gw = crate::run::start(settings)
         .await
         .map_err(|e| e.to_string())?;
     print_curl_lines(https, http, observe);
-    stop_signal().await;
+    stop.await;
     tracing::info!("shutdown signal received");
     gw.shutdown().await;
     Ok(())
@@ -97,28 +98,12 @@ pub async fn run_upstream(
         "mock GIS server on https://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
+    // As a container's first process it must stop when the engine asks.
     tokio::select! {
         _ = serve_mock(listener, acceptor) => {}
-        _ = stop_signal() => {}
+        _ = crate::run::shutdown_signal() => {}
     }
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM: as a container's first process the mock server must
-/// stop when the engine asks it to.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 async fn bind_mock(

@@ -28,8 +28,9 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
 /// Starts the gateway with metrics and reload, serves until a signal, then
 /// drains. Errors are those of the startup config (exit 1).
 pub async fn serve(settings: Settings) -> Result<(), ConfigErrors> {
+    let stop = shutdown_signal();
     let gw = start(settings).await?;
-    wait_for_shutdown_signal().await;
+    stop.await;
     tracing::info!("shutdown signal received");
     gw.shutdown().await;
     Ok(())
@@ -56,18 +57,28 @@ pub async fn start(settings: Settings) -> Result<Arc<Gateway>, ConfigErrors> {
     Ok(gw)
 }
 
-async fn wait_for_shutdown_signal() {
+/// SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives
+/// after the listeners are up but before the wait begins must start a
+/// drain, not end the process by the signal's default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (term, int) => {
+                if let Err(e) = term.and(int) {
+                    tracing::warn!("cannot listen for SIGTERM and SIGINT: {e}");
+                }
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
