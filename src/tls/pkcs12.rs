@@ -339,6 +339,100 @@ fn chain_order(certs: &[X509Certificate<'_>], leaf: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    fn ca_params(cn: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p
+    }
+
+    /// Root -> intermediate -> leaf, and an unrelated CA, as DER; and the leaf key.
+    fn pki() -> ([Vec<u8>; 4], KeyPair) {
+        let root_key = KeyPair::generate().unwrap();
+        let root_params = ca_params("root");
+        let root = root_params.self_signed(&root_key).unwrap();
+        let inter_key = KeyPair::generate().unwrap();
+        let inter_params = ca_params("intermediate");
+        let inter = inter_params
+            .signed_by(&inter_key, &Issuer::from_params(&root_params, &root_key))
+            .unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["gis.example.com".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &Issuer::from_params(&inter_params, &inter_key))
+            .unwrap();
+        let other_key = KeyPair::generate().unwrap();
+        let other = ca_params("unrelated").self_signed(&other_key).unwrap();
+        (
+            [root, inter, leaf, other].map(|c| c.der().to_vec()),
+            leaf_key,
+        )
+    }
+
+    #[test]
+    fn the_chain_is_put_leaf_first_whatever_order_the_bundle_stores() {
+        let ([root, inter, leaf, other], leaf_key) = pki();
+        let stored = [&other, &root, &leaf, &inter].map(|der| Certificate::from_der(der).unwrap());
+        let mut store = KeyStore::new();
+        store.add_entry(
+            "gis",
+            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(
+                b"id".to_vec(),
+                PrivateKey::from_der(&leaf_key.serialize_der()).unwrap(),
+                stored,
+            )),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gis.pfx");
+        std::fs::write(&path, store.writer("pw").write().unwrap()).unwrap();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let bundle = load_identity(&path, &Password::new("pw"), &provider).unwrap();
+        let chain: Vec<&[u8]> = bundle.chain.iter().map(|c| c.as_ref()).collect();
+        assert_eq!(chain, [&leaf[..], &inter[..], &root[..]]);
+        let others: Vec<&[u8]> = bundle.others.iter().map(|c| c.as_ref()).collect();
+        assert_eq!(others, [&other[..]]);
+    }
+
+    #[test]
+    fn a_key_whose_certificate_is_missing_is_an_error() {
+        let ([root, _, _, _], leaf_key) = pki();
+        let mut store = KeyStore::new();
+        store.add_entry(
+            "gis",
+            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(
+                b"id".to_vec(),
+                PrivateKey::from_der(&leaf_key.serialize_der()).unwrap(),
+                [Certificate::from_der(&root).unwrap()],
+            )),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gis.pfx");
+        std::fs::write(&path, store.writer("").write().unwrap()).unwrap();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let err = load_identity(&path, &Password::default(), &provider).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("gis.pfx: no certificate in the PKCS#12 bundle matches its private key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_pkcs12_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gis.pfx");
+        std::fs::write(&path, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let err = load_identity(&path, &Password::default(), &provider).unwrap_err();
+        assert!(
+            err.to_string().contains("gis.pfx: not a PKCS#12 bundle"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_password_file_loses_one_trailing_line_break_only() {
         let dir = tempfile::tempdir().unwrap();
