@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, RsaKeySize, SanType, SerialNumber,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -26,6 +26,7 @@ use crate::tls::certs::{
     cert_facts, colon_hex, load_cert_chain, load_private_key, random_fill, sha256_fingerprint,
     write_private_key_file, write_public_file, CertError, CertFacts, KeyType, ENTRY_PRIVATE_KEY,
 };
+use crate::tls::pkcs12::{self, Password, Pkcs12Error};
 
 /// Validity of a generated certificate when the caller does not choose one.
 pub const DEFAULT_DAYS: u32 = 365;
@@ -47,9 +48,11 @@ pub struct GenerateOptions {
     pub days: u32,
     pub cert_out: PathBuf,
     pub key_out: PathBuf,
-    /// ECDSA P-256 by default; RSA means 2048-bit.
+    /// ECDSA P-256 by default; RSA is `rsa_size` bits.
     pub key_type: KeyType,
-    /// Replace an existing key file instead of refusing.
+    /// Size of an RSA key; 2048 by default.
+    pub rsa_size: RsaKeySize,
+    /// Replace existing certificate and key files instead of refusing.
     pub overwrite: bool,
 }
 
@@ -67,6 +70,7 @@ impl GenerateOptions {
             cert_out: cert_out.into(),
             key_out: key_out.into(),
             key_type: KeyType::default(),
+            rsa_size: RsaKeySize::_2048,
             overwrite: false,
         }
     }
@@ -81,8 +85,9 @@ impl Default for GenerateOptions {
 /// Creates a self-signed server certificate and its key, writes both, and describes
 /// the certificate.
 ///
-/// The key file is created 0600 (never briefly world-readable) and an existing key is
-/// refused unless `overwrite` is set; the certificate file is 0644. The returned facts
+/// The key file is created 0600 (never briefly world-readable); the certificate file
+/// is 0644. An existing key or certificate file is refused unless `overwrite` is set,
+/// and then neither is written. The returned facts
 /// carry alias = the certificate file's stem and entry type `PrivateKeyEntry`.
 pub fn generate_self_signed(opts: &GenerateOptions) -> Result<CertFacts, CertError> {
     check_common_name(&opts.cn)?;
@@ -95,11 +100,18 @@ pub fn generate_self_signed(opts: &GenerateOptions) -> Result<CertFacts, CertErr
         });
     }
     // Fail before the (slow, for RSA) key generation; write_private_key_file repeats the
-    // check atomically.
-    if !opts.overwrite && fs::symlink_metadata(&opts.key_out).is_ok() {
-        return Err(CertError::KeyFileExists {
-            path: opts.key_out.clone(),
-        });
+    // key's check atomically.
+    if !opts.overwrite {
+        if fs::symlink_metadata(&opts.key_out).is_ok() {
+            return Err(CertError::KeyFileExists {
+                path: opts.key_out.clone(),
+            });
+        }
+        if fs::symlink_metadata(&opts.cert_out).is_ok() {
+            return Err(CertError::CertFileExists {
+                path: opts.cert_out.clone(),
+            });
+        }
     }
 
     let sans = if opts.sans.is_empty() {
@@ -119,7 +131,14 @@ pub fn generate_self_signed(opts: &GenerateOptions) -> Result<CertFacts, CertErr
     params.key_usages = leaf_key_usages(opts.key_type);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
 
-    let key = generate_key(opts.key_type)?;
+    let key =
+        match opts.key_type {
+            KeyType::Rsa => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, opts.rsa_size)
+                .map_err(|e| CertError::InvalidInput {
+                    reason: format!("could not generate an RSA key: {e}"),
+                })?,
+            other => generate_key(other)?,
+        };
     let cert = params
         .self_signed(&key)
         .map_err(|e| generate_error(&opts.cert_out, e))?;
@@ -168,16 +187,58 @@ pub fn make_csr(key_path: &Path, cn: &str, sans: &[String]) -> Result<String, Ce
         .map_err(|e| generate_error(key_path, e))
 }
 
-/// Describes every certificate in a PEM file, in file order.
+/// Environment variable `cert show` reads a PKCS#12 password from when no
+/// password file is given, so that scripts need not write one to disk.
+pub const PKCS12_PASSWORD_ENV: &str = "GISGATE_PKCS12_PASSWORD";
+
+/// Why `cert show` could not describe a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ShowError {
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error(transparent)]
+    Pkcs12(#[from] Pkcs12Error),
+    /// A protected bundle and only the empty password to try.
+    #[error("{err}; give the password with --password-file FILE or in ${PKCS12_PASSWORD_ENV}")]
+    NeedsPassword { err: Pkcs12Error },
+}
+
+/// Describes every certificate in a PEM, DER or PKCS#12 file.
 ///
-/// Aliases are `cert1`, `cert2`, ... and every entry's chain length is the number of
+/// The format is recognised from the content, not the file name. Aliases are
+/// `cert1`, `cert2`, ... and every entry's chain length is the number of
 /// certificates in the file. The first certificate is a `PrivateKeyEntry` when the
-/// same file also holds a private key (a combined PEM), otherwise all are
-/// `trustedCertEntry`.
-pub fn show(path: &Path) -> Result<Vec<CertFacts>, CertError> {
-    let chain = load_cert_chain(path)?;
-    // Only the presence of a key matters; its bytes are dropped unread.
-    let has_key = PrivateKeyDer::from_pem_file(path).is_ok();
+/// file also holds its private key (a combined PEM, a PKCS#12 bundle with a key),
+/// otherwise all are `trustedCertEntry`. PEM lists certificates in file order; a
+/// PKCS#12 bundle lists the key's chain leaf first, then any other certificates.
+/// Each of `passwords` is tried on a PKCS#12 bundle, in order.
+pub fn show(path: &Path, passwords: &[Password]) -> Result<Vec<CertFacts>, ShowError> {
+    let bytes = fs::read(path).map_err(|err| CertError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let (chain, has_key) = if pkcs12::looks_like_pkcs12(&bytes) {
+        let bundle = match pkcs12::load_for_display(path, &bytes, passwords) {
+            Err(err @ Pkcs12Error::WrongPassword { .. })
+                if passwords.iter().all(|p| *p == Password::default()) =>
+            {
+                return Err(ShowError::NeedsPassword { err })
+            }
+            other => other?,
+        };
+        let has_key = bundle.key.is_some();
+        let mut certs = bundle.chain;
+        certs.extend(bundle.others);
+        (certs, has_key)
+    } else if contains_pem(&bytes) {
+        // Only the presence of a key matters; its bytes are dropped unread.
+        (
+            load_cert_chain(path)?,
+            PrivateKeyDer::from_pem_slice(&bytes).is_ok(),
+        )
+    } else {
+        (vec![CertificateDer::from(bytes)], false)
+    };
     let count = chain.len().to_string();
     chain
         .iter()
@@ -196,6 +257,10 @@ pub fn show(path: &Path) -> Result<Vec<CertFacts>, CertError> {
             Ok(facts)
         })
         .collect()
+}
+
+fn contains_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
 /// One `Name: value` line per ArcGIS field, a blank line between certificates.
@@ -970,7 +1035,7 @@ mod tests {
     #[test]
     fn show_lists_every_certificate_with_numbered_aliases_and_the_chain_length() {
         let dir = tempfile::tempdir().unwrap();
-        let facts = show(&two_cert_file(dir.path(), false)).unwrap();
+        let facts = show(&two_cert_file(dir.path(), false), &[]).unwrap();
         assert_eq!(facts.len(), 2);
         assert_eq!(facts[0].alias_name, "cert1");
         assert_eq!(facts[1].alias_name, "cert2");
@@ -983,7 +1048,7 @@ mod tests {
     #[test]
     fn show_marks_the_first_certificate_of_a_combined_pem_as_a_private_key_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let facts = show(&two_cert_file(dir.path(), true)).unwrap();
+        let facts = show(&two_cert_file(dir.path(), true), &[]).unwrap();
         assert_eq!(facts[0].entry_type, "PrivateKeyEntry");
         assert_eq!(facts[1].entry_type, "trustedCertEntry");
         let text = show_text(&facts);
@@ -993,7 +1058,7 @@ mod tests {
     #[test]
     fn show_text_prints_the_arcgis_fields_in_order_with_a_blank_line_between_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let facts = show(&two_cert_file(dir.path(), false)).unwrap();
+        let facts = show(&two_cert_file(dir.path(), false), &[]).unwrap();
         let text = show_text(&facts);
         let blocks: Vec<&str> = text.split("\n\n").collect();
         assert_eq!(blocks.len(), 2, "{text}");
@@ -1029,7 +1094,7 @@ mod tests {
     #[test]
     fn show_json_is_an_array_of_objects_with_the_arcgis_field_names() {
         let dir = tempfile::tempdir().unwrap();
-        let facts = show(&two_cert_file(dir.path(), false)).unwrap();
+        let facts = show(&two_cert_file(dir.path(), false), &[]).unwrap();
         let json = show_json(&facts);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let array = value.as_array().unwrap();

@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-use gisgate::cli::{CertCommand, Cli, Command};
+use clap::{CommandFactory, Parser};
+use gisgate::cli::{CertCommand, Cli, Command, KeyTypeArg, RsaBitsArg};
+use gisgate::tls::certs::KeyType;
+use gisgate::tls::pkcs12::Password;
 use gisgate::{certtool, check, config, demo, logging, run};
 
 /// Per request the proxy allocates and frees many small buffers (headers,
@@ -88,9 +90,13 @@ fn run_gateway(path: &Path) -> ExitCode {
 }
 
 fn cert_command(c: CertCommand) -> ExitCode {
-    let result: Result<(), String> =
-        match c {
-            CertCommand::Show { path, json } => certtool::show(&path)
+    let result: Result<(), String> = match c {
+        CertCommand::Show {
+            path,
+            json,
+            password_file,
+        } => show_passwords(password_file.as_deref()).and_then(|passwords| {
+            certtool::show(&path, &passwords)
                 .map_err(|e| e.to_string())
                 .map(|facts| {
                     if json {
@@ -98,42 +104,61 @@ fn cert_command(c: CertCommand) -> ExitCode {
                     } else {
                         print!("{}", certtool::show_text(&facts));
                     }
-                }),
-            CertCommand::Generate {
+                })
+        }),
+        CertCommand::Generate {
+            cn,
+            sans,
+            days,
+            cert,
+            key,
+            key_type,
+            rsa_bits,
+            force,
+        } => {
+            if rsa_bits.is_some() && key_type != KeyTypeArg::Rsa {
+                usage_error(
+                    &["cert", "generate"],
+                    "--rsa-bits is the size of an RSA key: add --key-type rsa",
+                );
+            }
+            let opts = certtool::GenerateOptions {
                 cn,
                 sans,
                 days,
-                cert,
-                key,
-            } => {
-                let opts = certtool::GenerateOptions {
-                    cn,
-                    sans,
-                    days,
-                    cert_out: cert.clone(),
-                    key_out: key.clone(),
-                    ..Default::default()
-                };
-                certtool::generate_self_signed(&opts)
-                    .map_err(|e| e.to_string())
-                    .map(|facts| {
-                        println!(
-                            "wrote {} (serial {}, SHA256 {}) and {} (mode 0600)",
-                            cert.display(),
-                            facts.serial_number,
-                            facts.sha256,
-                            key.display()
-                        );
-                    })
-            }
-            CertCommand::Csr { key, cn, sans, out } => certtool::make_csr(&key, &cn, &sans)
+                cert_out: cert.clone(),
+                key_out: key.clone(),
+                key_type: match key_type {
+                    KeyTypeArg::Ecdsa => KeyType::Ecdsa,
+                    KeyTypeArg::Rsa => KeyType::Rsa,
+                },
+                rsa_size: match rsa_bits.unwrap_or(RsaBitsArg::Bits2048) {
+                    RsaBitsArg::Bits2048 => rcgen::RsaKeySize::_2048,
+                    RsaBitsArg::Bits3072 => rcgen::RsaKeySize::_3072,
+                    RsaBitsArg::Bits4096 => rcgen::RsaKeySize::_4096,
+                },
+                overwrite: force,
+            };
+            certtool::generate_self_signed(&opts)
                 .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    std::fs::write(&out, pem).map_err(|e| format!("{}: {e}", out.display()))?;
-                    println!("wrote {}", out.display());
-                    Ok(())
-                }),
-        };
+                .map(|facts| {
+                    println!(
+                        "wrote {} (serial {}, SHA256 {}) and {} (mode 0600)",
+                        cert.display(),
+                        facts.serial_number,
+                        facts.sha256,
+                        key.display()
+                    );
+                })
+        }
+        CertCommand::Csr { key, cn, sans, out } => certtool::make_csr(&key, &cn, &sans)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| {
+                std::fs::write(&out, pem).map_err(|e| format!("{}: {e}", out.display()))?;
+                println!("wrote {}", out.display());
+                Ok(())
+            }),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -141,6 +166,36 @@ fn cert_command(c: CertCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exits 2 with clap's usage error format, showing the subcommand's usage.
+fn usage_error(path: &[&str], message: &str) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut cmd = &mut cli;
+    for name in path {
+        cmd = cmd
+            .find_subcommand_mut(name)
+            .expect("a subcommand defined in cli.rs");
+    }
+    cmd.error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
+}
+
+/// The passwords `cert show` tries on a PKCS#12 bundle: the empty one (what
+/// many exports use), then the one from --password-file, or else from the
+/// environment.
+fn show_passwords(file: Option<&Path>) -> Result<Vec<Password>, String> {
+    let mut passwords = vec![Password::default()];
+    if let Some(file) = file {
+        passwords.push(Password::from_file(file).map_err(|e| e.to_string())?);
+    } else if let Some(value) = std::env::var_os(certtool::PKCS12_PASSWORD_ENV) {
+        let text = value
+            .into_string()
+            .map_err(|_| format!("${} is not valid UTF-8", certtool::PKCS12_PASSWORD_ENV))?;
+        passwords.push(Password::new(text));
+    }
+    Ok(passwords)
 }
 
 fn init_plain_logging() {

@@ -254,11 +254,9 @@ fn named_files(config_path: &Path) -> Vec<PathBuf> {
 pub fn files_of(s: &Settings) -> Vec<PathBuf> {
     let mut files = Vec::new();
     if let Some(t) = &s.tls {
-        files.push(t.cert.clone());
-        files.push(t.key.clone());
+        files.extend(t.cert.files());
         for sni in &t.sni {
-            files.push(sni.cert.clone());
-            files.push(sni.key.clone());
+            files.extend(sni.cert.files());
         }
     }
     if let Some(ca) = &s.upstream.ca {

@@ -73,6 +73,8 @@ pub struct RawServer {
 pub struct RawTls {
     pub cert: Option<String>,
     pub key: Option<String>,
+    pub pkcs12: Option<String>,
+    pub pkcs12_password_file: Option<String>,
     #[serde(default)]
     pub sni: Vec<RawSni>,
     pub protocols: Option<ListOrCsv>,
@@ -83,8 +85,10 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawSni {
     pub server_name: String,
-    pub cert: String,
-    pub key: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub pkcs12: Option<String>,
+    pub pkcs12_password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

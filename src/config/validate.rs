@@ -85,8 +85,7 @@ pub struct Server {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub cert: CertSource,
     pub sni: Vec<SniCert>,
     pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
     /// The suites that will be offered, in the configured order.
@@ -113,8 +112,42 @@ impl Tls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SniCert {
     pub server_name: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub cert: CertSource,
+}
+
+/// Where a served certificate and its key come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// A PEM chain (leaf first) and a PEM key.
+    Pem { cert: PathBuf, key: PathBuf },
+    /// A PKCS#12 bundle; without a password file the password is empty.
+    Pkcs12 {
+        bundle: PathBuf,
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl CertSource {
+    /// The file that holds the certificate, for messages.
+    pub fn cert_path(&self) -> &Path {
+        match self {
+            CertSource::Pem { cert, .. } => cert,
+            CertSource::Pkcs12 { bundle, .. } => bundle,
+        }
+    }
+
+    /// Every file read to load it: what a reload watches and hashes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self {
+            CertSource::Pem { cert, key } => vec![cert.clone(), key.clone()],
+            CertSource::Pkcs12 {
+                bundle,
+                password_file,
+            } => std::iter::once(bundle.clone())
+                .chain(password_file.clone())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,19 +604,11 @@ impl Validator<'_> {
         if !protocol.https_enabled() {
             return None;
         }
-        let (cert, key) = match (&raw.cert, &raw.key) {
-            (Some(c), Some(k)) => (self.file("tls.cert", c), self.file("tls.key", k)),
-            _ => {
-                self.error(
-                    "tls",
-                    format!(
-                        "tls.cert and tls.key are required when server.protocol = {:?}",
-                        protocol.as_str()
-                    ),
-                );
-                return None;
-            }
-        };
+        let cert = self.cert_source(
+            "tls",
+            [&raw.cert, &raw.key, &raw.pkcs12, &raw.pkcs12_password_file],
+            &format!("when server.protocol = {:?}", protocol.as_str()),
+        )?;
         let mut sni = Vec::new();
         for (i, s) in raw.sni.iter().enumerate() {
             let name = s.server_name.trim().to_ascii_lowercase();
@@ -601,11 +626,17 @@ impl Validator<'_> {
                     format!("{name:?} is listed twice"),
                 );
             }
-            sni.push(SniCert {
-                server_name: name,
-                cert: self.file(&format!("tls.sni.{i}.cert"), &s.cert),
-                key: self.file(&format!("tls.sni.{i}.key"), &s.key),
-            });
+            let source = self.cert_source(
+                &format!("tls.sni.{i}"),
+                [&s.cert, &s.key, &s.pkcs12, &s.pkcs12_password_file],
+                "in every [[tls.sni]] entry",
+            );
+            if let Some(cert) = source {
+                sni.push(SniCert {
+                    server_name: name,
+                    cert,
+                });
+            }
         }
         let version_names = raw
             .protocols
@@ -671,12 +702,73 @@ impl Validator<'_> {
             .collect();
         Some(Tls {
             cert,
-            key,
             sni,
             versions,
             suites: suites_offered,
             skipped_suites: skipped,
         })
+    }
+
+    /// Exactly one of `cert` + `key` (PEM) or `pkcs12` (with an optional
+    /// `pkcs12_password_file`) under `prefix`.
+    fn cert_source(
+        &mut self,
+        prefix: &str,
+        [cert, key, pkcs12, password_file]: [&Option<String>; 4],
+        when: &str,
+    ) -> Option<CertSource> {
+        let k = |name: &str| format!("{prefix}.{name}");
+        match (cert, key, pkcs12) {
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                self.error(
+                    &k("pkcs12"),
+                    format!(
+                        "give either {} and {} (PEM) or {} (PKCS#12), not both",
+                        k("cert"),
+                        k("key"),
+                        k("pkcs12")
+                    ),
+                );
+                None
+            }
+            (None, None, Some(bundle)) => Some(CertSource::Pkcs12 {
+                bundle: self.file(&k("pkcs12"), bundle),
+                password_file: password_file
+                    .as_ref()
+                    .map(|p| self.file(&k("pkcs12_password_file"), p)),
+            }),
+            _ if password_file.is_some() => {
+                self.error(
+                    &k("pkcs12_password_file"),
+                    format!("is the password of {}, which is not set", k("pkcs12")),
+                );
+                None
+            }
+            (Some(c), Some(kf), None) => Some(CertSource::Pem {
+                cert: self.file(&k("cert"), c),
+                key: self.file(&k("key"), kf),
+            }),
+            (Some(_), None, None) => {
+                self.error(&k("cert"), format!("needs {} beside it", k("key")));
+                None
+            }
+            (None, Some(_), None) => {
+                self.error(&k("key"), format!("needs {} beside it", k("cert")));
+                None
+            }
+            (None, None, None) => {
+                self.error(
+                    prefix,
+                    format!(
+                        "{} and {}, or {}, are required {when}",
+                        k("cert"),
+                        k("key"),
+                        k("pkcs12")
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn hsts(&mut self, raw: &RawHsts, protocol: Protocol) -> Hsts {

@@ -99,10 +99,17 @@ pub enum CertError {
 
     /// Generation was asked to write a key file that already exists.
     #[error(
-        "{}: private key file already exists; refusing to overwrite it (ask explicitly for overwriting to replace it)",
+        "{}: private key file already exists; refusing to overwrite it (--force replaces it)",
         path.display()
     )]
     KeyFileExists { path: PathBuf },
+
+    /// Generation was asked to write a certificate file that already exists.
+    #[error(
+        "{}: certificate file already exists; refusing to overwrite it (--force replaces it)",
+        path.display()
+    )]
+    CertFileExists { path: PathBuf },
 
     /// Building or signing a certificate or request failed.
     #[error("{}: could not generate: {reason}", path.display())]

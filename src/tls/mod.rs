@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod multiplex;
+pub mod pkcs12;
 pub mod pool;
 pub mod resume;
 pub mod server;

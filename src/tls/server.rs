@@ -2,7 +2,7 @@
 //! ALPN and session resumption, built into one `rustls::ServerConfig`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
@@ -11,9 +11,10 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use super::certs::{self, CertFacts};
+use super::pkcs12::{self, Password, Pkcs12Error};
 use super::suites;
 use super::BuildError;
-use crate::config::Tls;
+use crate::config::{CertSource, Tls};
 
 /// Session cache and ticket keys live for the whole process, so a reload
 /// that swaps the TLS policy does not invalidate clients' sessions.
@@ -59,7 +60,7 @@ pub fn provider_for(tls: &Tls) -> CryptoProvider {
 
 pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError> {
     let provider = Arc::new(provider_for(tls));
-    let (default_key, default_cert) = load_one("default", "tls", &tls.cert, &tls.key, &provider)?;
+    let (default_key, default_cert) = load_one("default", "tls", &tls.cert, &provider)?;
     let mut loaded = vec![default_cert];
     let mut by_name = HashMap::new();
     for (i, sni) in tls.sni.iter().enumerate() {
@@ -67,7 +68,6 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError>
             &sni.server_name,
             &format!("tls.sni.{i}"),
             &sni.cert,
-            &sni.key,
             &provider,
         )?;
         by_name.insert(sni.server_name.clone(), key);
@@ -95,17 +95,55 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError>
 fn load_one(
     name: &str,
     key_prefix: &str,
-    cert_path: &Path,
-    key_path: &Path,
+    source: &CertSource,
     provider: &CryptoProvider,
 ) -> Result<(Arc<CertifiedKey>, LoadedCert), BuildError> {
-    let err = |key: &str, e: certs::CertError| BuildError::new(format!("{key_prefix}.{key}"), e);
-    let chain = certs::load_cert_chain(cert_path).map_err(|e| err("cert", e))?;
-    let private = certs::load_private_key(key_path).map_err(|e| err("key", e))?;
-    let facts = certs::cert_facts(&chain[0]).map_err(|e| err("cert", e))?;
+    let err =
+        |key: &str, e: &dyn std::fmt::Display| BuildError::new(format!("{key_prefix}.{key}"), e);
+    let (chain, private, key_path) = match source {
+        CertSource::Pem { cert, key } => (
+            certs::load_cert_chain(cert).map_err(|e| err("cert", &e))?,
+            certs::load_private_key(key).map_err(|e| err("key", &e))?,
+            key.as_path(),
+        ),
+        CertSource::Pkcs12 {
+            bundle,
+            password_file,
+        } => {
+            let password = match password_file {
+                Some(file) => {
+                    Password::from_file(file).map_err(|e| err("pkcs12_password_file", &e))?
+                }
+                None => Password::default(),
+            };
+            let loaded = pkcs12::load_identity(bundle, &password, provider).map_err(|e| {
+                // A wrong password is fixed in the password file, when there is one.
+                let at = match (&e, password_file) {
+                    (Pkcs12Error::WrongPassword { .. }, Some(_)) => "pkcs12_password_file",
+                    _ => "pkcs12",
+                };
+                err(at, &e)
+            })?;
+            let key = loaded.key.ok_or_else(|| {
+                err(
+                    "pkcs12",
+                    &Pkcs12Error::NoPrivateKey {
+                        path: bundle.clone(),
+                    },
+                )
+            })?;
+            (loaded.chain, key, bundle.as_path())
+        }
+    };
+    let cert_key = match source {
+        CertSource::Pem { .. } => ("cert", "key"),
+        CertSource::Pkcs12 { .. } => ("pkcs12", "pkcs12"),
+    };
+    let cert_path = source.cert_path();
+    let facts = certs::cert_facts(&chain[0]).map_err(|e| err(cert_key.0, &e))?;
     let chain_len = chain.len();
     let certified = certs::certified_key(chain, private, provider, cert_path, key_path)
-        .map_err(|e| err("key", e))?;
+        .map_err(|e| err(cert_key.1, &e))?;
     let key_algorithm = certified.key.algorithm();
     Ok((
         certified,
