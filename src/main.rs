@@ -41,7 +41,8 @@ fn main() -> ExitCode {
         Command::Run { config } => run_gateway(&config),
         Command::Check { config, against } => {
             let (report, ok) = check::report(&config, against.as_deref());
-            print!("{report}");
+            eprint!("{}", report.problems);
+            print!("{}", report.summary);
             exit(ok)
         }
         Command::Demo => with_runtime(demo::run()),

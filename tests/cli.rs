@@ -313,7 +313,8 @@ fn check_warns_about_risky_but_valid_settings() {
         .arg(&path)
         .output()
         .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    // Warnings go to stderr (SPEC §8).
+    let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("expires in"), "{report}");
     assert!(report.contains("self-signed"), "{report}");
@@ -333,4 +334,45 @@ fn check_warns_about_risky_but_valid_settings() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("plaintext"));
+}
+
+#[test]
+fn check_writes_errors_and_warnings_to_stderr_and_the_policy_to_stdout() {
+    let site = Site::new();
+    let bad = site.path("bad.toml");
+    std::fs::write(&bad, "[upstream]\nurl = \"http://gis:6080\"\n").unwrap();
+    let out = gisgate()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("bad.toml:2:1: upstream.url"), "{stderr}");
+    assert!(stderr.contains("bad.toml: invalid"), "{stderr}");
+    assert!(stdout.is_empty(), "errors reached stdout:\n{stdout}");
+
+    let text = site.config(
+        "127.0.0.1:7443".parse().unwrap(),
+        "[admin]\nallowed_ips = [\"0.0.0.0/0\", \"::/0\"]\n",
+    );
+    let path = site.write_config(&text);
+    let out = gisgate()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("warnings:"), "{stderr}");
+    assert!(stderr.contains("admits every address"), "{stderr}");
+    assert!(!stdout.contains("admits every address"), "{stdout}");
+    assert!(stdout.contains("gateway.toml: valid"), "{stdout}");
+    assert!(stdout.contains("protocol"), "{stdout}");
 }
