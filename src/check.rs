@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::{self, Protocol, Settings};
 use crate::diff;
 use crate::live::Live;
+use crate::probe;
 use crate::tls::server::{LoadedCert, TlsSessions};
 
 /// What `gisgate check` prints: the effective policy for stdout, errors
@@ -74,6 +75,24 @@ pub fn report(path: &Path, against: Option<&Path>) -> (Report, bool) {
         }
     }
     (report, true)
+}
+
+/// `check --probe`: the upstream client the gateway would build from this
+/// config, put to work once (see [`probe::probe`]).
+pub async fn probe(path: &Path, probe_path: &str) -> probe::Probe {
+    if !probe_path.starts_with('/') {
+        return probe::Probe {
+            failure: Some(format!("--probe-path {probe_path:?} must start with /")),
+            ..Default::default()
+        };
+    }
+    match build(path) {
+        Ok(live) => probe::probe(&live.upstream, probe_path).await,
+        Err(e) => probe::Probe {
+            failure: Some(e.to_string()),
+            ..Default::default()
+        },
+    }
 }
 
 /// Everything the gateway would build at start, without binding anything.

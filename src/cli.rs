@@ -33,6 +33,14 @@ pub enum Command {
         /// Also print what would change relative to this (running) config.
         #[arg(long)]
         against: Option<PathBuf>,
+        /// Also connect to the upstream as the gateway would and report
+        /// what it saw: its certificate, the TLS version, and the answer
+        /// to one GET. Exit 1 on any failure.
+        #[arg(long)]
+        probe: bool,
+        /// The path the probe GETs [default: /arcgis/rest/info?f=json].
+        #[arg(long, requires = "probe", value_name = "PATH")]
+        probe_path: Option<String>,
     },
     /// Dev certificates, a mock GIS server on loopback and the gateway in front of it.
     Demo,

@@ -39,11 +39,30 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Run { config } => run_gateway(&config),
-        Command::Check { config, against } => {
+        Command::Check {
+            config,
+            against,
+            probe,
+            probe_path,
+        } => {
             let (report, ok) = check::report(&config, against.as_deref());
             eprint!("{}", report.problems);
             print!("{}", report.summary);
-            exit(ok)
+            if !ok || !probe {
+                return exit(ok);
+            }
+            let path = probe_path.unwrap_or_else(|| gisgate::probe::DEFAULT_PATH.into());
+            with_runtime(async move {
+                let probe = check::probe(&config, &path).await;
+                print!("{}", probe.seen);
+                match probe.failure {
+                    None => {
+                        println!("upstream probe: ok");
+                        Ok(())
+                    }
+                    Some(why) => Err(format!("upstream probe failed: {why}")),
+                }
+            })
         }
         Command::Demo => with_runtime(demo::run()),
         Command::DemoUpstream { listen, cert, key } => {
