@@ -1,11 +1,11 @@
 //! The `gisgate` binary: parse arguments, set up logging, run a subcommand.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gisgate::cli::{CertCommand, Cli, Command};
+use gisgate::cli::{self, CertCommand, Cli, Command};
 use gisgate::{certtool, check, config, demo, logging, run};
 
 /// Per request the proxy allocates and frees many small buffers (headers,
@@ -25,7 +25,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match (cli.command, cli.config) {
         (Some(c), None) => c,
-        (None, Some(config)) => Command::Run { config },
+        (None, Some(config)) => Command::Run {
+            config: Some(config),
+        },
         (Some(_), Some(_)) => {
             eprintln!(
                 "gisgate: give --config either alone or after `run`, not with another command"
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Run { config } => run_gateway(&config),
+        Command::Run { config } => run_gateway(config),
         Command::Check {
             config,
             against,
@@ -80,8 +82,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_gateway(path: &Path) -> ExitCode {
-    let settings = match config::load(path) {
+fn run_gateway(given: Option<PathBuf>) -> ExitCode {
+    let path = match &given {
+        Some(p) => p.clone(),
+        None => match cli::find_config(&cli::DEFAULT_CONFIGS) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("gisgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let settings = match config::load(&path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -90,6 +102,15 @@ fn run_gateway(path: &Path) -> ExitCode {
         }
     };
     logging::init(&settings.log);
+    if given.is_some() {
+        tracing::info!("config {}", path.display());
+    } else {
+        tracing::info!(
+            "config {} (no --config given; looked for {})",
+            path.display(),
+            cli::DEFAULT_CONFIGS.join(", then ")
+        );
+    }
     gisgate::task::log_panics();
     let runtime = match run::runtime(settings.server.worker_threads) {
         Ok(r) => r,

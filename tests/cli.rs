@@ -376,3 +376,92 @@ fn check_writes_errors_and_warnings_to_stderr_and_the_policy_to_stdout() {
     assert!(stdout.contains("gateway.toml: valid"), "{stdout}");
     assert!(stdout.contains("protocol"), "{stdout}");
 }
+
+#[test]
+fn version_names_the_rustls_and_aws_lc_versions() {
+    let out = gisgate().arg("--version").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("gisgate {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("rustls 0.23."), "{text}");
+    assert!(text.contains("aws-lc-rs 1."), "{text}");
+    assert!(text.contains("AWS-LC "), "{text}");
+    assert!(!text.contains("unknown"), "{text}");
+}
+
+#[test]
+fn c_is_short_for_config_in_run_check_and_at_the_top() {
+    let site = Site::new();
+    let good = site.write_config(&site.config("127.0.0.1:7443".parse().unwrap(), ""));
+    let out = gisgate().args(["check", "-c"]).arg(&good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gateway.toml: valid"));
+
+    let bad = site.path("bad.toml");
+    std::fs::write(&bad, "[upstream]\nurl = \"http://gis:6080\"\n").unwrap();
+    for args in [&["run", "-c"][..], &["-c"][..]] {
+        let out = gisgate().args(args).arg(&bad).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("bad.toml:2:1: upstream.url"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_config_uses_gateway_toml_in_the_working_directory_and_logs_it() {
+    let site = Site::new();
+    let text = site
+        .config("127.0.0.1:7443".parse().unwrap(), "")
+        .replace("level = \"warn\"", "level = \"info\"");
+    site.write_config(&text);
+    let mut child = gisgate()
+        .arg("run")
+        .current_dir(site.path(""))
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let announced = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("config ./gateway.toml"))
+    });
+    let line = tokio::time::timeout(Duration::from_secs(20), announced)
+        .await
+        .expect("the gateway said which config it uses")
+        .unwrap();
+    assert!(
+        line.is_some_and(|l| l.contains("no --config given")),
+        "no log line naming the config file"
+    );
+    // (A clean exit on SIGTERM is access_log_is_json_..._sigterm_exits_zero's.)
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn run_without_config_and_without_a_gateway_toml_names_both_places_it_looked() {
+    if std::path::Path::new("/etc/gisgate/gateway.toml").exists() {
+        eprintln!("/etc/gisgate/gateway.toml exists on this machine; skipping");
+        return;
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = gisgate()
+        .arg("run")
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("./gateway.toml"), "{err}");
+    assert!(err.contains("/etc/gisgate/gateway.toml"), "{err}");
+    assert!(err.contains("--config"), "{err}");
+}
