@@ -45,8 +45,14 @@ pub enum Command {
         #[arg(long, requires = "probe", value_name = "PATH")]
         probe_path: Option<String>,
     },
-    /// Dev certificates, a mock GIS server on loopback and the gateway in front of it.
-    Demo,
+    /// Dev certificates, a mock GIS server on loopback and the gateway in
+    /// front of it, listening on loopback only.
+    Demo {
+        /// Listen on the addresses in gateway.toml (the sample's 0.0.0.0:
+        /// every interface) instead of loopback only.
+        #[arg(long)]
+        listen_all: bool,
+    },
     /// Only the built-in HTTPS mock GIS server.
     DemoUpstream {
         #[arg(long, default_value = "127.0.0.1:7443")]

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Command::Demo => with_runtime(demo::run()),
+        Command::Demo { listen_all } => with_runtime(demo::run(listen_all)),
         Command::DemoUpstream { listen, cert, key } => {
             init_plain_logging();
             with_runtime(demo::run_upstream(listen, cert, key))

@@ -465,3 +465,145 @@ fn run_without_config_and_without_a_gateway_toml_names_both_places_it_looked() {
     assert!(err.contains("/etc/gisgate/gateway.toml"), "{err}");
     assert!(err.contains("--config"), "{err}");
 }
+
+#[test]
+fn check_of_the_sample_on_a_fresh_clone_says_to_run_the_demo_first() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        gisgate::demo::SHIPPED_CONFIG,
+    )
+    .unwrap();
+    let out = gisgate()
+        .args(["check", "-c", "gateway.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let cert_line = err
+        .lines()
+        .find(|l| l.contains("tls.cert"))
+        .unwrap_or_else(|| panic!("no tls.cert error:\n{err}"));
+    assert!(cert_line.contains("does not exist"), "{cert_line}");
+    assert!(cert_line.contains("run `gisgate demo`"), "{cert_line}");
+}
+
+#[test]
+fn a_missing_tls_certificate_says_how_to_make_one() {
+    let site = Site::new();
+    let text = site.config(
+        "127.0.0.1:7443".parse().unwrap(),
+        "[tls]\ncert = \"gis.crt\"\nkey = \"gis.key\"\n",
+    );
+    let path = site.write_config(&text);
+    let out = gisgate().args(["check", "-c"]).arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for key in ["tls.cert", "tls.key"] {
+        let line = err.lines().find(|l| l.contains(key)).expect(&err);
+        assert!(line.contains("gisgate cert generate"), "{line}");
+        assert!(!line.contains("gisgate demo"), "{line}");
+    }
+}
+
+/// The addresses (as /proc/net/tcp spells them, e.g. `0100007F` for
+/// 127.0.0.1) of IPv4 sockets listening on `port`.
+fn listening_on(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let (addr, p) = fields.get(1)?.split_once(':')?;
+            (fields.get(3) == Some(&"0A") && u16::from_str_radix(p, 16).ok()? == port)
+                .then(|| addr.to_string())
+        })
+        .collect()
+}
+
+/// A running `gisgate demo`, killed if a test fails before it is stopped.
+struct RunningDemo(Option<std::process::Child>);
+
+impl Drop for RunningDemo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `gisgate demo ARGS` in `dir`; returns it once it says it runs,
+/// with the line after that (where it says who can reach it).
+fn start_demo(dir: &std::path::Path, args: &[&str]) -> (RunningDemo, String) {
+    let mut demo = RunningDemo(None);
+    let child = demo.0.insert(
+        gisgate()
+            .arg("demo")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("gisgate demo is running")),
+        "the demo did not start"
+    );
+    let reach = lines.next().unwrap_or_default();
+    // Read the rest: printing to a closed pipe would end the demo.
+    std::thread::spawn(move || lines.for_each(drop));
+    (demo, reach)
+}
+
+fn interrupt(mut demo: RunningDemo) {
+    let mut child = demo.0.take().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn demo_listens_on_loopback_only_even_after_a_reload_unless_listen_all() {
+    const LOOPBACK: &str = "0100007F";
+    const EVERY_INTERFACE: &str = "00000000";
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, reach) = start_demo(dir.path(), &[]);
+    assert!(reach.contains("loopback only"), "{reach}");
+    assert!(reach.contains("--listen-all"), "{reach}");
+    assert_eq!(listening_on(6443), [LOOPBACK]);
+    assert_eq!(listening_on(6080), [LOOPBACK]);
+    // An edit of gateway.toml is applied, still on loopback.
+    let config = dir.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("http_listen = \"0.0.0.0:6080\""));
+    std::fs::write(
+        &config,
+        text.replace(
+            "http_listen = \"0.0.0.0:6080\"",
+            "http_listen = \"0.0.0.0:6081\"",
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while listening_on(6081).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(listening_on(6081), [LOOPBACK], "the reload's listener");
+    interrupt(demo);
+    std::fs::write(&config, text).unwrap();
+
+    let (demo, reach) = start_demo(dir.path(), &["--listen-all"]);
+    assert!(reach.contains("other machines can reach it"), "{reach}");
+    assert_eq!(listening_on(6443), [EVERY_INTERFACE]);
+    interrupt(demo);
+}
