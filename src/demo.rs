@@ -63,32 +63,48 @@ pub async fn run(listen_all: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Printed with one write, whose failure is ignored: `gisgate demo | head`
+/// (or a test that stops reading once the demo runs) must not end the demo.
 fn print_curl_lines(
     https: Option<SocketAddr>,
     http: Option<SocketAddr>,
     observe: Option<SocketAddr>,
     listen_all: bool,
 ) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let port = |a: Option<SocketAddr>, d: u16| a.map(|a| a.port()).unwrap_or(d);
     let (hs, h, o) = (
         port(https, 6443),
         port(http, 6080),
         observe.map(|a| a.to_string()),
     );
-    println!("\ngisgate demo is running: a mock GIS server on https://{DEMO_UPSTREAM} behind the gateway.");
-    print_reach(listen_all, [https, http, observe]);
-    println!("Try (from this directory):\n");
-    println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/info?f=json'");
-    println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/services?f=pjson'");
-    println!("  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/rest/echo?f=json'   # what the GIS server received");
-    println!("  curl -i 'http://localhost:{h}/arcgis/rest/info?f=json'                          # redirect to https");
-    println!("  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/admin/'                # admin: allowed from loopback");
-    println!("  curl --cacert certs/ca.crt -i --path-as-is 'https://localhost:{hs}/arcgis/%2561dmin' # double encoding: 400");
+    let mut t = String::new();
+    let _ = writeln!(t, "\ngisgate demo is running: a mock GIS server on https://{DEMO_UPSTREAM} behind the gateway.");
+    let _ = writeln!(t, "{}", reach(listen_all, [https, http, observe]));
+    let _ = writeln!(t, "Try (from this directory):\n");
+    let _ = writeln!(
+        t,
+        "  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/info?f=json'"
+    );
+    let _ = writeln!(
+        t,
+        "  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/services?f=pjson'"
+    );
+    let _ = writeln!(t, "  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/rest/echo?f=json'   # what the GIS server received");
+    let _ = writeln!(t, "  curl -i 'http://localhost:{h}/arcgis/rest/info?f=json'                          # redirect to https");
+    let _ = writeln!(t, "  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/admin/'                # admin: allowed from loopback");
+    let _ = writeln!(t, "  curl --cacert certs/ca.crt -i --path-as-is 'https://localhost:{hs}/arcgis/%2561dmin' # double encoding: 400");
     if let Some(o) = o {
-        println!("  curl -s http://{o}/metrics | grep ^gisgate_");
-        println!("  curl -s 'http://{o}/security/config?f=pjson'");
+        let _ = writeln!(t, "  curl -s http://{o}/metrics | grep ^gisgate_");
+        let _ = writeln!(t, "  curl -s 'http://{o}/security/config?f=pjson'");
     }
-    println!("\nEdit gateway.toml while it runs: changes apply without a restart. Ctrl-C stops.\n");
+    let _ = writeln!(
+        t,
+        "\nEdit gateway.toml while it runs: changes apply without a restart. Ctrl-C stops.\n"
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(t.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Moves every listener that is not on loopback to loopback, same port:
@@ -111,7 +127,8 @@ pub fn loopback_only(s: &mut Settings) {
     }
 }
 
-fn print_reach(listen_all: bool, addrs: [Option<SocketAddr>; 3]) {
+/// Who can reach the demo, and how to change that.
+fn reach(listen_all: bool, addrs: [Option<SocketAddr>; 3]) -> String {
     let list = addrs
         .iter()
         .flatten()
@@ -119,11 +136,11 @@ fn print_reach(listen_all: bool, addrs: [Option<SocketAddr>; 3]) {
         .collect::<Vec<_>>()
         .join(", ");
     if listen_all {
-        println!(
+        format!(
             "Listening on the addresses in gateway.toml ({list}): other machines can reach it.\n"
-        );
+        )
     } else {
-        println!("Listening on loopback only ({list}); `gisgate demo --listen-all` listens on the addresses in gateway.toml (0.0.0.0: every interface).\n");
+        format!("Listening on loopback only ({list}); `gisgate demo --listen-all` listens on the addresses in gateway.toml (0.0.0.0: every interface).\n")
     }
 }
 
