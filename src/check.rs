@@ -9,27 +9,51 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::{self, Protocol, Settings};
 use crate::diff;
 use crate::live::Live;
+use crate::probe;
 use crate::tls::server::{LoadedCert, TlsSessions};
 
+/// What `gisgate check` prints: the effective policy for stdout, errors
+/// and warnings for stderr, so that `gisgate check ... >/dev/null` in a
+/// pipeline still shows every problem.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The verdict, the effective policy and, with `--against`, the changes.
+    pub summary: String,
+    /// Errors and warnings.
+    pub problems: String,
+}
+
+/// Both parts, problems first (for a test's failure message).
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.problems, self.summary)
+    }
+}
+
 /// The report to print, and whether the config is valid.
-pub fn report(path: &Path, against: Option<&Path>) -> (String, bool) {
+pub fn report(path: &Path, against: Option<&Path>) -> (Report, bool) {
+    let mut report = Report::default();
     let live = match build(path) {
         Ok(l) => l,
-        Err(e) => return (format!("{e}\n{}: invalid\n", path.display()), false),
+        Err(e) => {
+            report.problems = format!("{e}\n{}: invalid\n", path.display());
+            return (report, false);
+        }
     };
-    let mut out = String::new();
+    let out = &mut report.summary;
     let _ = writeln!(out, "{}: valid", path.display());
-    describe(&live, &mut out);
+    describe(&live, out);
     let warnings = warnings(&live.settings, live.certs());
     if !warnings.is_empty() {
-        let _ = writeln!(out, "warnings:");
+        let _ = writeln!(report.problems, "warnings:");
         for w in &warnings {
-            let _ = writeln!(out, "  - {w}");
+            let _ = writeln!(report.problems, "  - {w}");
         }
     }
     if let Some(old_path) = against {
         match build(old_path) {
             Ok(old) => {
+                let out = &mut report.summary;
                 let changes =
                     diff::changes(&old.settings, old.certs(), &live.settings, live.certs());
                 let _ = writeln!(out, "changes against {}:", old_path.display());
@@ -42,15 +66,33 @@ pub fn report(path: &Path, against: Option<&Path>) -> (String, bool) {
             }
             Err(e) => {
                 let _ = writeln!(
-                    out,
+                    report.problems,
                     "cannot compare: {} is itself invalid:\n{e}",
                     old_path.display()
                 );
-                return (out, false);
+                return (report, false);
             }
         }
     }
-    (out, true)
+    (report, true)
+}
+
+/// `check --probe`: the upstream client the gateway would build from this
+/// config, put to work once (see [`probe::probe`]).
+pub async fn probe(path: &Path, probe_path: &str) -> probe::Probe {
+    if !probe_path.starts_with('/') {
+        return probe::Probe {
+            failure: Some(format!("--probe-path {probe_path:?} must start with /")),
+            ..Default::default()
+        };
+    }
+    match build(path) {
+        Ok(live) => probe::probe(&live.upstream, probe_path).await,
+        Err(e) => probe::Probe {
+            failure: Some(e.to_string()),
+            ..Default::default()
+        },
+    }
 }
 
 /// Everything the gateway would build at start, without binding anything.

@@ -1,19 +1,20 @@
 //! Command-line definitions (SPEC §1).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "gisgate",
-    version,
+    version = version(),
     about = "TLS policy gateway for ArcGIS-style GIS servers: terminates client TLS, applies the site's transport security policy, and re-encrypts every request to the upstream over HTTPS"
 )]
 pub struct Cli {
     /// Run the gateway with this config (same as `gisgate run --config PATH`).
-    #[arg(long, global = false)]
+    #[arg(short = 'c', long, global = false)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -23,21 +24,37 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Run {
-        /// The gateway.toml to run with.
-        #[arg(long)]
-        config: PathBuf,
+        /// The gateway.toml to run with (default: ./gateway.toml, else
+        /// /etc/gisgate/gateway.toml).
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
     },
-    /// Validate a config and every file it names; print the effective policy.
+    /// Validate a config and every file it names; print the effective
+    /// policy on stdout, errors and warnings on stderr.
     Check {
         /// The gateway.toml to check.
-        #[arg(long)]
+        #[arg(short = 'c', long)]
         config: PathBuf,
         /// Also print what would change relative to this (running) config.
         #[arg(long)]
         against: Option<PathBuf>,
+        /// Also connect to the upstream as the gateway would and report
+        /// what it saw: its certificate, the TLS version, and the answer
+        /// to one GET. Exit 1 on any failure.
+        #[arg(long)]
+        probe: bool,
+        /// The path the probe GETs [default: /arcgis/rest/info?f=json].
+        #[arg(long, requires = "probe", value_name = "PATH")]
+        probe_path: Option<String>,
     },
-    /// Dev certificates, a mock GIS server on loopback and the gateway in front of it.
-    Demo,
+    /// Dev certificates, a mock GIS server on loopback and the gateway in
+    /// front of it, listening on loopback only.
+    Demo {
+        /// Listen on the addresses in gateway.toml (the sample's 0.0.0.0:
+        /// every interface) instead of loopback only.
+        #[arg(long)]
+        listen_all: bool,
+    },
     /// Only the built-in HTTPS mock GIS server.
     DemoUpstream {
         /// Address to serve HTTPS on.
@@ -138,4 +155,41 @@ pub enum RsaBitsArg {
     Bits3072,
     #[value(name = "4096")]
     Bits4096,
+}
+
+/// Where `gisgate run` looks for its config when none is given, in order:
+/// the working directory, then the system-wide place (as nginx has
+/// `/etc/nginx/nginx.conf`).
+pub const DEFAULT_CONFIGS: [&str; 2] = ["./gateway.toml", "/etc/gisgate/gateway.toml"];
+
+/// The first of `candidates` that exists, or an error naming them all.
+pub fn find_config(candidates: &[&str]) -> Result<PathBuf, String> {
+    candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            format!(
+                "no --config given, and neither {} exists; pass --config PATH (or -c PATH), or run `gisgate demo` to write the sample gateway.toml here",
+                candidates.join(" nor ")
+            )
+        })
+}
+
+/// `gisgate --version`: this build's version and its TLS stack's, e.g.
+/// `0.1.0 (rustls 0.23.46, aws-lc-rs 1.19.0, AWS-LC 5.12.0)`. The crate
+/// versions come from Cargo.lock at build time (build.rs); AWS-LC's from
+/// the library linked in.
+pub fn version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (rustls {}, aws-lc-rs {}, AWS-LC {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("GISGATE_RUSTLS_VERSION"),
+            env!("GISGATE_AWS_LC_RS_VERSION"),
+            aws_lc_rs::awslc_version()
+        )
+    })
 }

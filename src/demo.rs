@@ -3,7 +3,7 @@
 //! `gateway.toml`, so a user sees the product work in one command.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +17,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::Settings;
 use crate::devpki;
+use crate::gateway::Adjust;
 use crate::tls::certs;
 
 /// The shipped, documented sample config; the demo writes it next to
@@ -26,7 +28,10 @@ pub const SHIPPED_CONFIG: &str = include_str!("../gateway.toml");
 /// Where the shipped config expects the mock GIS server.
 pub const DEMO_UPSTREAM: &str = "127.0.0.1:7443";
 
-pub async fn run() -> Result<(), String> {
+/// `listen_all`: the listen addresses of gateway.toml as written (the
+/// sample's `0.0.0.0`, every interface); otherwise the same ports on
+/// loopback only, since a demo's dev CA key sits in `certs/`.
+pub async fn run(listen_all: bool) -> Result<(), String> {
     let config_path = PathBuf::from("gateway.toml");
     if !config_path.exists() {
         std::fs::write(&config_path, SHIPPED_CONFIG).map_err(|e| format!("gateway.toml: {e}"))?;
@@ -36,8 +41,12 @@ pub async fn run() -> Result<(), String> {
     if pki.created {
         eprintln!("made development certificates in certs/ (a dev CA for localhost only; never use them in production)");
     }
-    let settings = crate::config::load(&config_path).map_err(|e| e.to_string())?;
+    let mut settings = crate::config::load(&config_path).map_err(|e| e.to_string())?;
     crate::logging::init(&settings.log);
+    let adjust: Option<Adjust> = (!listen_all).then_some(loopback_only);
+    if let Some(adjust) = adjust {
+        adjust(&mut settings);
+    }
     let upstream_addr: SocketAddr = DEMO_UPSTREAM.parse().expect("static address");
     let upstream = bind_mock(upstream_addr, &pki.upstream_cert, &pki.upstream_key).await?;
     tokio::spawn(serve_mock(upstream.0, upstream.1));
@@ -45,39 +54,95 @@ pub async fn run() -> Result<(), String> {
     let http = settings.server.http_listen;
     let observe = settings.observability_listen;
     let stop = crate::run::shutdown_signal();
-    let gw = crate::run::start(settings)
+    let gw = crate::run::start_adjusted(settings, adjust)
         .await
         .map_err(|e| e.to_string())?;
-    print_curl_lines(https, http, observe);
+    print_curl_lines(https, http, observe, listen_all);
     stop.await;
     tracing::info!("shutdown signal received");
     gw.shutdown().await;
     Ok(())
 }
 
+/// Printed with one write, whose failure is ignored: `gisgate demo | head`
+/// (or a test that stops reading once the demo runs) must not end the demo.
 fn print_curl_lines(
     https: Option<SocketAddr>,
     http: Option<SocketAddr>,
     observe: Option<SocketAddr>,
+    listen_all: bool,
 ) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let port = |a: Option<SocketAddr>, d: u16| a.map(|a| a.port()).unwrap_or(d);
     let (hs, h, o) = (
         port(https, 6443),
         port(http, 6080),
         observe.map(|a| a.to_string()),
     );
-    println!("\ngisgate demo is running: a mock GIS server on https://{DEMO_UPSTREAM} behind the gateway.\nTry (from this directory):\n");
-    println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/info?f=json'");
-    println!("  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/services?f=pjson'");
-    println!("  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/rest/echo?f=json'   # what the GIS server received");
-    println!("  curl -i 'http://localhost:{h}/arcgis/rest/info?f=json'                          # redirect to https");
-    println!("  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/admin/'                # admin: allowed from loopback");
-    println!("  curl --cacert certs/ca.crt -i --path-as-is 'https://localhost:{hs}/arcgis/%2561dmin' # double encoding: 400");
+    let mut t = String::new();
+    let _ = writeln!(t, "\ngisgate demo is running: a mock GIS server on https://{DEMO_UPSTREAM} behind the gateway.");
+    let _ = writeln!(t, "{}", reach(listen_all, [https, http, observe]));
+    let _ = writeln!(t, "Try (from this directory):\n");
+    let _ = writeln!(
+        t,
+        "  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/info?f=json'"
+    );
+    let _ = writeln!(
+        t,
+        "  curl --cacert certs/ca.crt 'https://localhost:{hs}/arcgis/rest/services?f=pjson'"
+    );
+    let _ = writeln!(t, "  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/rest/echo?f=json'   # what the GIS server received");
+    let _ = writeln!(t, "  curl -i 'http://localhost:{h}/arcgis/rest/info?f=json'                          # redirect to https");
+    let _ = writeln!(t, "  curl --cacert certs/ca.crt -i 'https://localhost:{hs}/arcgis/admin/'                # admin: allowed from loopback");
+    let _ = writeln!(t, "  curl --cacert certs/ca.crt -i --path-as-is 'https://localhost:{hs}/arcgis/%2561dmin' # double encoding: 400");
     if let Some(o) = o {
-        println!("  curl -s http://{o}/metrics | grep ^gisgate_");
-        println!("  curl -s 'http://{o}/security/config?f=pjson'");
+        let _ = writeln!(t, "  curl -s http://{o}/metrics | grep ^gisgate_");
+        let _ = writeln!(t, "  curl -s 'http://{o}/security/config?f=pjson'");
     }
-    println!("\nEdit gateway.toml while it runs: changes apply without a restart. Ctrl-C stops.\n");
+    let _ = writeln!(
+        t,
+        "\nEdit gateway.toml while it runs: changes apply without a restart. Ctrl-C stops.\n"
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(t.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Moves every listener that is not on loopback to loopback, same port:
+/// 127.0.0.1 for IPv4 addresses, ::1 for IPv6 ones.
+pub fn loopback_only(s: &mut Settings) {
+    for addr in [
+        &mut s.server.https_listen,
+        &mut s.server.http_listen,
+        &mut s.observability_listen,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !addr.ip().is_loopback() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+    }
+}
+
+/// Who can reach the demo, and how to change that.
+fn reach(listen_all: bool, addrs: [Option<SocketAddr>; 3]) -> String {
+    let list = addrs
+        .iter()
+        .flatten()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if listen_all {
+        format!(
+            "Listening on the addresses in gateway.toml ({list}): other machines can reach it.\n"
+        )
+    } else {
+        format!("Listening on loopback only ({list}); `gisgate demo --listen-all` listens on the addresses in gateway.toml (0.0.0.0: every interface).\n")
+    }
 }
 
 /// `gisgate demo-upstream --listen ADDR`: only the mock GIS server.

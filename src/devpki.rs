@@ -28,6 +28,16 @@ pub const GATEWAY_FULLCHAIN_FILE: &str = "gateway.fullchain.crt";
 pub const GATEWAY_KEY_FILE: &str = "gateway.key";
 pub const UPSTREAM_CERT_FILE: &str = "upstream.crt";
 pub const UPSTREAM_KEY_FILE: &str = "upstream.key";
+/// Every file of the development PKI, by name.
+pub const FILES: [&str; 7] = [
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    GATEWAY_CERT_FILE,
+    GATEWAY_FULLCHAIN_FILE,
+    GATEWAY_KEY_FILE,
+    UPSTREAM_CERT_FILE,
+    UPSTREAM_KEY_FILE,
+];
 
 /// Common name of the development CA.
 pub const DEV_CA_CN: &str = "gisgate dev CA";

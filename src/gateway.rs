@@ -29,7 +29,14 @@ pub struct Gateway {
     active: AtomicUsize,
     idle: Notify,
     set_aside: AtomicU64,
+    /// Applied to every config loaded by a reload, as it was to the first.
+    adjust: Option<Adjust>,
 }
+
+/// A change made to each config a gateway loads, the first and every
+/// reload's: `gisgate demo` keeps its listeners on loopback this way,
+/// whatever an edit of gateway.toml says.
+pub type Adjust = fn(&mut Settings);
 
 /// What a successful reload changed, in policy terms.
 #[derive(Debug)]
@@ -44,6 +51,19 @@ impl Gateway {
         settings: Settings,
         prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Result<Arc<Gateway>, ConfigErrors> {
+        Self::start_adjusted(settings, prometheus, None).await
+    }
+
+    /// [`start`](Self::start), with `adjust` applied to this config and
+    /// to every one a reload loads.
+    pub async fn start_adjusted(
+        mut settings: Settings,
+        prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+        adjust: Option<Adjust>,
+    ) -> Result<Arc<Gateway>, ConfigErrors> {
+        if let Some(adjust) = adjust {
+            adjust(&mut settings);
+        }
         let sessions =
             TlsSessions::new().map_err(|e| ConfigErrors(vec![settings.error_at("tls", e)]))?;
         let live = Live::build(settings, &sessions, None)?;
@@ -61,6 +81,7 @@ impl Gateway {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             set_aside: AtomicU64::new(0),
+            adjust,
         });
         let running: Vec<_> = bound
             .into_iter()
@@ -115,7 +136,10 @@ impl Gateway {
         still_current: impl FnOnce(&Settings) -> bool,
     ) -> Result<Option<Reloaded>, ConfigErrors> {
         let old = self.live.load_full();
-        let settings = config::load(&old.settings.path)?;
+        let mut settings = config::load(&old.settings.path)?;
+        if let Some(adjust) = self.adjust {
+            adjust(&mut settings);
+        }
         let new = Live::build(settings, &self.sessions, Some(&old))?;
         let current: Vec<(ListenerKind, SocketAddr)> = {
             let l = self.listeners.lock().expect("listeners lock");

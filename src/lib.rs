@@ -20,6 +20,7 @@ pub mod live;
 pub mod logging;
 pub mod observe;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod run;

@@ -1,11 +1,11 @@
 //! The `gisgate` binary: parse arguments, set up logging, run a subcommand.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use gisgate::cli::{CertCommand, Cli, Command, KeyTypeArg, RsaBitsArg};
+use gisgate::cli::{self, CertCommand, Cli, Command, KeyTypeArg, RsaBitsArg};
 use gisgate::tls::certs::KeyType;
 use gisgate::tls::pkcs12::Password;
 use gisgate::{certtool, check, config, demo, logging, run};
@@ -27,7 +27,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match (cli.command, cli.config) {
         (Some(c), None) => c,
-        (None, Some(config)) => Command::Run { config },
+        (None, Some(config)) => Command::Run {
+            config: Some(config),
+        },
         (Some(_), Some(_)) => {
             eprintln!(
                 "gisgate: give --config either alone or after `run`, not with another command"
@@ -40,13 +42,33 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Run { config } => run_gateway(&config),
-        Command::Check { config, against } => {
+        Command::Run { config } => run_gateway(config),
+        Command::Check {
+            config,
+            against,
+            probe,
+            probe_path,
+        } => {
             let (report, ok) = check::report(&config, against.as_deref());
-            print!("{report}");
-            exit(ok)
+            eprint!("{}", report.problems);
+            print!("{}", report.summary);
+            if !ok || !probe {
+                return exit(ok);
+            }
+            let path = probe_path.unwrap_or_else(|| gisgate::probe::DEFAULT_PATH.into());
+            with_runtime(async move {
+                let probe = check::probe(&config, &path).await;
+                print!("{}", probe.seen);
+                match probe.failure {
+                    None => {
+                        println!("upstream probe: ok");
+                        Ok(())
+                    }
+                    Some(why) => Err(format!("upstream probe failed: {why}")),
+                }
+            })
         }
-        Command::Demo => with_runtime(demo::run()),
+        Command::Demo { listen_all } => with_runtime(demo::run(listen_all)),
         Command::DemoUpstream { listen, cert, key } => {
             init_plain_logging();
             with_runtime(demo::run_upstream(listen, cert, key))
@@ -62,8 +84,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_gateway(path: &Path) -> ExitCode {
-    let settings = match config::load(path) {
+fn run_gateway(given: Option<PathBuf>) -> ExitCode {
+    let path = match &given {
+        Some(p) => p.clone(),
+        None => match cli::find_config(&cli::DEFAULT_CONFIGS) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("gisgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let settings = match config::load(&path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -72,6 +104,15 @@ fn run_gateway(path: &Path) -> ExitCode {
         }
     };
     logging::init(&settings.log);
+    if given.is_some() {
+        tracing::info!("config {}", path.display());
+    } else {
+        tracing::info!(
+            "config {} (no --config given; looked for {})",
+            path.display(),
+            cli::DEFAULT_CONFIGS.join(", then ")
+        );
+    }
     gisgate::task::log_panics();
     let runtime = match run::runtime(settings.server.worker_threads) {
         Ok(r) => r,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{ConfigErrors, Settings};
-use crate::gateway::Gateway;
+use crate::gateway::{Adjust, Gateway};
 use crate::observe::metrics;
 use crate::reload;
 
@@ -38,6 +38,15 @@ pub async fn serve(settings: Settings) -> Result<(), ConfigErrors> {
 
 /// Starts everything but does not wait: for `serve`, the demo and tests.
 pub async fn start(settings: Settings) -> Result<Arc<Gateway>, ConfigErrors> {
+    start_adjusted(settings, None).await
+}
+
+/// [`start`], with `adjust` applied to the config and to every reload's
+/// (see [`Adjust`]).
+pub async fn start_adjusted(
+    settings: Settings,
+    adjust: Option<Adjust>,
+) -> Result<Arc<Gateway>, ConfigErrors> {
     // GISGATE_METRICS=off runs without a recorder, only to measure what
     // recording costs (README, Performance); /metrics then shows only the
     // certificate expiry gauges.
@@ -52,7 +61,7 @@ pub async fn start(settings: Settings) -> Result<Arc<Gateway>, ConfigErrors> {
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
-    let gw = Gateway::start(settings, handle).await?;
+    let gw = Gateway::start_adjusted(settings, handle, adjust).await?;
     reload::spawn(gw.clone());
     Ok(gw)
 }

@@ -448,7 +448,11 @@ impl Validator<'_> {
         if !p.is_file() {
             self.error(
                 key,
-                format!("file {} does not exist or is not a file", p.display()),
+                format!(
+                    "file {} does not exist or is not a file{}",
+                    p.display(),
+                    missing_file_hint(key, raw).unwrap_or_default()
+                ),
             );
         }
         p
@@ -1091,4 +1095,28 @@ fn is_origin(o: &str) -> bool {
         && !rest.is_empty()
         && !rest.contains('/')
         && crate::policy::redirect::parse_host(rest).is_ok()
+}
+
+/// What to do about a missing file, when gisgate can make it: the shipped
+/// sample's development certificates (on a fresh clone `certs/` does not
+/// exist yet), or any TLS certificate or key.
+fn missing_file_hint(key: &str, raw: &str) -> Option<&'static str> {
+    let p = Path::new(raw);
+    let in_certs = p
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|d| d == "certs");
+    let dev_file = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| crate::devpki::FILES.contains(&n));
+    if in_certs && dev_file {
+        return Some(
+            " (it is one of the sample's development certificates: run `gisgate demo` in this directory once to make certs/, or point the config at your own certificate)",
+        );
+    }
+    let tls_pair = key.starts_with("tls.") && (key.ends_with(".cert") || key.ends_with(".key"));
+    tls_pair.then_some(
+        " (`gisgate cert generate --cn NAME --cert CERT --key KEY` makes a self-signed pair)",
+    )
 }

@@ -48,6 +48,10 @@ pub struct UpstreamClient {
     /// Offers h2 then http/1.1: the first connection's, with
     /// `prefer_http2`.
     offer_both: Option<Connector>,
+    /// The pool's and the HTTP/2 connections' connectors, for
+    /// [`UpstreamClient::connect_once`].
+    http1_only: Connector,
+    h2_only: Connector,
     /// The protocol learned from the first connection: `UNKNOWN`, or an
     /// `UpstreamProtocol` as u8.
     protocol: AtomicU8,
@@ -110,6 +114,8 @@ impl UpstreamClient {
             settings: settings.clone(),
             pool: Pool::new(settings, connector(&[b"http/1.1"])),
             h2: Multiplex::new(connector(&[b"h2"]), settings.pool_idle_timeout),
+            http1_only: connector(&[b"http/1.1"]),
+            h2_only: connector(&[b"h2"]),
             offer_both: settings
                 .prefer_http2
                 .then(|| connector(&[b"h2", b"http/1.1"])),
@@ -161,6 +167,28 @@ impl UpstreamClient {
         Some(learned)
     }
 
+    /// One connection opened as this client opens its first (see
+    /// `probe`): the same verifier, server name, TLS versions, ALPN offer,
+    /// and HTTP/2 when the upstream refuses http/1.1. It is the caller's,
+    /// never pooled: `gisgate check --probe` inspects it and sends one
+    /// request on it, so that what it reports is what the gateway gets.
+    pub async fn connect_once(&self) -> Result<UpstreamStream, BoxError> {
+        if let Some(both) = &self.offer_both {
+            return Ok(both.connect().await?);
+        }
+        match self.http1_only.connect().await {
+            Ok(tls) => Ok(tls),
+            Err(e) => {
+                let e: BoxError = Box::new(e);
+                if refuses_alpn(&e) {
+                    Ok(self.h2_only.connect().await?)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Sends `req`, built for `protocol` (see `proxy::upstream_request`).
     /// An upstream that now refuses the protocol learned earlier (its
     /// configuration changed) is probed again by the next request.
@@ -210,6 +238,7 @@ fn refuses_alpn(e: &BoxError) -> bool {
 /// Opens verified TLS connections to the upstream, offering its ALPN
 /// protocols: the pool's http/1.1, the HTTP/2 connections' h2, the first
 /// connection with `prefer_http2` both.
+#[derive(Clone)]
 pub struct Connector {
     settings: Upstream,
     tls: Arc<ClientConfig>,
@@ -490,7 +519,7 @@ fn failure_of(err: &(dyn std::error::Error + 'static)) -> Failure {
 
 /// The error and its causes, stepping into what an `io::Error` wraps
 /// (its `source()` skips it).
-fn chain<'a>(
+pub(crate) fn chain<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(err), |e| match e.downcast_ref::<std::io::Error>() {
