@@ -244,7 +244,11 @@ async fn forward(
     upstream_response_headers(live, conn, authority, &client, &mut response);
     if switching {
         let client_side = client.upgrade.ok_or(Refusal::UpstreamFailed)?;
-        tunnel::splice(conn.clone(), client_side, hyper::upgrade::on(&mut response));
+        conn.activity.tunnel_opened();
+        let idle = conn.activity.idle_timeout();
+        let conn = conn.clone();
+        let closed = move || conn.activity.tunnel_closed();
+        tunnel::splice(idle, closed, client_side, hyper::upgrade::on(&mut response));
         // The upgraded connection is the WebSocket's now, not the pool's.
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }

@@ -18,17 +18,19 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use crate::listen::ConnInfo;
-
-/// Starts copying once both upgrades have completed. The connection is
-/// marked as tunnelled before the 101 is sent, so its task never ends
-/// between the upgrade and the tunnel's start. A tunnel that carries
-/// nothing either way for `limits.idle_timeout` is closed, as nginx closes
-/// one after `proxy_read_timeout`.
-pub fn splice(conn: Arc<ConnInfo>, client: OnUpgrade, upstream: OnUpgrade) {
-    conn.activity.tunnel_opened();
-    let idle = conn.activity.idle_timeout();
-    let open = Open(conn);
+/// Starts copying once both upgrades have completed; `closed` runs when
+/// the tunnel ends, however it ends. (The caller marks its connection as
+/// tunnelled before the 101 is sent, so the connection's task never ends
+/// between the upgrade and the tunnel's start.) A tunnel that carries
+/// nothing either way for `idle` (`limits.idle_timeout`) is closed, as
+/// nginx closes one after `proxy_read_timeout`.
+pub fn splice(
+    idle: Duration,
+    closed: impl FnOnce() + Send + 'static,
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+) {
+    let open = Open(Some(closed));
     tokio::spawn(async move {
         let _open = open;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -66,12 +68,14 @@ pub fn splice(conn: Arc<ConnInfo>, client: OnUpgrade, upstream: OnUpgrade) {
     });
 }
 
-/// Marks the tunnel closed however its task ends.
-struct Open(Arc<ConnInfo>);
+/// Runs its function however the tunnel's task ends.
+struct Open<F: FnOnce()>(Option<F>);
 
-impl Drop for Open {
+impl<F: FnOnce()> Drop for Open<F> {
     fn drop(&mut self) {
-        self.0.activity.tunnel_closed();
+        if let Some(closed) = self.0.take() {
+            closed();
+        }
     }
 }
 
