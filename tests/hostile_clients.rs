@@ -463,30 +463,13 @@ async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_li
     assert_eq!(up.count(), 2);
 }
 
-/// A WebSocket tunnel through the gateway to the upstream's echo.
-async fn websocket(
-    site: &Site,
-    tg: &TestGateway,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut ws = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
-    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let n = ws.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
-    ws
-}
-
 #[tokio::test]
 async fn a_websocket_tunnel_idle_both_ways_is_closed_one_in_use_is_not() {
     let site = Site::new();
     let up = site.upstream(false).await;
     let tg = site.gateway(&up, "[limits]\nidle_timeout = \"1s\"\n").await;
-    let mut busy = websocket(&site, &tg).await;
-    let mut idle = websocket(&site, &tg).await;
+    let mut busy = websocket(&site, tg.https()).await;
+    let mut idle = websocket(&site, tg.https()).await;
     let mut buf = [0u8; 64];
     // Used every 300 ms for 3 s: stays open.
     for _ in 0..10 {

@@ -776,6 +776,24 @@ pub async fn raw_https(site: &Site, addr: SocketAddr, request: &str) -> String {
     read_to_close(&mut tls).await
 }
 
+/// A WebSocket tunnel through the gateway at `addr` to the test
+/// upstream's echo (`/ws`), its 101 read.
+pub async fn websocket(
+    site: &Site,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut ws = tls_connect(addr, client_config(site.ca.roots(), &[b"http/1.1"]))
+        .await
+        .unwrap();
+    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = ws.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    ws
+}
+
 pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(request.as_bytes()).await.unwrap();
