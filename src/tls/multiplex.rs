@@ -31,8 +31,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use super::connect::{BoxError, Connector, UpstreamStream};
 use super::upkeep::Upkeep;
-use super::upstream::{BoxError, Connector, UpstreamStream};
 
 /// Requests in flight on one connection before another is opened. RFC 9113
 /// §6.5.2 recommends that servers allow at least 100; Tomcat's default is

@@ -25,8 +25,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use super::connect::{BoxError, Connector, UpstreamStream};
 use super::upkeep::Upkeep;
-use super::upstream::{BoxError, Connector, UpstreamStream};
 use crate::config::Upstream;
 
 /// How long idle connections above `pool_max_idle` are kept for the next

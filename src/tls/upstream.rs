@@ -11,13 +11,12 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
 
 use super::certs;
+pub use super::connect::{BoxError, ConnectError, Connector, UpstreamStream};
 use super::multiplex::{self, Multiplex};
 use super::pool::{self, Pool};
 use super::resume::TicketStore;
-use super::stream::{self, ClientStream};
 use super::BuildError;
 use crate::config::Upstream;
 
@@ -104,11 +103,7 @@ impl UpstreamClient {
         let connector = |alpn: &[&[u8]]| {
             let mut tls = tls.clone();
             tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-            Connector {
-                settings: settings.clone(),
-                tls: Arc::new(tls),
-                server_name: server_name.clone(),
-            }
+            Connector::new(settings.clone(), Arc::new(tls), server_name.clone())
         };
         Ok(UpstreamClient {
             settings: settings.clone(),
@@ -218,8 +213,6 @@ impl UpstreamClient {
     }
 }
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The upstream refused every protocol offered in ALPN
 /// (no_application_protocol).
 fn refuses_alpn(e: &BoxError) -> bool {
@@ -233,96 +226,6 @@ fn refuses_alpn(e: &BoxError) -> bool {
             rustls::AlertDescription::NoApplicationProtocol
         )) | Some(rustls::Error::NoApplicationProtocol)
     )
-}
-
-/// Opens verified TLS connections to the upstream, offering its ALPN
-/// protocols: the pool's http/1.1, the HTTP/2 connections' h2, the first
-/// connection with `prefer_http2` both.
-#[derive(Clone)]
-pub struct Connector {
-    settings: Upstream,
-    tls: Arc<ClientConfig>,
-    server_name: ServerName<'static>,
-}
-
-impl Connector {
-    pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
-        let tcp = connect_tcp(&self.settings)
-            .await
-            .map_err(ConnectError::into_io)?;
-        let name = self.server_name.clone();
-        stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE).await
-    }
-}
-
-pub type UpstreamStream = ClientStream;
-
-/// A read takes what the socket holds, up to this much: a 64 KiB tile in
-/// one or two `recvfrom` calls (`strace`; tokio-rustls, reading 4 KiB at a
-/// time until its buffer had grown to a record, made 8, and 3 with a
-/// 64 KiB `BufReader` below it). Upstream connections are few (the pool),
-/// so the memory is spent there and not on every client.
-const UPSTREAM_READ_SIZE: usize = 64 * 1024;
-
-/// Why no TCP connection to the upstream could be made, built where it
-/// failed (the TLS handshake's failures are rustls' own errors).
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("cannot resolve the upstream host: {0}")]
-    Resolve(#[source] std::io::Error),
-    #[error("connection refused")]
-    Refused(#[source] std::io::Error),
-    #[error("connect timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("connect failed: {0}")]
-    Io(#[source] std::io::Error),
-}
-
-impl ConnectError {
-    fn from_connect(e: std::io::Error) -> Self {
-        match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => ConnectError::Refused(e),
-            _ => ConnectError::Io(e),
-        }
-    }
-
-    /// Carried as an `io::Error` through the connection's stream types;
-    /// `classify` finds it again.
-    fn into_io(self) -> std::io::Error {
-        let kind = match &self {
-            ConnectError::Refused(_) => std::io::ErrorKind::ConnectionRefused,
-            ConnectError::Timeout(_) => std::io::ErrorKind::TimedOut,
-            _ => std::io::ErrorKind::Other,
-        };
-        std::io::Error::new(kind, self)
-    }
-}
-
-/// A TCP connection to the upstream within `upstream.connect_timeout`,
-/// trying each resolved address in turn.
-async fn connect_tcp(s: &Upstream) -> Result<TcpStream, ConnectError> {
-    let connect = async {
-        let addrs = tokio::net::lookup_host((s.host.as_str(), s.port))
-            .await
-            .map_err(ConnectError::Resolve)?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(tcp) => {
-                    let _ = tcp.set_nodelay(true);
-                    return Ok(tcp);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(match last {
-            Some(e) => ConnectError::from_connect(e),
-            None => ConnectError::Resolve(std::io::Error::other("no address")),
-        })
-    };
-    tokio::time::timeout(s.connect_timeout, connect)
-        .await
-        .map_err(|_| ConnectError::Timeout(s.connect_timeout))?
 }
 
 fn client_tls_config(settings: &Upstream) -> Result<ClientConfig, BuildError> {
