@@ -3,20 +3,14 @@
 //! record, so the access log line and metrics are written when the body
 //! has really been sent (or the client went away), with the bytes counted.
 
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::error::Route;
-use crate::listen::ConnInfo;
-use crate::observe::{access, metrics};
+use crate::observe::access::RequestRecord;
 use crate::tls::upstream::Lease;
 
 pub struct ResponseBody {
@@ -153,68 +147,5 @@ impl Drop for ResponseBody {
             record.bytes = self.bytes;
             record.finish();
         }
-    }
-}
-
-/// What the access log and metrics say of one request. Created when the
-/// request arrives (marking the connection busy), finished when its
-/// response body is done or dropped.
-pub struct RequestRecord {
-    pub conn: Arc<ConnInfo>,
-    pub method: Method,
-    pub started: Instant,
-    pub path: Option<String>,
-    pub query: Option<String>,
-    pub client: Option<IpAddr>,
-    pub route: Route,
-    /// 0 until a response exists; a request dropped before that is logged
-    /// as 499, nginx's "client closed request".
-    pub status: u16,
-    pub upstream_status: Option<u16>,
-    pub bytes: u64,
-    /// The HTTP/1.1 request line had a raw `#` (refused: 400).
-    pub fragment: bool,
-    finished: bool,
-}
-
-impl RequestRecord {
-    /// `body_complete`: the request came with no body to read (its body
-    /// reported its end before a byte of it was read).
-    pub fn new(conn: Arc<ConnInfo>, method: Method, body_complete: bool, started: Instant) -> Self {
-        let fragment = conn.activity.begin_request(body_complete);
-        RequestRecord {
-            fragment,
-            conn,
-            method,
-            started,
-            path: None,
-            query: None,
-            client: None,
-            route: Route::Rejected,
-            status: 0,
-            upstream_status: None,
-            bytes: 0,
-            finished: false,
-        }
-    }
-
-    fn finish(&mut self) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
-        if self.status == 0 {
-            self.status = 499;
-        }
-        let elapsed = self.started.elapsed();
-        metrics::request(self.conn.kind, self.route, self.status, elapsed);
-        access::log(self, elapsed);
-        self.conn.activity.end_request();
-    }
-}
-
-impl Drop for RequestRecord {
-    fn drop(&mut self) {
-        self.finish();
     }
 }

@@ -5,30 +5,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
 use crate::headers::TransferCodingError;
+pub use crate::observe::metrics::Route;
 use crate::policy::path::PathError;
 use crate::policy::query::QueryError;
-
-/// The `route` label of `gisgate_requests_total`: a bounded set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Proxy,
-    Redirect,
-    AdminDenied,
-    Preflight,
-    Rejected,
-}
-
-impl Route {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::Proxy => "proxy",
-            Route::Redirect => "redirect",
-            Route::AdminDenied => "admin_denied",
-            Route::Preflight => "preflight",
-            Route::Rejected => "rejected",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {

@@ -2,18 +2,25 @@
 //! listeners, the connection limit, reload and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use http::Request;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::{self, ConfigErrors, Settings};
+use crate::conn::ConnInfo;
 use crate::diff;
-use crate::listen::{self, ListenerKind, RunningListener};
+use crate::listen::{
+    self, built_in_its_box, ListenerKind, OpenConnections, Responding, RunningListener, Service,
+};
 use crate::live::Live;
+use crate::observe::endpoints;
 use crate::observe::metrics;
+use crate::proxy;
 use crate::tls::server::TlsSessions;
 
 pub struct Gateway {
@@ -26,9 +33,7 @@ pub struct Gateway {
     draining: AtomicBool,
     listeners: Mutex<Vec<RunningListener>>,
     reload_lock: tokio::sync::Mutex<()>,
-    active: AtomicUsize,
-    idle: Notify,
-    set_aside: AtomicU64,
+    connections: Arc<OpenConnections>,
     /// Applied to every config loaded by a reload, as it was to the first.
     adjust: Option<Adjust>,
 }
@@ -78,14 +83,12 @@ impl Gateway {
             draining: AtomicBool::new(false),
             listeners: Mutex::new(Vec::new()),
             reload_lock: tokio::sync::Mutex::new(()),
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
-            set_aside: AtomicU64::new(0),
+            connections: Arc::default(),
             adjust,
         });
         let running: Vec<_> = bound
             .into_iter()
-            .map(|(kind, addr, l)| listen::start(&gw, kind, addr, l))
+            .map(|(kind, addr, l)| listen::start(&(gw.clone() as Arc<dyn Service>), kind, addr, l))
             .collect();
         *gw.listeners.lock().expect("listeners lock") = running;
         metrics::config_loaded();
@@ -168,7 +171,12 @@ impl Gateway {
             keep
         });
         for (kind, addr, l) in bound {
-            listeners.push(listen::start(self, kind, addr, l));
+            listeners.push(listen::start(
+                &(self.clone() as Arc<dyn Service>),
+                kind,
+                addr,
+                l,
+            ));
         }
         drop(listeners);
         self.resize_connection_limit(new_limit);
@@ -196,31 +204,13 @@ impl Gateway {
     /// buffers freed until its next request; README, Resources). For tests
     /// and debugging: not a metric, the SPEC names those.
     pub fn connections_set_aside(&self) -> u64 {
-        self.set_aside.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_set_aside(&self) {
-        self.set_aside.fetch_add(1, Ordering::Relaxed);
+        self.connections.set_aside()
     }
 
     /// Client connections open now on the public listeners (those the
     /// drain waits for), WebSocket tunnels included.
     pub fn open_connections(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    /// Counts a client connection for the drain and the active gauge.
-    /// Connections of the observability listener are not waited for: it
-    /// stays up through the drain, and probes and scrapes keep theirs open.
-    pub fn track_connection(self: &Arc<Self>, kind: ListenerKind) -> ConnectionGuard {
-        if kind != ListenerKind::Observability {
-            self.active.fetch_add(1, Ordering::Relaxed);
-        }
-        metrics::connection_opened(kind.as_str());
-        ConnectionGuard {
-            gw: self.clone(),
-            kind,
-        }
+        self.connections.count()
     }
 
     /// SPEC §5: /readyz turns 503, listeners stop accepting, in-flight
@@ -238,40 +228,42 @@ impl Gateway {
                 l.stop();
             }
         }
-        let drained = tokio::time::timeout(grace, async {
-            loop {
-                let notified = self.idle.notified();
-                if self.active.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await;
+        let drained = tokio::time::timeout(grace, self.connections.none_left()).await;
         match drained {
             Ok(()) => tracing::info!("drained; all connections closed"),
             Err(_) => tracing::warn!(
                 "shutdown grace of {:?} passed with {} connection(s) still open; closing them",
                 grace,
-                self.active.load(Ordering::Relaxed)
+                self.connections.count()
             ),
         }
     }
 }
 
-pub struct ConnectionGuard {
-    gw: Arc<Gateway>,
-    kind: ListenerKind,
-}
+impl Service for Gateway {
+    fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
 
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        metrics::connection_closed(self.kind.as_str());
-        if self.kind != ListenerKind::Observability
-            && self.gw.active.fetch_sub(1, Ordering::AcqRel) == 1
-        {
-            self.gw.idle.notify_waiters();
-        }
+    fn connection_limit(&self) -> Arc<Semaphore> {
+        self.connection_limit.clone()
+    }
+
+    fn connections(&self) -> &Arc<OpenConnections> {
+        &self.connections
+    }
+
+    fn respond(self: Arc<Self>, info: Arc<ConnInfo>, req: Request<Incoming>) -> Responding {
+        built_in_its_box(move || async move {
+            let live = self.live.load_full();
+            Ok(match info.kind {
+                ListenerKind::Observability => {
+                    let prometheus = self.prometheus.as_ref();
+                    endpoints::handle(&live, self.is_ready(), prometheus, req).await
+                }
+                _ => proxy::handle(live, info, req).await,
+            })
+        })
     }
 }
 

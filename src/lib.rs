@@ -9,6 +9,7 @@ pub mod certtool;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod devpki;
 pub mod diff;

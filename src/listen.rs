@@ -6,69 +6,28 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::time::Instant;
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::body::ResponseBody;
 use crate::config::Limits;
-use crate::gateway::Gateway;
+use crate::conn::{Activity, Verdict, Watch, NONE};
+pub use crate::conn::{ConnInfo, ListenerKind};
 use crate::headers;
-use crate::observe::{endpoints, metrics};
-use crate::proxy;
+use crate::live::Live;
+use crate::observe::metrics;
 use crate::tls::{stream, suites};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListenerKind {
-    Https,
-    Http,
-    Observability,
-}
-
-impl ListenerKind {
-    /// The `listener` metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListenerKind::Https => "https",
-            ListenerKind::Http => "http",
-            ListenerKind::Observability => "observability",
-        }
-    }
-    pub fn scheme(self) -> &'static str {
-        match self {
-            ListenerKind::Https => "https",
-            _ => "http",
-        }
-    }
-}
-
-/// What is known about one client connection.
-pub struct ConnInfo {
-    pub kind: ListenerKind,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub tls_version: Option<&'static str>,
-    pub tls_suite: Option<&'static str>,
-    /// The peer's address as sent in X-Forwarded-For.
-    pub forwarded_for: HeaderValue,
-    pub activity: Activity,
-}
-
-// Every connection keeps one: with its Arc's two counts it stays in
-// mimalloc's 224-byte size class (README, Resources: memory per idle
-// connection).
-const _: () = assert!(std::mem::size_of::<ConnInfo>() + 16 <= 224);
 
 /// HTTP/2 limits with no config key: streams per connection like nginx's
 /// `http2_max_concurrent_streams`, and caps on reset floods (CVE-2023-44487
@@ -111,7 +70,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Starts the accept loop of a bound listener.
 pub fn start(
-    gw: &Arc<Gateway>,
+    gw: &Arc<dyn Service>,
     kind: ListenerKind,
     addr: SocketAddr,
     listener: TcpListener,
@@ -120,7 +79,7 @@ pub fn start(
     let (stop, stop_rx) = watch::channel(false);
     let limit = match kind {
         ListenerKind::Observability => Arc::new(Semaphore::new(OBSERVABILITY_MAX_CONNECTIONS)),
-        _ => gw.connection_limit.clone(),
+        _ => gw.connection_limit(),
     };
     crate::task::spawn_essential(
         "accept loop",
@@ -136,7 +95,7 @@ pub fn start(
 }
 
 async fn accept_loop(
-    gw: Arc<Gateway>,
+    gw: Arc<dyn Service>,
     kind: ListenerKind,
     listener: TcpListener,
     limit: Arc<Semaphore>,
@@ -170,7 +129,7 @@ async fn accept_loop(
         let gw = gw.clone();
         let drain = stop.clone();
         tokio::spawn(async move {
-            let _tracked = gw.track_connection(kind);
+            let _tracked = gw.connections().track(kind);
             let _permit = permit;
             // Opening (the TLS handshake) is boxed and freed once it is
             // done: the task then holds only a pointer to the HTTP side, not
@@ -185,14 +144,14 @@ async fn accept_loop(
 /// Completes the TLS handshake (HTTPS) and returns the connection's HTTP
 /// side, ready to run; `None` when the handshake failed or timed out.
 async fn open(
-    gw: Arc<Gateway>,
+    gw: Arc<dyn Service>,
     kind: ListenerKind,
     tcp: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     drain: watch::Receiver<bool>,
 ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
-    let live = gw.live.load_full();
+    let live = gw.live();
     let limits = live.settings.limits.clone();
     match kind {
         ListenerKind::Https => {
@@ -285,7 +244,7 @@ fn handshake_error_reason(e: &io::Error) -> &'static str {
 /// holds only its own protocol's state (an HTTP/1.1 connection ~4 KiB, not
 /// HTTP/2's ~6 KiB plus the TLS handshake's, as an inline future would).
 fn serve_http<IO>(
-    gw: Arc<Gateway>,
+    gw: Arc<dyn Service>,
     io: IO,
     info: Arc<ConnInfo>,
     h2: bool,
@@ -319,7 +278,7 @@ where
         // per request doubled an HTTP/2 request's instructions).
         .serve_connection(
             io,
-            service_fn(move |req| built_in_its_box(|| respond(gw.clone(), svc_info.clone(), req))),
+            service_fn(move |req| gw.clone().respond(svc_info.clone(), req)),
         );
     Box::pin(async move {
         let mut drain = drain;
@@ -332,20 +291,86 @@ where
 /// exchange); built first and then moved, the move is a 9 KiB `memcpy` per
 /// request, which the release build (it unwinds on a panic, src/task.rs)
 /// does not optimize away: 11k instructions per request (callgrind).
-fn built_in_its_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+pub fn built_in_its_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
-async fn respond(
-    gw: Arc<Gateway>,
-    info: Arc<ConnInfo>,
-    req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
-    if info.kind == ListenerKind::Observability {
-        return Ok(endpoints::handle(&gw, req).await);
+/// What the listeners serve and the state they read: handed to them by
+/// the gateway, which they do not name (it starts them).
+pub trait Service: Send + Sync + 'static {
+    /// The running state a new connection takes its TLS and limits from.
+    fn live(&self) -> Arc<Live>;
+    /// Permits for client connections on the public listeners.
+    fn connection_limit(&self) -> Arc<Semaphore>;
+    /// The open connections the drain waits for.
+    fn connections(&self) -> &Arc<OpenConnections>;
+    /// One request's response, on a connection of `info.kind`.
+    fn respond(self: Arc<Self>, info: Arc<ConnInfo>, req: Request<Incoming>) -> Responding;
+}
+
+/// A request's response under way, boxed (`built_in_its_box`).
+pub type Responding =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+/// The client connections open now, for the drain and the
+/// `gisgate_connections_active` gauge. Connections of the observability
+/// listener are not waited for: it stays up through the drain, and probes
+/// and scrapes keep theirs open.
+#[derive(Default)]
+pub struct OpenConnections {
+    active: AtomicUsize,
+    none_left: Notify,
+    set_aside: AtomicU64,
+}
+
+impl OpenConnections {
+    pub fn track(self: &Arc<Self>, kind: ListenerKind) -> ConnectionGuard {
+        if kind != ListenerKind::Observability {
+            self.active.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::connection_opened(kind.as_str());
+        ConnectionGuard {
+            open: self.clone(),
+            kind,
+        }
     }
-    let live = gw.live.load_full();
-    Ok(proxy::handle(live, info, req).await)
+
+    /// Public listeners' connections open now, WebSocket tunnels included.
+    pub fn count(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Returns once no connection the drain waits for is open.
+    pub async fn none_left(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// How many times an idle HTTP/1.1 connection has been set aside.
+    pub fn set_aside(&self) -> u64 {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+}
+
+pub struct ConnectionGuard {
+    open: Arc<OpenConnections>,
+    kind: ListenerKind,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        metrics::connection_closed(self.kind.as_str());
+        if self.kind != ListenerKind::Observability
+            && self.open.active.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            self.open.none_left.notify_waiters();
+        }
+    }
 }
 
 /// Serves an HTTP/1.1 connection. One that idles for `SET_ASIDE_AFTER`
@@ -354,7 +379,7 @@ async fn respond(
 /// nginx frees a keep-alive connection's buffers; when the client sends
 /// again, a new hyper connection takes over the same socket and service.
 fn serve_h1<IO>(
-    gw: Arc<Gateway>,
+    gw: Arc<dyn Service>,
     io: ActivityIo<IO>,
     info: Arc<ConnInfo>,
     max_header_bytes: usize,
@@ -370,8 +395,7 @@ where
     // Boxed per request: hyper keeps the slot for a request's future
     // (~9 KiB, it spans the upstream exchange) for the connection's whole
     // life, idle or not; a box there is 16 bytes.
-    let mut service =
-        service_fn(move |req| built_in_its_box(|| respond(svc_gw.clone(), svc_info.clone(), req)));
+    let mut service = service_fn(move |req| svc_gw.clone().respond(svc_info.clone(), req));
     let (mut io, mut drain) = (io, drain);
     // Not an async fn: that would keep `io` twice, as its argument and as
     // the variable the loop moves it in and out of (~1.2 KiB).
@@ -390,7 +414,7 @@ where
                 return;
             };
             (io, service) = (rest, svc);
-            gw.count_set_aside();
+            gw.connections().set_aside.fetch_add(1, Ordering::Relaxed);
             if io.replay.is_empty() {
                 info.activity.expect_request_line();
             }
@@ -460,12 +484,6 @@ where
     Some((io, parts.service))
 }
 
-/// How long an HTTP/1.1 connection with nothing in flight keeps hyper's
-/// buffers before it is set aside. Not at once: a busy client's next
-/// request usually follows within milliseconds, and building hyper's side
-/// again for each request would cost more than the memory is worth.
-const SET_ASIDE_AFTER: Duration = Duration::from_millis(20);
-const SET_ASIDE_MS: u64 = SET_ASIDE_AFTER.as_millis() as u64;
 /// Bounds the close_notify of a set-aside connection that is closed.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
@@ -619,332 +637,6 @@ fn poll_hard_close(
 /// the GOAWAY's PING and for close_notify to go out.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Times one connection: how long a request's headers take to arrive, and
-/// how long the connection idles with no request in flight; and tells when
-/// an HTTP/1.1 connection is at rest between requests.
-pub struct Activity {
-    epoch: Instant,
-    in_flight: AtomicU32,
-    /// Milliseconds since `epoch` when the connection last became idle.
-    idle_since: AtomicU64,
-    /// Milliseconds since `epoch` when the first byte of a request that has
-    /// not been fully read arrived; `NONE` when not reading headers.
-    header_started: AtomicU64,
-    track_headers: bool,
-    /// `limits.header_read_timeout`, `limits.idle_timeout` and
-    /// `limits.send_timeout` in milliseconds (at most 49 days), as they
-    /// were when the connection was accepted. Kept here rather than the
-    /// whole `Limits` in the connection's future, and as u32, so that the
-    /// `ConnInfo` box stays in the allocator's 224-byte size class
-    /// (asserted below `ConnInfo`).
-    header_ms: u32,
-    idle_ms: u32,
-    send_ms: u32,
-    /// Response bodies that have handed the connection a frame the client
-    /// has not yet taken (hyper asks a body for more only once it can send
-    /// it), and how many frames have been taken (wrapping): while some are
-    /// waiting and that count does not move, the send timeout runs.
-    sending: AtomicU32,
-    taken: AtomicU32,
-    /// The latest request came with a body, which hyper may still be
-    /// reading (or draining) after the response is sent.
-    body_pending: AtomicBool,
-    /// The socket's latest read found nothing to read.
-    read_blocked: AtomicBool,
-    /// A WebSocket tunnel has the connection (`tunnel`).
-    tunnel: AtomicBool,
-    /// Where reading stands in an HTTP/1.1 request line (`LINE_*`), and
-    /// whether a raw `#` was seen in it (`LINE_FRAGMENT`).
-    line: AtomicU8,
-    /// A write was tried since the last completed flush. hyper writes
-    /// whatever it holds before it flushes, so a completed flush after the
-    /// last write means hyper's buffer is empty and TLS sent; a write that
-    /// found the socket full leaves hyper holding bytes, whatever it
-    /// returned.
-    unflushed: AtomicBool,
-}
-
-const NONE: u64 = u64::MAX;
-
-fn saturating_ms(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// `Activity::line`: before a request line, in its method, past it (the
-/// target and version), or not in a request line at all; plus the flag.
-const LINE_START: u8 = 0;
-const LINE_METHOD: u8 = 1;
-const LINE_TARGET: u8 = 2;
-const LINE_OFF: u8 = 3;
-const LINE_FRAGMENT: u8 = 0x80;
-
-pub enum Verdict {
-    HeaderTimeout,
-    /// No response made progress towards the client for `send_ms`.
-    SendTimeout,
-    Idle,
-    /// Idle for `SET_ASIDE_AFTER` since the given moment (`idle_since`).
-    Quiet(u64),
-}
-
-impl Activity {
-    fn new(track_headers: bool, limits: &Limits) -> Self {
-        Activity {
-            header_ms: saturating_ms(limits.header_read_timeout),
-            idle_ms: saturating_ms(limits.idle_timeout),
-            send_ms: saturating_ms(limits.send_timeout),
-            sending: AtomicU32::new(0),
-            taken: AtomicU32::new(0),
-            epoch: Instant::now(),
-            in_flight: AtomicU32::new(0),
-            idle_since: AtomicU64::new(0),
-            // A new connection must deliver its first request in time.
-            header_started: AtomicU64::new(if track_headers { 0 } else { NONE }),
-            track_headers,
-            body_pending: AtomicBool::new(false),
-            read_blocked: AtomicBool::new(false),
-            tunnel: AtomicBool::new(false),
-            line: AtomicU8::new(if track_headers { LINE_START } else { LINE_OFF }),
-            unflushed: AtomicBool::new(false),
-        }
-    }
-
-    fn idle_ms(&self) -> u64 {
-        u64::from(self.idle_ms)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// `body_complete`: the request has no body left to read. HTTP/1.1
-    /// reads requests in order, so a new request also means every earlier
-    /// body has been read.
-    /// Returns whether the request's target had a raw `#` in it, which
-    /// hyper drops with all that follows (`scan_request_line`).
-    pub fn begin_request(&self, body_complete: bool) -> bool {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.header_started.store(NONE, Ordering::Relaxed);
-        self.body_pending.store(!body_complete, Ordering::Relaxed);
-        self.line.swap(LINE_OFF, Ordering::Relaxed) & LINE_FRAGMENT != 0
-    }
-
-    pub fn end_request(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
-            // The next bytes read start the next request line. (If the
-            // upstream answered without reading the whole body, hyper
-            // reads what has arrived of it and closes the connection
-            // unless that was all of it.)
-            if self.track_headers {
-                self.line.store(LINE_START, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Looks for a raw `#` in an HTTP/1.1 request line as its bytes are
-    /// read. The `http` crate takes `#` as the start of a fragment and
-    /// drops it with everything after it (`GET /arcgis/rest#/../admin`
-    /// would reach the upstream as `/arcgis/rest`), where Tomcat refuses
-    /// the request: the gateway refuses it too, rather than repair it.
-    /// Only request lines read when a request is due are scanned (the
-    /// first on a connection, and each one after a request without a body
-    /// has ended), as far as the line's end: a method of capital letters,
-    /// a space, then anything up to the line feed.
-    fn scan_request_line(&self, bytes: &[u8]) {
-        let line = self.line.load(Ordering::Relaxed);
-        let (mut state, mut fragment) = (line & !LINE_FRAGMENT, line & LINE_FRAGMENT);
-        let mut rest = bytes;
-        while let Some((&b, after)) = rest.split_first() {
-            match state {
-                // Empty lines before a request line are allowed (RFC 9112 §2.2).
-                LINE_START if b == b'\r' || b == b'\n' => rest = after,
-                LINE_START => state = LINE_METHOD,
-                LINE_METHOD if b.is_ascii_uppercase() => rest = after,
-                LINE_METHOD if b == b' ' => {
-                    state = LINE_TARGET;
-                    rest = after;
-                }
-                LINE_TARGET => {
-                    let end = rest.iter().position(|&b| b == b'\n');
-                    if rest[..end.unwrap_or(rest.len())].contains(&b'#') {
-                        fragment = LINE_FRAGMENT;
-                    }
-                    if end.is_some() {
-                        state = LINE_OFF;
-                    }
-                    break;
-                }
-                _ => {
-                    state = LINE_OFF;
-                    break;
-                }
-            }
-        }
-        self.line.store(state | fragment, Ordering::Relaxed);
-    }
-
-    /// A set-aside connection's next bytes start a request line.
-    fn expect_request_line(&self) {
-        self.line.store(LINE_START, Ordering::Relaxed);
-    }
-
-    /// A response body handed the connection a frame: the client has
-    /// `limits.send_timeout` to take it (nginx's `send_timeout`).
-    pub fn frame_handed(&self) {
-        self.sending.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The body handed a frame was asked for more (`progress`: the client
-    /// took it), or was dropped. No clock is read here, on every response:
-    /// the watchdog notes when the count of frames taken last moved.
-    pub fn frame_taken(&self, progress: bool) {
-        self.sending.fetch_sub(1, Ordering::Relaxed);
-        if progress {
-            self.taken.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// `limits.idle_timeout`, as it was when the connection was accepted.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.idle_ms())
-    }
-
-    pub fn tunnel_opened(&self) {
-        self.tunnel.store(true, Ordering::Release);
-    }
-
-    pub fn tunnel_closed(&self) {
-        self.tunnel.store(false, Ordering::Release);
-    }
-
-    fn on_read(&self) {
-        if self.track_headers
-            && self.in_flight.load(Ordering::Relaxed) == 0
-            && self.header_started.load(Ordering::Relaxed) == NONE
-        {
-            self.header_started.store(self.now_ms(), Ordering::Relaxed);
-        }
-    }
-
-    /// Whether hyper's side of an HTTP/1.1 connection holds nothing that
-    /// setting it aside would lose: no request in flight, none being read,
-    /// no body left unread, everything written flushed, and the socket
-    /// read to its end. Bytes of a next request hyper already read are
-    /// handed back by `into_parts`.
-    fn at_rest(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) == 0
-            && self.header_started.load(Ordering::Relaxed) == NONE
-            && !self.body_pending.load(Ordering::Relaxed)
-            && self.read_blocked.load(Ordering::Relaxed)
-            && !self.unflushed.load(Ordering::Relaxed)
-    }
-
-    /// When an idle connection times out.
-    fn idle_deadline(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.idle_since.load(Ordering::Relaxed) + self.idle_ms())
-    }
-
-    /// The next moment the watchdog has something to decide, and the
-    /// verdict due then; `None` while a request is in flight, which has no
-    /// deadline of its own.
-    fn next_check(&self, watch: &mut Watch) -> Option<(u64, Verdict)> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            if self.sending.load(Ordering::Relaxed) == 0 {
-                watch.stalled_since = NONE;
-                return None;
-            }
-            // Waiting on the client since the taken count was first seen
-            // at its present value.
-            let taken = self.taken.load(Ordering::Relaxed);
-            if watch.stalled_since == NONE || watch.taken != taken {
-                (watch.taken, watch.stalled_since) = (taken, self.now_ms());
-            }
-            let at = watch.stalled_since + u64::from(self.send_ms);
-            return Some((at, Verdict::SendTimeout));
-        }
-        watch.stalled_since = NONE;
-        let started = self.header_started.load(Ordering::Relaxed);
-        if started != NONE {
-            return Some((started + u64::from(self.header_ms), Verdict::HeaderTimeout));
-        }
-        let idle = self.idle_since.load(Ordering::Relaxed);
-        if watch.closing {
-            // Asked to close: idle now means closing now.
-            return Some((idle, Verdict::Idle));
-        }
-        match watch.considered {
-            Some(seen) if seen != idle && SET_ASIDE_MS < self.idle_ms() => {
-                Some((idle + SET_ASIDE_MS, Verdict::Quiet(idle)))
-            }
-            _ => Some((idle + self.idle_ms(), Verdict::Idle)),
-        }
-    }
-
-    /// Times the connection on `sleep`, and is polled with it on every
-    /// poll of the connection's task, so a request that has just ended
-    /// there is seen at once. The timer is only ever brought forward: a
-    /// later deadline is taken up when the earlier one fires, so a busy
-    /// connection does not move it on every request.
-    fn poll_watchdog(
-        &self,
-        cx: &mut Context<'_>,
-        mut sleep: Pin<&mut tokio::time::Sleep>,
-        watch: &mut Watch,
-    ) -> Poll<Verdict> {
-        loop {
-            let (at, verdict) = match self.next_check(watch) {
-                Some((at, verdict)) => (at, Some(verdict)),
-                // Busy. A request may end, or a response stall, on another
-                // task (HTTP/2), unseen here: look again by the idle or the
-                // send timeout, whichever is sooner.
-                None if watch.armed == NONE => {
-                    let soonest = self.idle_ms.min(self.send_ms);
-                    (self.now_ms() + u64::from(soonest), None)
-                }
-                None => (watch.armed, None),
-            };
-            if at < watch.armed {
-                if let Some(verdict) = verdict.filter(|_| self.now_ms() >= at) {
-                    return Poll::Ready(verdict);
-                }
-                sleep.as_mut().reset(self.epoch + Duration::from_millis(at));
-                watch.armed = at;
-            }
-            ready!(sleep.as_mut().poll(cx));
-            watch.armed = NONE;
-        }
-    }
-}
-
-/// A connection's watchdog state, polled by `Activity::poll_watchdog`.
-struct Watch {
-    /// `None` when the connection is never set aside, else the idle period
-    /// last reported as `Quiet` (each is reported once).
-    considered: Option<u64>,
-    /// When the timer is set to fire (ms since the epoch); `NONE` when not
-    /// set, as before the first poll and after it has fired.
-    armed: u64,
-    /// The connection has been asked to close (idle timeout or drain).
-    closing: bool,
-    /// `Activity::taken` as last seen while responses waited on the client,
-    /// and since when (ms since the epoch; `NONE`: none waiting).
-    taken: u32,
-    stalled_since: u64,
-}
-
-impl Watch {
-    fn new(considered: Option<u64>) -> Self {
-        Watch {
-            considered,
-            armed: NONE,
-            closing: false,
-            taken: 0,
-            stalled_since: NONE,
-        }
-    }
-}
-
 /// The client's stream as hyper sees it: notes when request bytes arrive
 /// (for the header-read timeout) and whether all is read and flushed (for
 /// setting aside), and first replays what an earlier hyper connection on
@@ -1017,7 +709,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
             .store(polled.is_pending(), Ordering::Relaxed);
         if buf.filled().len() > before {
             activity.on_read();
-            if activity.line.load(Ordering::Relaxed) & !LINE_FRAGMENT != LINE_OFF {
+            if activity.scanning_request_line() {
                 activity.scan_request_line(&buf.filled()[before..]);
             }
         }
@@ -1060,6 +752,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{SET_ASIDE_AFTER, SET_ASIDE_MS};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn conn_info() -> Arc<ConnInfo> {

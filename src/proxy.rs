@@ -13,12 +13,13 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use crate::body::{RequestRecord, ResponseBody};
+use crate::body::ResponseBody;
+use crate::conn::{ConnInfo, ListenerKind};
 use crate::error::{Refusal, Route};
 use crate::headers;
-use crate::listen::{ConnInfo, ListenerKind};
 use crate::live::Live;
-use crate::observe::{access, metrics};
+use crate::observe::access::{self, RequestRecord};
+use crate::observe::metrics;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect,

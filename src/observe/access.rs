@@ -3,9 +3,14 @@
 //! passes tokens in the query string, so every query value is redacted,
 //! and no header (Authorization, Cookie) is logged at all.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::body::RequestRecord;
+use http::Method;
+
+use crate::conn::ConnInfo;
+use crate::observe::metrics::{self, Route};
 
 pub const TARGET: &str = "gisgate::access";
 
@@ -62,6 +67,69 @@ fn sanitize(s: &str) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(64)
         .collect()
+}
+
+/// What the access log and metrics say of one request. Created when the
+/// request arrives (marking the connection busy), finished when its
+/// response body is done or dropped.
+pub struct RequestRecord {
+    pub conn: Arc<ConnInfo>,
+    pub method: Method,
+    pub started: Instant,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub client: Option<IpAddr>,
+    pub route: Route,
+    /// 0 until a response exists; a request dropped before that is logged
+    /// as 499, nginx's "client closed request".
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub bytes: u64,
+    /// The HTTP/1.1 request line had a raw `#` (refused: 400).
+    pub fragment: bool,
+    finished: bool,
+}
+
+impl RequestRecord {
+    /// `body_complete`: the request came with no body to read (its body
+    /// reported its end before a byte of it was read).
+    pub fn new(conn: Arc<ConnInfo>, method: Method, body_complete: bool, started: Instant) -> Self {
+        let fragment = conn.activity.begin_request(body_complete);
+        RequestRecord {
+            fragment,
+            conn,
+            method,
+            started,
+            path: None,
+            query: None,
+            client: None,
+            route: Route::Rejected,
+            status: 0,
+            upstream_status: None,
+            bytes: 0,
+            finished: false,
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if self.status == 0 {
+            self.status = 499;
+        }
+        let elapsed = self.started.elapsed();
+        metrics::request(self.conn.kind, self.route, self.status, elapsed);
+        log(self, elapsed);
+        self.conn.activity.end_request();
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 #[cfg(test)]

@@ -2,18 +2,24 @@
 //! ArcGIS-shaped `/security/config` and `/sslcertificates` resources.
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
 use crate::body::ResponseBody;
-use crate::gateway::Gateway;
 use crate::live::Live;
 use crate::observe::metrics;
 
-pub async fn handle<B>(gw: &Gateway, req: Request<B>) -> Response<ResponseBody> {
+/// `ready`: not draining. `prometheus`: the recorder's handle, unless
+/// metrics are off.
+pub async fn handle<B>(
+    live: &Live,
+    ready: bool,
+    prometheus: Option<&PrometheusHandle>,
+    req: Request<B>,
+) -> Response<ResponseBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
     }
-    let live = gw.live.load_full();
     let format = match Format::from_query(req.uri().query()) {
         Some(f) => f,
         None => {
@@ -24,18 +30,18 @@ pub async fn handle<B>(gw: &Gateway, req: Request<B>) -> Response<ResponseBody> 
         }
     };
     match req.uri().path() {
-        "/metrics" => metrics_page(gw, &live),
+        "/metrics" => metrics_page(prometheus, live),
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" if ready => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
-        "/security/config" => resource(format, "Security configuration", security_config(&live)),
+        "/security/config" => resource(format, "Security configuration", security_config(live)),
         "/sslcertificates" => resource(
             format,
             "SSL certificates",
             json!({ "certificates": live.certs().iter().map(|c| c.name.clone()).collect::<Vec<_>>() }),
         ),
         path => match path.strip_prefix("/sslcertificates/") {
-            Some(alias) => match certificate(&live, alias) {
+            Some(alias) => match certificate(live, alias) {
                 Some(v) => resource(format, "SSL certificate", v),
                 None => text(
                     StatusCode::NOT_FOUND,
@@ -108,12 +114,8 @@ fn certificate(live: &Live, alias: &str) -> Option<Value> {
     serde_json::to_value(facts).ok()
 }
 
-fn metrics_page(gw: &Gateway, live: &Live) -> Response<ResponseBody> {
-    let mut body = gw
-        .prometheus
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
+fn metrics_page(prometheus: Option<&PrometheusHandle>, live: &Live) -> Response<ResponseBody> {
+    let mut body = prometheus.map(|h| h.render()).unwrap_or_default();
     metrics::render_certificate_expiry(live.certs(), &mut body);
     let mut r = Response::new(ResponseBody::full(body));
     r.headers_mut().insert(

@@ -7,9 +7,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge, histogram, Counter, Histogram};
 
-use crate::error::Route;
-use crate::listen::ListenerKind;
+use crate::conn::ListenerKind;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The `route` label of `gisgate_requests_total`: a bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Proxy,
+    Redirect,
+    AdminDenied,
+    Preflight,
+    Rejected,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Proxy => "proxy",
+            Route::Redirect => "redirect",
+            Route::AdminDenied => "admin_denied",
+            Route::Preflight => "preflight",
+            Route::Rejected => "rejected",
+        }
+    }
+}
 
 pub const REQUESTS_TOTAL: &str = "gisgate_requests_total";
 pub const REQUEST_DURATION: &str = "gisgate_request_duration_seconds";
