@@ -488,3 +488,30 @@ async fn a_websocket_tunnel_idle_both_ways_is_closed_one_in_use_is_not() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_upstream_that_accepts_and_never_answers_tls_is_a_504_within_connect_timeout() {
+    let site = Site::new();
+    // Accepts TCP, then says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            open.push(tcp);
+        }
+    });
+    let tg = site
+        .gateway_at(addr, "[upstream]\nconnect_timeout = \"1s\"\n")
+        .await;
+    for _ in 0..2 {
+        let reply = tokio::time::timeout(
+            BOUNDED,
+            https_request(&site, tg.https(), false, get("/arcgis/rest/info", &[])),
+        )
+        .await
+        .expect("an answer, not a wait on the upstream's handshake");
+        assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+    held.abort();
+}

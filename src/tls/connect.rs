@@ -36,12 +36,23 @@ impl Connector {
         }
     }
 
+    /// TCP and the TLS handshake together within `upstream.connect_timeout`
+    /// (as nginx's `proxy_connect_timeout` bounds its SSL handshake): an
+    /// upstream that accepts and then says nothing must not hold the
+    /// request, nor the first connection every other request waits on
+    /// (`UpstreamClient::protocol`).
     pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
-        let tcp = connect_tcp(&self.settings)
+        let limit = self.settings.connect_timeout;
+        let connect = async {
+            let tcp = connect_tcp(&self.settings)
+                .await
+                .map_err(ConnectError::into_io)?;
+            let name = self.server_name.clone();
+            stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE).await
+        };
+        tokio::time::timeout(limit, connect)
             .await
-            .map_err(ConnectError::into_io)?;
-        let name = self.server_name.clone();
-        stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE).await
+            .unwrap_or_else(|_| Err(ConnectError::Timeout(limit).into_io()))
     }
 }
 
@@ -88,8 +99,8 @@ impl ConnectError {
     }
 }
 
-/// A TCP connection to the upstream within `upstream.connect_timeout`,
-/// trying each resolved address in turn.
+/// A TCP connection to the upstream, trying each resolved address in
+/// turn (bounded with the handshake by `Connector::connect`).
 async fn connect_tcp(s: &Upstream) -> Result<TcpStream, ConnectError> {
     let connect = async {
         let addrs = tokio::net::lookup_host((s.host.as_str(), s.port))
@@ -110,7 +121,5 @@ async fn connect_tcp(s: &Upstream) -> Result<TcpStream, ConnectError> {
             None => ConnectError::Resolve(std::io::Error::other("no address")),
         })
     };
-    tokio::time::timeout(s.connect_timeout, connect)
-        .await
-        .map_err(|_| ConnectError::Timeout(s.connect_timeout))?
+    connect.await
 }
