@@ -14,14 +14,6 @@ fn gisgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gisgate"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_is_json_per_request_without_secrets_and_sigterm_exits_zero() {
     let site = Site::new();

@@ -886,6 +886,15 @@ impl Site {
 }
 
 /// A loopback address where nothing listens.
+/// A loopback port free a moment ago, for a gateway run as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn dead_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
