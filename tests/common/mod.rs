@@ -885,7 +885,6 @@ impl Site {
     }
 }
 
-/// A loopback address where nothing listens.
 /// A loopback port free a moment ago, for a gateway run as a process.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -895,6 +894,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback address where nothing listens.
 pub fn dead_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -917,4 +917,25 @@ pub fn header_values<'a>(raw: &'a str, name: &str) -> Vec<&'a str> {
 /// The first value of header `name` in a raw HTTP/1.1 response.
 pub fn header_of<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
     header_values(raw, name).into_iter().next()
+}
+
+/// A real program a test drives (Tomcat, Chromium, Prometheus, promtool...),
+/// found on PATH or at one of `also` (Debian installs some outside PATH).
+/// `.ci/run` installs them all and sets `GISGATE_REAL_PEERS=require`, so there
+/// a missing one fails the test; a developer without it sees the test say
+/// loudly that it checked nothing.
+pub fn real_peer(program: &str, also: &[&str]) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    let found = on_path.or_else(|| also.iter().map(PathBuf::from).find(|p| p.exists()));
+    if found.is_none() {
+        if std::env::var("GISGATE_REAL_PEERS").as_deref() == Ok("require") {
+            panic!("{program} is not installed, and GISGATE_REAL_PEERS=require (.ci/run installs it)");
+        }
+        eprintln!("SKIPPED: {program} is not installed; this test checked nothing (.ci/run installs it)");
+    }
+    found
 }
