@@ -463,7 +463,7 @@ impl Validator<'_> {
         for item in items {
             match parse_ip_or_cidr(item) {
                 Ok(n) => out.push(n),
-                Err(e) => self.error(key, e),
+                Err(e) => self.error(key, e.to_string()),
             }
         }
         out
@@ -655,7 +655,7 @@ impl Validator<'_> {
                         versions.push(v)
                     }
                 }
-                Err(e) => self.error("tls.protocols", e),
+                Err(e) => self.error("tls.protocols", e.to_string()),
             }
         }
         if versions.is_empty()
@@ -855,7 +855,7 @@ impl Validator<'_> {
         for p in &raw.pin_sha256 {
             match crate::tls::certs::parse_pin(p) {
                 Ok(pin) => pins.push(pin),
-                Err(e) => self.error("upstream.pin_sha256", e),
+                Err(e) => self.error("upstream.pin_sha256", e.to_string()),
             }
         }
         let server_name = raw.server_name.clone().unwrap_or_else(|| host.clone());

@@ -9,14 +9,23 @@ use rustls::{
     SupportedProtocolVersion,
 };
 
-pub fn parse_version(name: &str) -> Result<&'static SupportedProtocolVersion, String> {
+/// A TLS version name gisgate will not enable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("{0:?} is insecure and unsupported (deprecated by RFC 8996; SSLv3 is broken by POODLE); use \"TLSv1.2\" and/or \"TLSv1.3\"")]
+    Insecure(String),
+    #[error("{0:?} is not a TLS version; use \"TLSv1.2\" and/or \"TLSv1.3\"")]
+    Unknown(String),
+}
+
+pub fn parse_version(name: &str) -> Result<&'static SupportedProtocolVersion, VersionError> {
     match name.trim() {
         "TLSv1.2" => Ok(&rustls::version::TLS12),
         "TLSv1.3" => Ok(&rustls::version::TLS13),
-        old @ ("TLSv1" | "TLSv1.0" | "TLSv1.1" | "SSLv3" | "SSLv2") => Err(format!(
-            "{old:?} is insecure and unsupported (deprecated by RFC 8996; SSLv3 is broken by POODLE); use \"TLSv1.2\" and/or \"TLSv1.3\""
-        )),
-        other => Err(format!("{other:?} is not a TLS version; use \"TLSv1.2\" and/or \"TLSv1.3\"")),
+        old @ ("TLSv1" | "TLSv1.0" | "TLSv1.1" | "SSLv3" | "SSLv2") => {
+            Err(VersionError::Insecure(old.to_string()))
+        }
+        other => Err(VersionError::Unknown(other.to_string())),
     }
 }
 
@@ -146,9 +155,13 @@ mod tests {
     fn old_protocol_versions_are_refused_as_insecure() {
         for v in ["TLSv1", "TLSv1.1", "SSLv3"] {
             let e = parse_version(v).unwrap_err();
-            assert!(e.contains("insecure and unsupported"), "{e}");
+            assert_eq!(e, VersionError::Insecure(v.to_string()));
+            assert!(e.to_string().contains("insecure and unsupported"), "{e}");
         }
-        assert!(parse_version("TLSv1.4").is_err());
+        assert_eq!(
+            parse_version("TLSv1.4"),
+            Err(VersionError::Unknown("TLSv1.4".to_string()))
+        );
     }
 
     #[test]
