@@ -388,9 +388,9 @@ async fn send(site: &Site, tg: &TestGateway, proxied: usize, denied: usize, redi
     }
 }
 
-/// The count Prometheus has for `selector` (0 when it has no series).
-async fn count(prom: &mut Prometheus, selector: &str) -> f64 {
-    let promql = format!("sum({selector}) or vector(0)");
+/// The requests Prometheus has counted with `labels` (0 before any).
+async fn count(prom: &mut Prometheus, labels: &str) -> f64 {
+    let promql = format!(r#"sum(gisgate_requests_total{{job="gisgate",{labels}}}) or vector(0)"#);
     prom.value_until(&promql, |_| true).await
 }
 
@@ -411,28 +411,28 @@ async fn a_real_prometheus_scrapes_the_gateway_and_sees_what_it_served() {
     assert_eq!(target["scrapeUrl"], format!("http://{observe}/metrics"));
     assert_eq!(target["lastError"], "");
 
-    let selectors = [
+    // What Prometheus counts for each outcome grows by what this test sent.
+    let (proxied, denied, redirected) = (5, 3, 2);
+    let outcomes = [
+        (r#"listener="https",route="proxy",status="200""#, proxied),
         (
-            r#"gisgate_requests_total{job="gisgate",listener="https",route="proxy",status="200"}"#,
-            5.0,
+            r#"listener="https",route="admin_denied",status="403""#,
+            denied,
         ),
         (
-            r#"gisgate_requests_total{job="gisgate",listener="https",route="admin_denied",status="403"}"#,
-            3.0,
-        ),
-        (
-            r#"gisgate_requests_total{job="gisgate",listener="http",route="redirect",status="308"}"#,
-            2.0,
+            r#"listener="http",route="redirect",status="308""#,
+            redirected,
         ),
     ];
     let mut before = Vec::new();
-    for (selector, _) in selectors {
-        before.push(count(&mut prom, selector).await);
+    for (labels, _) in outcomes {
+        before.push(count(&mut prom, labels).await);
     }
-    send(&site, &tg, 5, 3, 2).await;
-    for ((selector, sent), was) in selectors.into_iter().zip(before) {
-        let promql = format!("sum({selector})");
-        prom.value_until(&promql, |now| now == was + sent).await;
+    send(&site, &tg, proxied, denied, redirected).await;
+    for ((labels, sent), was) in outcomes.into_iter().zip(before) {
+        let promql = format!(r#"sum(gisgate_requests_total{{job="gisgate",{labels}}})"#);
+        prom.value_until(&promql, |now| now == was + sent as f64)
+            .await;
     }
 
     // The slowest 1% of the last minute's requests: the proxied ones, which
