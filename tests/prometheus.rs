@@ -569,3 +569,58 @@ async fn prometheus_reads_each_metric_with_the_type_the_readme_gives() {
         "README's table says otherwise: {undocumented:?}"
     );
 }
+
+/// Replaces the site's gateway certificate with one that expires in 3 days.
+fn expiring_gateway_cert(site: &Site) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(site.path("gateway.crt"), cert.pem()).unwrap();
+    std::fs::write(site.path("gateway.key"), key.serialize_pem()).unwrap();
+}
+
+/// The unit tests made the alert's labels up; here they are gisgate's own,
+/// and the annotation an operator receives names the real certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_its_expiry_raises_its_alert_in_a_real_prometheus() {
+    let Some(program) = prometheus() else { return };
+    let _alone = ONE_GATEWAY_AT_A_TIME.lock().await;
+    let site = Site::new();
+    expiring_gateway_cert(&site);
+    let up = site.upstream(false).await;
+    let tg = gateway(&site, &up).await;
+    let mut prom = Prometheus::start(&program, tg.observe.unwrap(), Rules::Gisgate);
+    prom.target_up().await;
+
+    let data = prom
+        .until("/api/v1/alerts", "alert", |d| {
+            d["alerts"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    let alerts = data["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "only the certificate's: {alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["labels"]["alertname"],
+        "GisgateCertificateExpiringSoon"
+    );
+    // Pending: `for: 15m` has not passed.
+    assert_eq!(alert["state"], "pending");
+    assert_eq!(alert["labels"]["name"], "default");
+    let serial = alert["labels"]["serial"].as_str().unwrap();
+    assert!(!serial.is_empty());
+    let metrics = tg.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"gisgate_certificate_expiry_timestamp_seconds{{name="default",serial="{serial}"}}"#
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("gisgate certificate default (serial {serial}) expires within 14 days")
+    );
+}
