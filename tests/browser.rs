@@ -1,0 +1,338 @@
+//! A real browser against the gateway (issue 22): headless Chromium loads a
+//! web map's page from one origin that calls the gateway with `fetch()`,
+//! then the same page from an origin the gateway does not list, then an
+//! `http://` URL of the gateway. What the page could read, what reached
+//! the GIS server, the redirect the browser followed, and the TLS the
+//! browser negotiated (ALPN, version, key exchange group) are asserted as a
+//! user and an operator would see them.
+//!
+//! One browser launch serves the whole scenario: starting Chromium is most
+//! of this test's cost.
+
+#[path = "common/chromium.rs"]
+mod chromium;
+mod common;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use chromium::Chromium;
+use common::*;
+use http::Response;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// The web map's origin host, listed in `cors.allowed_origins`.
+const MAPS: &str = "maps.example.test";
+/// Another site's origin host on the same server: not listed.
+const EVIL: &str = "evil.example.test";
+/// The gateway's public name.
+const GIS: &str = "gis.example.test";
+
+/// What ArcGIS web clients send: a token in `X-Esri-Authorization`, which
+/// makes the request "non-simple", so the browser preflights it.
+const TOKEN: &str = "Bearer browser-test-token";
+/// A cookie the browser holds for the gateway's host (an ArcGIS Web
+/// Adaptor's `AGS_ROLES`, say); sent only on credentialed requests.
+const COOKIE: &str = "agstoken=browser-test-cookie";
+
+/// The page both origins serve: it calls the gateway three ways and keeps
+/// what it could read (status and body) or the error `fetch()` threw, in
+/// `window.results`. `{tag}` (maps or evil) names the GIS paths each origin
+/// calls, so the upstream's log shows who reached it.
+fn page(gateway: &str, no_credentials_gateway: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<meta charset="utf-8">
+<title>gisgate browser test</title>
+<script>
+const tag = location.hostname.split(".")[0];
+async function attempt(url, init) {{
+  try {{
+    const r = await fetch(url, init);
+    return {{ status: r.status, body: await r.text() }};
+  }} catch (e) {{
+    return {{ error: e.name + ": " + e.message }};
+  }}
+}}
+window.results = (async () => ({{
+  origin: location.origin,
+  get: await attempt("{gateway}/arcgis/rest/services/" + tag + "/info?f=json"),
+  post: await attempt("{gateway}/arcgis/rest/services/" + tag + "/query", {{
+    method: "POST",
+    headers: {{ "X-Esri-Authorization": "{TOKEN}", "Content-Type": "application/json" }},
+    body: '{{"where":"1=1"}}',
+  }}),
+  credentials: await attempt("{gateway}/arcgis/rest/services/" + tag + "/self?f=json",
+    {{ credentials: "include" }}),
+  credentials_not_allowed: await attempt(
+    "{no_credentials_gateway}/arcgis/rest/services/" + tag + "/self-elsewhere?f=json",
+    {{ credentials: "include" }}),
+}}))();
+</script>
+"#
+    )
+}
+
+/// The web map's server: HTTPS on loopback with a certificate for both
+/// origin names, serving `html` at every path. Bound before the gateways
+/// start (its port is part of the origin they list), serving once the page,
+/// which names the gateways' ports, can be written.
+struct PageServer {
+    listener: TcpListener,
+    port: u16,
+}
+
+impl PageServer {
+    async fn bind() -> PageServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        PageServer { listener, port }
+    }
+
+    fn origin(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.port)
+    }
+
+    fn serve(self, site: &Site, html: String) -> AbortOnDrop {
+        let (chain, key) = site.ca.issue(&[MAPS, EVIL]).chain_and_key();
+        let acceptor = tls_acceptor(chain, key, vec![b"http/1.1".to_vec()]);
+        let html = Bytes::from(html);
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = self.listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, html) = (acceptor.clone(), html.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |_req| {
+                        let page = Response::builder()
+                            .header("content-type", "text/html; charset=utf-8")
+                            .body(Full::new(html.clone()))
+                            .unwrap();
+                        async move { Ok::<_, Infallible>(page) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        }))
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A gateway for `gis.example.test` that lists the web map's origin, on an
+/// HTTPS port chosen beforehand so its redirects can name it.
+async fn gateway(site: &Site, up: &TestUpstream, origin: &str, credentials: bool) -> TestGateway {
+    let https = free_port();
+    site.gateway(
+        up,
+        &format!(
+            r#"
+[server]
+https_listen = "127.0.0.1:{https}"
+public_https_port = {https}
+[tls]
+cert = "gis.crt"
+key = "gis.key"
+[cors]
+allowed_origins = ["{origin}"]
+allow_credentials = {credentials}
+"#
+        ),
+    )
+    .await
+}
+
+/// What the upstream saw at `path`, if anything.
+fn seen_at(up: &TestUpstream, path: &str) -> Vec<Seen> {
+    let seen = up.seen.lock().unwrap();
+    seen.iter().filter(|s| s.path == path).cloned().collect()
+}
+
+fn readable(result: &Value) -> bool {
+    result["status"] == 200 && result["body"] == "{\"ok\":true}"
+}
+
+/// `fetch()` rejected: how a page learns that CORS refused it.
+fn refused(result: &Value) -> bool {
+    result["error"] == "TypeError: Failed to fetch"
+}
+
+/// The browser's view of the response to the first request to `url_prefix`
+/// (Network.responseReceived): ALPN protocol and TLS details.
+fn response_to(browser: &Chromium, url_prefix: &str) -> Value {
+    browser
+        .events("Network.responseReceived")
+        .into_iter()
+        .map(|e| e["response"].clone())
+        .find(|r| r["url"].as_str().unwrap().starts_with(url_prefix))
+        .unwrap_or_else(|| panic!("no response from {url_prefix}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiates_the_hybrid_group()
+{
+    let Some(program) = real_peer("chromium", &["/usr/bin/chromium"]) else {
+        return;
+    };
+    let Some(certutil) = real_peer("certutil", &[]) else {
+        return;
+    };
+    let site = Site::new();
+    site.ca.write("gis", &site.ca.issue(&[GIS]));
+    let up = site.upstream(false).await;
+
+    let pages = PageServer::bind().await;
+    let (maps, evil) = (pages.origin(MAPS), pages.origin(EVIL));
+    // The page's gateway grants credentials to the web map's origin; a
+    // second one lists the same origin without them.
+    let gw = gateway(&site, &up, &maps, true).await;
+    let gw_no_credentials = gateway(&site, &up, &maps, false).await;
+    let gw_url = format!("https://{GIS}:{}", gw.https().port());
+    let no_credentials_url = format!("https://{GIS}:{}", gw_no_credentials.https().port());
+    let _pages = pages.serve(&site, page(&gw_url, &no_credentials_url));
+
+    let browser = Chromium::launch(&program, &certutil, &site.ca.ca_path());
+    let tab = browser.new_tab().await;
+    for gateway in [&gw_url, &no_credentials_url] {
+        tab.call(
+            "Network.setCookie",
+            json!({ "url": gateway, "name": "agstoken", "value": "browser-test-cookie", "secure": true }),
+        )
+        .await;
+    }
+
+    tab.navigate(&format!("{maps}/map.html")).await;
+    let from_maps = tab.evaluate("window.results").await;
+    tab.navigate(&format!("{evil}/map.html")).await;
+    let from_evil = tab.evaluate("window.results").await;
+    let path = "/arcgis/rest/services/maps/redirected";
+    tab.navigate(&format!("http://{GIS}:{}{path}?f=json", gw.http().port()))
+        .await;
+    let landed = tab.evaluate("location.href").await;
+
+    let context = format!("from {maps}: {from_maps:#}\nfrom {evil}: {from_evil:#}");
+    the_listed_origin_reads_what_the_gateway_grants(&from_maps, &up, &context);
+    the_unlisted_origin_reads_nothing(&from_evil, &up, &context);
+    gw.metrics_with(
+        "gisgate_requests_total{listener=\"https\",route=\"preflight\",status=\"204\"}",
+    )
+    .await;
+    no_private_network_preflight_between_loopback_addresses(&browser);
+
+    // The redirect, followed by the browser to the HTTPS listener.
+    assert_eq!(landed, format!("{gw_url}{path}?f=json"));
+    let hop = browser
+        .events("Network.requestWillBeSent")
+        .into_iter()
+        .find(|e| e["request"]["url"] == landed)
+        .expect("the browser requested the redirect's target");
+    assert_eq!(hop["redirectResponse"]["status"], 308, "{hop:#}");
+    let seen = seen_at(&up, path);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+    gw.metrics_with("gisgate_requests_total{listener=\"http\",route=\"redirect\",status=\"308\"}")
+        .await;
+
+    // TLS as the browser saw it, and as the gateway counted it.
+    let response = response_to(
+        &browser,
+        &format!("{gw_url}/arcgis/rest/services/maps/info"),
+    );
+    assert_eq!(response["protocol"], "h2", "ALPN");
+    let tls = &response["securityDetails"];
+    assert_eq!(tls["protocol"], "TLS 1.3", "{tls:#}");
+    assert_eq!(tls["keyExchangeGroup"], "X25519MLKEM768", "{tls:#}");
+    let metrics = gw.metrics_with(",group=\"X25519MLKEM768\"}").await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("gisgate_tls_handshakes_total{version=\"TLSv1.3\",")
+                && l.contains(",group=\"X25519MLKEM768\"}")
+        ),
+        "{metrics}"
+    );
+}
+
+/// The web map's origin, listed: it reads the simple GET, the preflighted
+/// POST reaches the GIS server with its token, and the credentialed request
+/// is readable only from the gateway that allows credentials.
+fn the_listed_origin_reads_what_the_gateway_grants(
+    results: &Value,
+    up: &TestUpstream,
+    context: &str,
+) {
+    assert!(readable(&results["get"]), "{context}");
+    let get = seen_at(up, "/arcgis/rest/services/maps/info");
+    assert!(
+        !get[0].headers.contains_key("cookie"),
+        "a simple GET carries no cookie"
+    );
+
+    assert!(readable(&results["post"]), "{context}");
+    let post = seen_at(up, "/arcgis/rest/services/maps/query");
+    assert_eq!(post.len(), 1, "the preflight was the gateway's: {post:?}");
+    assert_eq!(post[0].method, "POST");
+    assert_eq!(post[0].headers["x-esri-authorization"], TOKEN);
+
+    assert!(readable(&results["credentials"]), "{context}");
+    assert_eq!(
+        seen_at(up, "/arcgis/rest/services/maps/self")[0].headers["cookie"],
+        COOKIE
+    );
+
+    // Without allow_credentials the browser still sends the request (CORS
+    // guards what a page reads, not what it sends), and hides the answer.
+    assert!(refused(&results["credentials_not_allowed"]), "{context}");
+    let elsewhere = seen_at(up, "/arcgis/rest/services/maps/self-elsewhere");
+    assert_eq!(elsewhere[0].headers["cookie"], COOKIE);
+}
+
+/// Another origin: every `fetch()` fails, and the preflighted POST never
+/// reaches the GIS server.
+fn the_unlisted_origin_reads_nothing(results: &Value, up: &TestUpstream, context: &str) {
+    for request in ["get", "post", "credentials", "credentials_not_allowed"] {
+        assert!(refused(&results[request]), "{request}: {context}");
+    }
+    assert!(seen_at(up, "/arcgis/rest/services/evil/query").is_empty());
+}
+
+/// Page and gateway are both on loopback, one address space: the browser
+/// asks no Private Network Access question (no
+/// `Access-Control-Request-Private-Network` on the preflight), so
+/// `cors.allow_private_network = false` refuses nothing here.
+fn no_private_network_preflight_between_loopback_addresses(browser: &Chromium) {
+    let preflights: Vec<Value> = browser
+        .events("Network.requestWillBeSentExtraInfo")
+        .into_iter()
+        .filter(|e| e["headers"][":method"] == "OPTIONS")
+        .collect();
+    assert_eq!(preflights.len(), 2, "one per origin: {preflights:#?}");
+    for p in preflights {
+        assert_eq!(
+            p["clientSecurityState"]["initiatorIPAddressSpace"], "Loopback",
+            "{p:#}"
+        );
+        let headers = p["headers"].as_object().unwrap();
+        assert!(
+            !headers
+                .keys()
+                .any(|h| h.eq_ignore_ascii_case("access-control-request-private-network")),
+            "{p:#}"
+        );
+    }
+}
