@@ -4,10 +4,12 @@
 //! `http://` URL of the gateway. What the page could read, what reached
 //! the GIS server, the redirect the browser followed, and the TLS the
 //! browser negotiated (ALPN, version, key exchange group) are asserted as a
-//! user and an operator would see them.
+//! user and an operator would see them. A second test loads the page from
+//! an origin the browser takes for a public site, to show what Chromium's
+//! Local Network Access does to it and that `cors.allow_private_network`
+//! plays no part in it (README, CORS and Private Network Access).
 //!
-//! One browser launch serves the whole scenario: starting Chromium is most
-//! of this test's cost.
+//! One browser launch per test: starting Chromium is most of the cost.
 
 #[path = "common/chromium.rs"]
 mod chromium;
@@ -29,6 +31,8 @@ use tokio::net::TcpListener;
 const MAPS: &str = "maps.example.test";
 /// Another site's origin host on the same server: not listed.
 const EVIL: &str = "evil.example.test";
+/// A web map's origin the browser is told is on the public internet.
+const PUBLIC: &str = "public.example.test";
 /// The gateway's public name.
 const GIS: &str = "gis.example.test";
 
@@ -41,7 +45,7 @@ const COOKIE: &str = "agstoken=browser-test-cookie";
 
 /// The page both origins serve: it calls the gateway three ways and keeps
 /// what it could read (status and body) or the error `fetch()` threw, in
-/// `window.results`. `{tag}` (maps or evil) names the GIS paths each origin
+/// `window.results`. `tag` (maps, evil or public) names the GIS paths each origin
 /// calls, so the upstream's log shows who reached it.
 fn page(gateway: &str, no_credentials_gateway: &str) -> String {
     format!(
@@ -77,7 +81,7 @@ window.results = (async () => ({{
     )
 }
 
-/// The web map's server: HTTPS on loopback with a certificate for both
+/// The web map's server: HTTPS on loopback with a certificate for the
 /// origin names, serving `html` at every path. Bound before the gateways
 /// start (its port is part of the origin they list), serving once the page,
 /// which names the gateways' ports, can be written.
@@ -98,7 +102,7 @@ impl PageServer {
     }
 
     fn serve(self, site: &Site, html: String) -> AbortOnDrop {
-        let (chain, key) = site.ca.issue(&[MAPS, EVIL]).chain_and_key();
+        let (chain, key) = site.ca.issue(&[MAPS, EVIL, PUBLIC]).chain_and_key();
         let acceptor = tls_acceptor(chain, key, vec![b"http/1.1".to_vec()]);
         let html = Bytes::from(html);
         AbortOnDrop(tokio::spawn(async move {
@@ -135,9 +139,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A gateway for `gis.example.test` that lists the web map's origin, on an
-/// HTTPS port chosen beforehand so its redirects can name it.
-async fn gateway(site: &Site, up: &TestUpstream, origin: &str, credentials: bool) -> TestGateway {
+/// A gateway for `gis.example.test` with `cors` (TOML lines of its
+/// `[cors]` table), on an HTTPS port chosen beforehand so its redirects can
+/// name it.
+async fn gateway(site: &Site, up: &TestUpstream, cors: &str) -> TestGateway {
     let https = free_port();
     site.gateway(
         up,
@@ -150,12 +155,29 @@ public_https_port = {https}
 cert = "gis.crt"
 key = "gis.key"
 [cors]
-allowed_origins = ["{origin}"]
-allow_credentials = {credentials}
+{cors}
 "#
         ),
     )
     .await
+}
+
+fn https_url(tg: &TestGateway) -> String {
+    format!("https://{GIS}:{}", tg.https().port())
+}
+
+/// Chromium trusting the site's CA, with `extra` flags; `None` (the test
+/// is skipped, loudly) where Chromium or certutil is not installed.
+fn launch(site: &Site, extra: &[String]) -> Option<Chromium> {
+    let program = real_peer("chromium", &["/usr/bin/chromium"])?;
+    let certutil = real_peer("certutil", &[])?;
+    site.ca.write("gis", &site.ca.issue(&[GIS]));
+    Some(Chromium::launch(
+        &program,
+        &certutil,
+        &site.ca.ca_path(),
+        extra,
+    ))
 }
 
 /// What the upstream saw at `path`, if anything.
@@ -187,85 +209,100 @@ fn response_to(browser: &Chromium, url_prefix: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiates_the_hybrid_group()
 {
-    let Some(program) = real_peer("chromium", &["/usr/bin/chromium"]) else {
-        return;
-    };
-    let Some(certutil) = real_peer("certutil", &[]) else {
-        return;
-    };
     let site = Site::new();
-    site.ca.write("gis", &site.ca.issue(&[GIS]));
+    let Some(browser) = launch(&site, &[]) else {
+        return;
+    };
     let up = site.upstream(false).await;
-
     let pages = PageServer::bind().await;
     let (maps, evil) = (pages.origin(MAPS), pages.origin(EVIL));
     // The page's gateway grants credentials to the web map's origin; a
     // second one lists the same origin without them.
-    let gw = gateway(&site, &up, &maps, true).await;
-    let gw_no_credentials = gateway(&site, &up, &maps, false).await;
-    let gw_url = format!("https://{GIS}:{}", gw.https().port());
-    let no_credentials_url = format!("https://{GIS}:{}", gw_no_credentials.https().port());
-    let _pages = pages.serve(&site, page(&gw_url, &no_credentials_url));
+    let cors = format!("allowed_origins = [\"{maps}\"]\nallow_credentials = ");
+    let gw = gateway(&site, &up, &format!("{cors}true")).await;
+    let gw_no_credentials = gateway(&site, &up, &format!("{cors}false")).await;
+    let _pages = pages.serve(&site, page(&https_url(&gw), &https_url(&gw_no_credentials)));
 
-    let browser = Chromium::launch(&program, &certutil, &site.ca.ca_path());
     let tab = browser.new_tab().await;
-    for gateway in [&gw_url, &no_credentials_url] {
-        tab.call(
-            "Network.setCookie",
-            json!({ "url": gateway, "name": "agstoken", "value": "browser-test-cookie", "secure": true }),
-        )
-        .await;
+    for gateway in [&gw, &gw_no_credentials] {
+        let cookie = json!({ "url": https_url(gateway), "name": "agstoken",
+            "value": "browser-test-cookie", "secure": true });
+        tab.call("Network.setCookie", cookie).await;
     }
-
     tab.navigate(&format!("{maps}/map.html")).await;
     let from_maps = tab.evaluate("window.results").await;
     tab.navigate(&format!("{evil}/map.html")).await;
     let from_evil = tab.evaluate("window.results").await;
-    let path = "/arcgis/rest/services/maps/redirected";
-    tab.navigate(&format!("http://{GIS}:{}{path}?f=json", gw.http().port()))
-        .await;
-    let landed = tab.evaluate("location.href").await;
 
     let context = format!("from {maps}: {from_maps:#}\nfrom {evil}: {from_evil:#}");
     the_listed_origin_reads_what_the_gateway_grants(&from_maps, &up, &context);
     the_unlisted_origin_reads_nothing(&from_evil, &up, &context);
-    gw.metrics_with(
-        "gisgate_requests_total{listener=\"https\",route=\"preflight\",status=\"204\"}",
-    )
-    .await;
-    no_private_network_preflight_between_loopback_addresses(&browser);
+    let preflight = "gisgate_requests_total{listener=\"https\",route=\"preflight\",status=\"204\"}";
+    gw.metrics_with(preflight).await;
+    let preflights = preflights_sent(&browser);
+    assert_eq!(preflights.len(), 2, "one per origin: {preflights:#?}");
+    for p in &preflights {
+        // Page and gateway share the loopback address space.
+        assert_eq!(
+            p["clientSecurityState"]["initiatorIPAddressSpace"], "Loopback",
+            "{p:#}"
+        );
+    }
+    no_private_network_question_in(&preflights);
 
-    // The redirect, followed by the browser to the HTTPS listener.
-    assert_eq!(landed, format!("{gw_url}{path}?f=json"));
-    let hop = browser
-        .events("Network.requestWillBeSent")
-        .into_iter()
-        .find(|e| e["request"]["url"] == landed)
-        .expect("the browser requested the redirect's target");
-    assert_eq!(hop["redirectResponse"]["status"], 308, "{hop:#}");
-    let seen = seen_at(&up, path);
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
-    gw.metrics_with("gisgate_requests_total{listener=\"http\",route=\"redirect\",status=\"308\"}")
-        .await;
+    the_redirect_is_followed_to_https(&browser, &tab, &gw, &up).await;
+    the_hybrid_group_is_negotiated_over_h2_and_tls13(&browser, &gw).await;
+}
 
-    // TLS as the browser saw it, and as the gateway counted it.
-    let response = response_to(
-        &browser,
-        &format!("{gw_url}/arcgis/rest/services/maps/info"),
+/// Chromium 142 and later ask no Private Network Access question: a public
+/// page reaches a gateway on loopback only once the user grants the Local
+/// Network Access permission (`loopback-network` in Chromium 156; headless,
+/// nobody is asked and it is refused). The gateway grants PNA here, and it
+/// changes nothing; once the permission is given, no preflight asks for PNA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_page_reaches_the_loopback_gateway_only_with_the_local_network_permission() {
+    let site = Site::new();
+    let pages = PageServer::bind().await;
+    let public = pages.origin(PUBLIC);
+    let public_address = format!(
+        "--ip-address-space-overrides=127.0.0.1:{}=public",
+        pages.port
     );
-    assert_eq!(response["protocol"], "h2", "ALPN");
-    let tls = &response["securityDetails"];
-    assert_eq!(tls["protocol"], "TLS 1.3", "{tls:#}");
-    assert_eq!(tls["keyExchangeGroup"], "X25519MLKEM768", "{tls:#}");
-    let metrics = gw.metrics_with(",group=\"X25519MLKEM768\"}").await;
+    let Some(browser) = launch(&site, &[public_address]) else {
+        return;
+    };
+    let up = site.upstream(false).await;
+    let cors = format!("allowed_origins = [\"{public}\"]\nallow_private_network = true");
+    let gw = gateway(&site, &up, &cors).await;
+    let _pages = pages.serve(&site, page(&https_url(&gw), &https_url(&gw)));
+
+    let tab = browser.new_tab().await;
+    tab.navigate(&format!("{public}/map.html")).await;
+    let refused_results = tab.evaluate("window.results").await;
+    assert!(refused(&refused_results["get"]), "{refused_results:#}");
+    assert!(refused(&refused_results["post"]), "{refused_results:#}");
+    assert_eq!(up.count(), 0, "nothing is sent: {:?}", up.paths());
+    let why: Vec<Value> = browser.events("Network.loadingFailed");
     assert!(
-        metrics.lines().any(
-            |l| l.starts_with("gisgate_tls_handshakes_total{version=\"TLSv1.3\",")
-                && l.contains(",group=\"X25519MLKEM768\"}")
-        ),
-        "{metrics}"
+        why.iter()
+            .any(|e| e["corsErrorStatus"]["corsError"] == "LocalNetworkAccessPermissionDenied"),
+        "{why:#?}"
     );
+
+    let grant = json!({ "permission": { "name": "loopback-network" }, "setting": "granted",
+        "origin": public });
+    browser.call(None, "Browser.setPermission", grant).await;
+    tab.navigate(&format!("{public}/map.html")).await;
+    let granted = tab.evaluate("window.results").await;
+    assert!(readable(&granted["get"]), "{granted:#}");
+    assert!(readable(&granted["post"]), "{granted:#}");
+    let preflights = preflights_sent(&browser);
+    assert_eq!(preflights.len(), 1, "{preflights:#?}");
+    assert_eq!(
+        preflights[0]["clientSecurityState"]["initiatorIPAddressSpace"],
+        "Public"
+    );
+    no_private_network_question_in(&preflights);
 }
 
 /// The web map's origin, listed: it reads the simple GET, the preflighted
@@ -311,28 +348,69 @@ fn the_unlisted_origin_reads_nothing(results: &Value, up: &TestUpstream, context
     assert!(seen_at(up, "/arcgis/rest/services/evil/query").is_empty());
 }
 
-/// Page and gateway are both on loopback, one address space: the browser
-/// asks no Private Network Access question (no
-/// `Access-Control-Request-Private-Network` on the preflight), so
-/// `cors.allow_private_network = false` refuses nothing here.
-fn no_private_network_preflight_between_loopback_addresses(browser: &Chromium) {
-    let preflights: Vec<Value> = browser
+/// The CORS preflights the browser sent, with the headers as sent
+/// (Network.requestWillBeSentExtraInfo).
+fn preflights_sent(browser: &Chromium) -> Vec<Value> {
+    browser
         .events("Network.requestWillBeSentExtraInfo")
         .into_iter()
         .filter(|e| e["headers"][":method"] == "OPTIONS")
-        .collect();
-    assert_eq!(preflights.len(), 2, "one per origin: {preflights:#?}");
+        .collect()
+}
+
+/// No `Access-Control-Request-Private-Network` on any preflight: the
+/// browser asked no PNA question, so `cors.allow_private_network` answered
+/// none.
+fn no_private_network_question_in(preflights: &[Value]) {
     for p in preflights {
-        assert_eq!(
-            p["clientSecurityState"]["initiatorIPAddressSpace"], "Loopback",
-            "{p:#}"
-        );
         let headers = p["headers"].as_object().unwrap();
-        assert!(
-            !headers
-                .keys()
-                .any(|h| h.eq_ignore_ascii_case("access-control-request-private-network")),
-            "{p:#}"
-        );
+        let asks = |h: &String| h.eq_ignore_ascii_case("access-control-request-private-network");
+        assert!(!headers.keys().any(asks), "{p:#}");
     }
+}
+
+/// `http://` on the gateway's HTTP listener: the browser follows its 308 to
+/// the HTTPS listener, where the request reaches the GIS server.
+async fn the_redirect_is_followed_to_https(
+    browser: &Chromium,
+    tab: &chromium::Tab<'_>,
+    gw: &TestGateway,
+    up: &TestUpstream,
+) {
+    let path = "/arcgis/rest/services/maps/redirected";
+    tab.navigate(&format!("http://{GIS}:{}{path}?f=json", gw.http().port()))
+        .await;
+    let landed = tab.evaluate("location.href").await;
+    assert_eq!(landed, format!("{}{path}?f=json", https_url(gw)));
+    let hop = browser
+        .events("Network.requestWillBeSent")
+        .into_iter()
+        .find(|e| e["request"]["url"] == landed)
+        .expect("the browser requested the redirect's target");
+    assert_eq!(hop["redirectResponse"]["status"], 308, "{hop:#}");
+    let seen = seen_at(up, path);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+    let redirect = "gisgate_requests_total{listener=\"http\",route=\"redirect\",status=\"308\"}";
+    gw.metrics_with(redirect).await;
+}
+
+/// TLS as the browser saw it (ALPN h2, TLS 1.3, the post-quantum hybrid
+/// X25519MLKEM768, which Chromium offers first) and as the gateway counted
+/// it.
+async fn the_hybrid_group_is_negotiated_over_h2_and_tls13(browser: &Chromium, gw: &TestGateway) {
+    let url = format!("{}/arcgis/rest/services/maps/info", https_url(gw));
+    let response = response_to(browser, &url);
+    assert_eq!(response["protocol"], "h2", "ALPN");
+    let tls = &response["securityDetails"];
+    assert_eq!(tls["protocol"], "TLS 1.3", "{tls:#}");
+    assert_eq!(tls["keyExchangeGroup"], "X25519MLKEM768", "{tls:#}");
+    let metrics = gw.metrics_with(",group=\"X25519MLKEM768\"}").await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("gisgate_tls_handshakes_total{version=\"TLSv1.3\",")
+                && l.contains(",group=\"X25519MLKEM768\"}")
+        ),
+        "{metrics}"
+    );
 }

@@ -66,8 +66,9 @@ fn trust_ca(certutil: &Path, home: &Path, ca_pem: &Path) {
 }
 
 impl Chromium {
-    /// Starts `program` headless, trusting the CA in `ca_pem`.
-    pub fn launch(program: &Path, certutil: &Path, ca_pem: &Path) -> Chromium {
+    /// Starts `program` headless with `extra` flags, trusting the CA in
+    /// `ca_pem`.
+    pub fn launch(program: &Path, certutil: &Path, ca_pem: &Path, extra: &[String]) -> Chromium {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         trust_ca(certutil, &home, ca_pem);
@@ -80,6 +81,7 @@ impl Chromium {
             .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
             .arg(program)
             .args(flags(dir.path()))
+            .args(extra)
             .env("HOME", &home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
