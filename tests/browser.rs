@@ -39,9 +39,9 @@ const GIS: &str = "gis.example.test";
 /// What ArcGIS web clients send: a token in `X-Esri-Authorization`, which
 /// makes the request "non-simple", so the browser preflights it.
 const TOKEN: &str = "Bearer browser-test-token";
-/// A cookie the browser holds for the gateway's host (an ArcGIS Web
-/// Adaptor's `AGS_ROLES`, say); sent only on credentialed requests.
-const COOKIE: &str = "agstoken=browser-test-cookie";
+/// A cookie the browser holds for the gateway's host (a web tier's session
+/// or token cookie); sent only on credentialed requests.
+const COOKIE: (&str, &str) = ("agstoken", "browser-test-cookie");
 
 /// The page both origins serve: it calls the gateway three ways and keeps
 /// what it could read (status and body) or the error `fetch()` threw, in
@@ -166,12 +166,19 @@ fn https_url(tg: &TestGateway) -> String {
     format!("https://{GIS}:{}", tg.https().port())
 }
 
+/// A test site whose CA also issued the gateway's certificate for its
+/// public name, `gis.crt`.
+fn site() -> Site {
+    let site = Site::new();
+    site.ca.write("gis", &site.ca.issue(&[GIS]));
+    site
+}
+
 /// Chromium trusting the site's CA, with `extra` flags; `None` (the test
 /// is skipped, loudly) where Chromium or certutil is not installed.
 fn launch(site: &Site, extra: &[String]) -> Option<Chromium> {
     let program = real_peer("chromium", &["/usr/bin/chromium"])?;
     let certutil = real_peer("certutil", &[])?;
-    site.ca.write("gis", &site.ca.issue(&[GIS]));
     Some(Chromium::launch(
         &program,
         &certutil,
@@ -209,7 +216,7 @@ fn response_to(browser: &Chromium, url_prefix: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiates_the_hybrid_group()
 {
-    let site = Site::new();
+    let site = site();
     let Some(browser) = launch(&site, &[]) else {
         return;
     };
@@ -225,8 +232,8 @@ async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiate
 
     let tab = browser.new_tab().await;
     for gateway in [&gw, &gw_no_credentials] {
-        let cookie = json!({ "url": https_url(gateway), "name": "agstoken",
-            "value": "browser-test-cookie", "secure": true });
+        let cookie = json!({ "url": https_url(gateway), "name": COOKIE.0,
+            "value": COOKIE.1, "secure": true });
         tab.call("Network.setCookie", cookie).await;
     }
     tab.navigate(&format!("{maps}/map.html")).await;
@@ -261,7 +268,7 @@ async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiate
 /// changes nothing; once the permission is given, no preflight asks for PNA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_public_page_reaches_the_loopback_gateway_only_with_the_local_network_permission() {
-    let site = Site::new();
+    let site = site();
     let pages = PageServer::bind().await;
     let public = pages.origin(PUBLIC);
     let public_address = format!(
@@ -327,16 +334,15 @@ fn the_listed_origin_reads_what_the_gateway_grants(
     assert_eq!(post[0].headers["x-esri-authorization"], TOKEN);
 
     assert!(readable(&results["credentials"]), "{context}");
-    assert_eq!(
-        seen_at(up, "/arcgis/rest/services/maps/self")[0].headers["cookie"],
-        COOKIE
-    );
+    let cookie_header = format!("{}={}", COOKIE.0, COOKIE.1);
+    let with_credentials = seen_at(up, "/arcgis/rest/services/maps/self");
+    assert_eq!(with_credentials[0].headers["cookie"], cookie_header);
 
     // Without allow_credentials the browser still sends the request (CORS
     // guards what a page reads, not what it sends), and hides the answer.
     assert!(refused(&results["credentials_not_allowed"]), "{context}");
     let elsewhere = seen_at(up, "/arcgis/rest/services/maps/self-elsewhere");
-    assert_eq!(elsewhere[0].headers["cookie"], COOKIE);
+    assert_eq!(elsewhere[0].headers["cookie"], cookie_header);
 }
 
 /// Another origin: every `fetch()` fails, and the preflighted POST never
