@@ -35,10 +35,12 @@ pub fn suite_name(s: &SupportedCipherSuite) -> &'static str {
 }
 
 /// The key exchange group of a handshake, as a metric label from a fixed
-/// set: the groups the library offers by default (the post-quantum hybrid
-/// of draft-ietf-tls-ecdhe-mlkem first among them), `other` for any
-/// further one, `none` when there was no key exchange (a resumed TLS 1.2
-/// session reuses its master secret).
+/// set: the groups the library offers by default, `other` for any further
+/// one, `none` when there was no key exchange (a resumed TLS 1.2 session
+/// reuses its master secret). Among them is X25519MLKEM768, the
+/// post-quantum hybrid of draft-ietf-tls-ecdhe-mlkem; rustls takes the
+/// client's first choice of the groups both offer, so browsers, which list
+/// the hybrid first, get it.
 pub fn group_name(group: Option<NamedGroup>) -> &'static str {
     match group {
         Some(NamedGroup::X25519MLKEM768) => "X25519MLKEM768",
