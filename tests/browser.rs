@@ -7,7 +7,8 @@
 //! user and an operator would see them. A second test loads the page from
 //! an origin the browser takes for a public site, to show what Chromium's
 //! Local Network Access does to it and that `cors.allow_private_network`
-//! plays no part in it (README, CORS and Private Network Access).
+//! plays no part in it (README, CORS and Private Network Access), and a
+//! third what HSTS does to the HTTP listener's redirect.
 //!
 //! One browser launch per test: starting Chromium is most of the cost.
 
@@ -139,10 +140,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A gateway for `gis.example.test` with `cors` (TOML lines of its
-/// `[cors]` table), on an HTTPS port chosen beforehand so its redirects can
-/// name it.
-async fn gateway(site: &Site, up: &TestUpstream, cors: &str) -> TestGateway {
+/// A gateway for `gis.example.test` with `overlay` (TOML), on an HTTPS
+/// port chosen beforehand so its redirects can name it.
+async fn gateway(site: &Site, up: &TestUpstream, overlay: &str) -> TestGateway {
     let https = free_port();
     site.gateway(
         up,
@@ -154,8 +154,7 @@ public_https_port = {https}
 [tls]
 cert = "gis.crt"
 key = "gis.key"
-[cors]
-{cors}
+{overlay}
 "#
         ),
     )
@@ -225,7 +224,7 @@ async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiate
     let (maps, evil) = (pages.origin(MAPS), pages.origin(EVIL));
     // The page's gateway grants credentials to the web map's origin; a
     // second one lists the same origin without them.
-    let cors = format!("allowed_origins = [\"{maps}\"]\nallow_credentials = ");
+    let cors = format!("[cors]\nallowed_origins = [\"{maps}\"]\nallow_credentials = ");
     let gw = gateway(&site, &up, &format!("{cors}true")).await;
     let gw_no_credentials = gateway(&site, &up, &format!("{cors}false")).await;
     let _pages = pages.serve(&site, page(&https_url(&gw), &https_url(&gw_no_credentials)));
@@ -279,7 +278,7 @@ async fn a_public_page_reaches_the_loopback_gateway_only_with_the_local_network_
         return;
     };
     let up = site.upstream(false).await;
-    let cors = format!("allowed_origins = [\"{public}\"]\nallow_private_network = true");
+    let cors = format!("[cors]\nallowed_origins = [\"{public}\"]\nallow_private_network = true");
     let gw = gateway(&site, &up, &cors).await;
     let _pages = pages.serve(&site, page(&https_url(&gw), &https_url(&gw)));
 
@@ -310,6 +309,50 @@ async fn a_public_page_reaches_the_loopback_gateway_only_with_the_local_network_
         "Public"
     );
     no_private_network_question_in(&preflights);
+}
+
+/// HSTS (RFC 6797 §8.3) keeps an explicit port that is not 80: once a
+/// browser holds the gateway's HSTS, `http://gis.example.test:HTTP_PORT`
+/// becomes `https://` on that same port, inside the browser (a 307 of its
+/// own), and the gateway's HTTP listener, which speaks only HTTP, is never
+/// asked for its redirect again: the page fails to load. Hence the README's
+/// advice to publish HSTS only on ports 80 and 443.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hsts_a_browser_asks_for_https_on_the_http_port() {
+    let site = site();
+    let Some(browser) = launch(&site, &[]) else {
+        return;
+    };
+    let up = site.upstream(false).await;
+    let gw = gateway(&site, &up, "[hsts]\nenabled = true").await;
+    let tab = browser.new_tab().await;
+    let http_port = gw.http().port();
+    let http_url = format!("http://{GIS}:{http_port}/arcgis/rest/info?f=json");
+    tab.navigate(&http_url).await;
+    let landed = tab.evaluate("location.href").await;
+    assert_eq!(
+        landed,
+        format!("{}/arcgis/rest/info?f=json", https_url(&gw))
+    );
+
+    let again = tab.call("Page.navigate", json!({ "url": http_url })).await;
+    assert_eq!(
+        again["errorText"], "net::ERR_SSL_PROTOCOL_ERROR",
+        "{again:#}"
+    );
+    let upgraded = format!("https://{GIS}:{http_port}/arcgis/rest/info?f=json");
+    let hop = browser
+        .events("Network.requestWillBeSent")
+        .into_iter()
+        .find(|e| e["request"]["url"] == upgraded)
+        .expect("the browser upgraded the URL itself");
+    assert_eq!(hop["redirectResponse"]["status"], 307, "{hop:#}");
+    let reached = seen_at(&up, "/arcgis/rest/info");
+    assert_eq!(
+        reached.len(),
+        1,
+        "only the first visit reached the GIS server"
+    );
 }
 
 /// The web map's origin, listed: it reads the simple GET, the preflighted
