@@ -1,11 +1,12 @@
-//! TLS versions and cipher suites by the names operators write: the
-//! `httpsProtocols` / `cipherSuites` vocabulary of ArcGIS Server, which is
-//! IANA's. The TLS library (rustls with aws-lc-rs) implements only AEAD
-//! suites with forward secrecy; every other IANA name is known but skipped.
+//! The names of TLS parameters as operators write them: versions and cipher
+//! suites in the `httpsProtocols` / `cipherSuites` vocabulary of ArcGIS
+//! Server, which is IANA's, and key exchange groups as IANA names them. The
+//! TLS library (rustls with aws-lc-rs) implements only AEAD suites with
+//! forward secrecy; every other IANA name is known but skipped.
 
 use rustls::crypto::aws_lc_rs;
 use rustls::{
-    CipherSuite, ProtocolVersion, SignatureAlgorithm, SupportedCipherSuite,
+    CipherSuite, NamedGroup, ProtocolVersion, SignatureAlgorithm, SupportedCipherSuite,
     SupportedProtocolVersion,
 };
 
@@ -40,6 +41,24 @@ pub fn version_name(v: ProtocolVersion) -> &'static str {
 /// The IANA name of a suite rustls implements.
 pub fn suite_name(s: &SupportedCipherSuite) -> &'static str {
     iana_name(s.suite()).unwrap_or("unknown")
+}
+
+/// The key exchange group of a handshake, as a metric label from a fixed
+/// set: the groups the library offers by default, `other` for any further
+/// one, `none` when there was no key exchange (a resumed TLS 1.2 session
+/// reuses its master secret). Among them is X25519MLKEM768, the
+/// post-quantum hybrid of draft-ietf-tls-ecdhe-mlkem; rustls takes the
+/// client's first choice of the groups both offer, so browsers, which list
+/// the hybrid first, get it.
+pub fn group_name(group: Option<NamedGroup>) -> &'static str {
+    match group {
+        Some(NamedGroup::X25519MLKEM768) => "X25519MLKEM768",
+        Some(NamedGroup::X25519) => "X25519",
+        Some(NamedGroup::secp256r1) => "secp256r1",
+        Some(NamedGroup::secp384r1) => "secp384r1",
+        Some(_) => "other",
+        None => "none",
+    }
 }
 
 /// rustls spells the TLS 1.3 suites `TLS13_AES_128_GCM_SHA256`; IANA (and
