@@ -5,7 +5,7 @@
 
 use std::fmt::Display;
 
-use crate::config::Settings;
+use crate::config::{keys, Settings};
 use crate::tls::server::{offered_suites, LoadedCert};
 
 pub fn changes(
@@ -16,37 +16,37 @@ pub fn changes(
 ) -> Vec<String> {
     let mut d = Diff(Vec::new());
     d.value(
-        "server.protocol",
+        keys::SERVER_PROTOCOL,
         old.server.protocol.as_str(),
         new.server.protocol.as_str(),
     );
     d.value(
-        "server.https_listen",
+        keys::SERVER_HTTPS_LISTEN,
         opt(&old.server.https_listen),
         opt(&new.server.https_listen),
     );
     d.value(
-        "server.http_listen",
+        keys::SERVER_HTTP_LISTEN,
         opt(&old.server.http_listen),
         opt(&new.server.http_listen),
     );
     d.value(
-        "server.public_host",
+        keys::SERVER_PUBLIC_HOST,
         opt(&old.server.public_host),
         opt(&new.server.public_host),
     );
     d.value(
-        "server.public_https_port",
+        keys::SERVER_PUBLIC_HTTPS_PORT,
         old.server.public_https_port,
         new.server.public_https_port,
     );
     d.value(
-        "server.redirect_status",
+        keys::SERVER_REDIRECT_STATUS,
         old.server.redirect_status.as_u16(),
         new.server.redirect_status.as_u16(),
     );
     d.value(
-        "server.worker_threads",
+        keys::SERVER_WORKER_THREADS,
         old.server.worker_threads,
         new.server.worker_threads,
     );
@@ -65,25 +65,29 @@ pub fn changes(
             .map(|t| offered_suites(t, certs))
             .unwrap_or_default()
     };
-    d.set("tls.protocols", &versions(old), &versions(new));
+    d.set(keys::TLS_PROTOCOLS, &versions(old), &versions(new));
     d.set(
-        "tls.cipher_suites",
+        keys::TLS_CIPHER_SUITES,
         &suites(old, old_certs),
         &suites(new, new_certs),
     );
     d.certs(old_certs, new_certs);
 
-    d.value("hsts.enabled", old.hsts.enabled, new.hsts.enabled);
-    d.value("hsts.max_age", dur(old.hsts.max_age), dur(new.hsts.max_age));
+    d.value(keys::HSTS_ENABLED, old.hsts.enabled, new.hsts.enabled);
     d.value(
-        "hsts.include_subdomains",
+        keys::HSTS_MAX_AGE,
+        dur(old.hsts.max_age),
+        dur(new.hsts.max_age),
+    );
+    d.value(
+        keys::HSTS_INCLUDE_SUBDOMAINS,
         old.hsts.include_subdomains,
         new.hsts.include_subdomains,
     );
-    d.value("hsts.preload", old.hsts.preload, new.hsts.preload);
+    d.value(keys::HSTS_PRELOAD, old.hsts.preload, new.hsts.preload);
 
     let (ou, nu) = (&old.upstream, &new.upstream);
-    d.value("upstream.url", ou.url(), nu.url());
+    d.value(keys::UPSTREAM_URL, ou.url(), nu.url());
     d.value(
         "upstream.verification",
         ou.verification(),
@@ -92,119 +96,127 @@ pub fn changes(
     if ou.ca_digest != nu.ca_digest && ou.ca.is_some() && ou.ca == nu.ca {
         d.0.push("upstream.ca: content changed".into());
     }
-    d.set("upstream.pin_sha256", &pins(&ou.pins), &pins(&nu.pins));
-    d.value("upstream.server_name", &ou.server_name, &nu.server_name);
+    d.set(keys::UPSTREAM_PIN_SHA256, &pins(&ou.pins), &pins(&nu.pins));
+    d.value(keys::UPSTREAM_SERVER_NAME, &ou.server_name, &nu.server_name);
     d.value(
-        "upstream.connect_timeout",
+        keys::UPSTREAM_CONNECT_TIMEOUT,
         dur(ou.connect_timeout),
         dur(nu.connect_timeout),
     );
     d.value(
-        "upstream.response_timeout",
+        keys::UPSTREAM_RESPONSE_TIMEOUT,
         dur(ou.response_timeout),
         dur(nu.response_timeout),
     );
     d.value(
-        "upstream.pool_idle_timeout",
+        keys::UPSTREAM_POOL_IDLE_TIMEOUT,
         dur(ou.pool_idle_timeout),
         dur(nu.pool_idle_timeout),
     );
-    d.value("upstream.pool_max_idle", ou.pool_max_idle, nu.pool_max_idle);
-    d.value("upstream.prefer_http2", ou.prefer_http2, nu.prefer_http2);
+    d.value(
+        keys::UPSTREAM_POOL_MAX_IDLE,
+        ou.pool_max_idle,
+        nu.pool_max_idle,
+    );
+    d.value(
+        keys::UPSTREAM_PREFER_HTTP2,
+        ou.prefer_http2,
+        nu.prefer_http2,
+    );
 
-    d.set("admin.paths", &old.admin.paths, &new.admin.paths);
+    d.set(keys::ADMIN_PATHS, &old.admin.paths, &new.admin.paths);
     d.set(
-        "admin.allowed_ips",
+        keys::ADMIN_ALLOWED_IPS,
         &strings(&old.admin.allowed_ips),
         &strings(&new.admin.allowed_ips),
     );
     d.value(
-        "admin.direct_access",
+        keys::ADMIN_DIRECT_ACCESS,
         old.admin.direct_access,
         new.admin.direct_access,
     );
     d.set(
-        "client_ip.trusted_proxies",
+        keys::CLIENT_IP_TRUSTED_PROXIES,
         &strings(&old.trusted_proxies),
         &strings(&new.trusted_proxies),
     );
 
     let (oc, nc) = (&old.cors, &new.cors);
     d.set(
-        "cors.allowed_origins",
+        keys::CORS_ALLOWED_ORIGINS,
         &oc.allowed_origins,
         &nc.allowed_origins,
     );
     d.value(
-        "cors.allow_private_network",
+        keys::CORS_ALLOW_PRIVATE_NETWORK,
         oc.allow_private_network,
         nc.allow_private_network,
     );
     d.set(
-        "cors.allowed_methods",
+        keys::CORS_ALLOWED_METHODS,
         &oc.allowed_methods,
         &nc.allowed_methods,
     );
     d.set(
-        "cors.allowed_headers",
+        keys::CORS_ALLOWED_HEADERS,
         &oc.allowed_headers,
         &nc.allowed_headers,
     );
-    d.value("cors.max_age", dur(oc.max_age), dur(nc.max_age));
+    d.value(keys::CORS_MAX_AGE, dur(oc.max_age), dur(nc.max_age));
     d.value(
-        "cors.allow_credentials",
+        keys::CORS_ALLOW_CREDENTIALS,
         oc.allow_credentials,
         nc.allow_credentials,
     );
 
     d.value(
-        "observability.listen",
+        keys::OBSERVABILITY_LISTEN,
         opt(&old.observability_listen),
         opt(&new.observability_listen),
     );
     let (ol, nl) = (&old.limits, &new.limits);
     d.value(
-        "limits.header_read_timeout",
+        keys::LIMITS_HEADER_READ_TIMEOUT,
         dur(ol.header_read_timeout),
         dur(nl.header_read_timeout),
     );
     d.value(
-        "limits.idle_timeout",
+        keys::LIMITS_IDLE_TIMEOUT,
         dur(ol.idle_timeout),
         dur(nl.idle_timeout),
     );
     d.value(
-        "limits.max_connections",
+        keys::LIMITS_MAX_CONNECTIONS,
         ol.max_connections,
         nl.max_connections,
     );
     d.value(
-        "limits.max_header_bytes",
+        keys::LIMITS_MAX_HEADER_BYTES,
         ol.max_header_bytes,
         nl.max_header_bytes,
     );
     d.value(
-        "limits.shutdown_grace",
+        keys::LIMITS_SHUTDOWN_GRACE,
         dur(ol.shutdown_grace),
         dur(nl.shutdown_grace),
     );
     d.value(
-        "limits.send_timeout",
+        keys::LIMITS_SEND_TIMEOUT,
         dur(ol.send_timeout),
         dur(nl.send_timeout),
     );
-    d.value("reload.watch", old.reload_watch, new.reload_watch);
+    d.value(keys::RELOAD_WATCH, old.reload_watch, new.reload_watch);
     d.value(
-        "reload.settle",
+        keys::RELOAD_SETTLE,
         dur(old.reload_settle),
         dur(new.reload_settle),
     );
     d.value(
-        "log.format",
+        keys::LOG_FORMAT,
         format!("{:?}", old.log.format),
         format!("{:?}", new.log.format),
     );
-    d.value("log.level", &old.log.level, &new.log.level);
+    d.value(keys::LOG_LEVEL, &old.log.level, &new.log.level);
     d.0
 }
 
@@ -272,7 +284,7 @@ impl Diff {
 
 fn cert_key(name: &str) -> String {
     if name == "default" {
-        "tls.cert".into()
+        keys::TLS_CERT.into()
     } else {
         format!("tls.sni[{name}].cert")
     }

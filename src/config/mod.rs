@@ -2,7 +2,8 @@
 //! errors that carry file:line:col.
 
 mod error;
-mod raw;
+pub mod keys;
+pub(crate) mod raw;
 mod syntax;
 mod types;
 mod validate;

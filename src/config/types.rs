@@ -3,114 +3,12 @@
 //! operator's words (`expected true or false, found the string "yes"`), not
 //! serde's first one in Rust's (`invalid type: string, expected a boolean`).
 //!
-//! Keys not listed here are left to serde (`raw.rs`), which refuses unknown
-//! ones; this list only has to agree with `raw.rs` on the types it names.
+//! The keys and their kinds are `keys.rs`; serde (`raw.rs`) refuses any
+//! other key.
 
 use toml_edit::{Item, TableLike, Value};
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Text,
-    Bool,
-    /// A whole number from 0 to the given maximum.
-    Whole(u64),
-    Duration,
-    /// A TOML array of strings.
-    List,
-    /// A TOML array of strings, or one comma-separated string.
-    ListOrCsv,
-    /// `[[tls.sni]]` tables.
-    Sni,
-}
-
-use Kind::*;
-
-const COUNT: Kind = Whole(i64::MAX as u64);
-const PORT: Kind = Whole(u16::MAX as u64);
-
-const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
-    (
-        "server",
-        &[
-            ("protocol", Text),
-            ("https_listen", Text),
-            ("http_listen", Text),
-            ("public_host", Text),
-            ("public_https_port", PORT),
-            ("redirect_status", PORT),
-            ("worker_threads", COUNT),
-        ],
-    ),
-    (
-        "tls",
-        &[
-            ("cert", Text),
-            ("key", Text),
-            ("sni", Sni),
-            ("protocols", ListOrCsv),
-            ("cipher_suites", ListOrCsv),
-        ],
-    ),
-    (
-        "hsts",
-        &[
-            ("enabled", Bool),
-            ("max_age", Duration),
-            ("include_subdomains", Bool),
-            ("preload", Bool),
-        ],
-    ),
-    (
-        "upstream",
-        &[
-            ("url", Text),
-            ("ca", Text),
-            ("pin_sha256", List),
-            ("server_name", Text),
-            ("connect_timeout", Duration),
-            ("response_timeout", Duration),
-            ("pool_idle_timeout", Duration),
-            ("pool_max_idle", COUNT),
-            ("prefer_http2", Bool),
-        ],
-    ),
-    (
-        "admin",
-        &[
-            ("paths", List),
-            ("allowed_ips", ListOrCsv),
-            ("direct_access", Bool),
-        ],
-    ),
-    ("client_ip", &[("trusted_proxies", ListOrCsv)]),
-    (
-        "cors",
-        &[
-            ("allowed_origins", ListOrCsv),
-            ("allow_private_network", Bool),
-            ("allowed_methods", ListOrCsv),
-            ("allowed_headers", ListOrCsv),
-            ("max_age", Duration),
-            ("allow_credentials", Bool),
-        ],
-    ),
-    ("observability", &[("listen", Text)]),
-    (
-        "limits",
-        &[
-            ("header_read_timeout", Duration),
-            ("idle_timeout", Duration),
-            ("max_connections", COUNT),
-            ("max_header_bytes", COUNT),
-            ("shutdown_grace", Duration),
-            ("send_timeout", Duration),
-        ],
-    ),
-    ("reload", &[("watch", Bool), ("settle", Duration)]),
-    ("log", &[("format", Text), ("level", Text)]),
-];
-
-const SNI: &[(&str, Kind)] = &[("server_name", Text), ("cert", Text), ("key", Text)];
+use super::keys::{self, Kind, Kind::*};
 
 /// Every wrongly typed value, as (dotted key, message without the key), in
 /// file order of the schema.
@@ -120,52 +18,61 @@ pub fn type_errors(loc: &super::error::Locator) -> Vec<(String, String)> {
     };
     let mut out = Vec::new();
     let root = doc.as_table();
-    for (table, keys) in SCHEMA {
+    let mut not_tables: Vec<&str> = Vec::new();
+    for &(dotted, kind) in keys::ALL {
+        let Some((table, key)) = dotted.split_once('.') else {
+            continue;
+        };
         let Some(item) = root.get(table) else {
             continue;
         };
         match item.as_table_like() {
-            Some(t) => check_table(table, t, keys, &mut out),
-            None => out.push((
-                table.to_string(),
-                format!("expected a table [{table}], found {}", found_item(item)),
-            )),
+            Some(t) => check_key(table, t, key, kind, &mut out),
+            None if !not_tables.contains(&table) => {
+                not_tables.push(table);
+                out.push((
+                    table.to_string(),
+                    format!("expected a table [{table}], found {}", found_item(item)),
+                ));
+            }
+            None => {}
         }
     }
     out
 }
 
-fn check_table(
+fn check_key(
     prefix: &str,
     table: &dyn TableLike,
-    keys: &[(&str, Kind)],
+    key: &str,
+    kind: Kind,
     out: &mut Vec<(String, String)>,
 ) {
-    for (key, kind) in keys {
-        let Some(item) = table.get(key) else {
-            continue;
-        };
-        let path = format!("{prefix}.{key}");
-        if let Kind::Sni = kind {
-            match item {
-                Item::ArrayOfTables(entries) => {
-                    for (i, entry) in entries.iter().enumerate() {
-                        check_table(&format!("{path}.{i}"), entry, SNI, out);
+    let Some(item) = table.get(key) else {
+        return;
+    };
+    let path = format!("{prefix}.{key}");
+    if let Kind::Sni = kind {
+        match item {
+            Item::ArrayOfTables(entries) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    for &(sni_key, sni_kind) in keys::SNI {
+                        check_key(&format!("{path}.{i}"), entry, sni_key, sni_kind, out);
                     }
                 }
-                other => out.push((
-                    path,
-                    format!(
-                        "expected [[{prefix}.{key}]] tables, found {}",
-                        found_item(other)
-                    ),
-                )),
             }
-            continue;
+            other => out.push((
+                path,
+                format!(
+                    "expected [[{prefix}.{key}]] tables, found {}",
+                    found_item(other)
+                ),
+            )),
         }
-        if let Some(message) = mismatch(*kind, item) {
-            out.push((path, message));
-        }
+        return;
+    }
+    if let Some(message) = mismatch(kind, item) {
+        out.push((path, message));
     }
 }
 

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use rustls::{ProtocolVersion, SupportedCipherSuite};
 
 use super::error::{ConfigError, ConfigErrors, Locator};
+use super::keys;
 use super::raw::*;
 use crate::tls::suites;
 
@@ -480,12 +481,12 @@ impl Validator<'_> {
         let upstream = self.upstream(&raw.upstream);
         let admin = self.admin(&raw.admin);
         let trusted_proxies = match &raw.client_ip.trusted_proxies {
-            Some(l) => self.cidrs("client_ip.trusted_proxies", &l.items()),
+            Some(l) => self.cidrs(keys::CLIENT_IP_TRUSTED_PROXIES, &l.items()),
             None => Vec::new(),
         };
         let cors = self.cors(&raw.cors);
         let observability_listen = self.listen(
-            "observability.listen",
+            keys::OBSERVABILITY_LISTEN,
             &raw.observability.listen,
             "127.0.0.1:9090",
         );
@@ -531,20 +532,21 @@ impl Validator<'_> {
             "HTTP" => Protocol::Http,
             other => {
                 self.error(
-                    "server.protocol",
+                    keys::SERVER_PROTOCOL,
                     format!("{other:?} is not one of \"HTTPS\", \"HTTP_AND_HTTPS\", \"HTTP\""),
                 );
                 Protocol::Https
             }
         };
-        let https_listen = self.listen("server.https_listen", &raw.https_listen, "0.0.0.0:6443");
+        let https_listen =
+            self.listen(keys::SERVER_HTTPS_LISTEN, &raw.https_listen, "0.0.0.0:6443");
         // A malformed address was reported already: "must be set" would be
         // a second error for the same mistake.
         let https_written = raw.https_listen.as_deref() != Some("");
         let https_listen = if protocol.https_enabled() {
             if https_listen.is_none() && !https_written {
                 self.error(
-                    "server.https_listen",
+                    keys::SERVER_HTTPS_LISTEN,
                     format!("must be set when server.protocol = {:?}", protocol.as_str()),
                 );
             }
@@ -552,11 +554,11 @@ impl Validator<'_> {
         } else {
             None
         };
-        let http_listen = self.listen("server.http_listen", &raw.http_listen, "0.0.0.0:6080");
+        let http_listen = self.listen(keys::SERVER_HTTP_LISTEN, &raw.http_listen, "0.0.0.0:6080");
         let http_written = raw.http_listen.as_deref() != Some("");
         if protocol == Protocol::Http && http_listen.is_none() && !http_written {
             self.error(
-                "server.http_listen",
+                keys::SERVER_HTTP_LISTEN,
                 "must be set when server.protocol = \"HTTP\" (nothing would listen)",
             );
         }
@@ -564,14 +566,14 @@ impl Validator<'_> {
         if let Some(h) = &public_host {
             if crate::policy::redirect::parse_host(h).is_err() {
                 self.error(
-                    "server.public_host",
+                    keys::SERVER_PUBLIC_HOST,
                     format!("{h:?} is not a host name or IP address (optionally with :port)"),
                 );
             }
         }
         let public_https_port = raw.public_https_port.unwrap_or(6443);
         if public_https_port == 0 {
-            self.error("server.public_https_port", "must be 1-65535");
+            self.error(keys::SERVER_PUBLIC_HTTPS_PORT, "must be 1-65535");
         }
         let redirect_status = match raw.redirect_status.unwrap_or(308) {
             s @ (301 | 302 | 307 | 308) => {
@@ -579,7 +581,7 @@ impl Validator<'_> {
             }
             other => {
                 self.error(
-                    "server.redirect_status",
+                    keys::SERVER_REDIRECT_STATUS,
                     format!("{other} is not one of 301, 302, 307, 308"),
                 );
                 StatusCode::PERMANENT_REDIRECT
@@ -587,7 +589,7 @@ impl Validator<'_> {
         };
         let worker_threads = match raw.worker_threads {
             Some(0) => {
-                self.error("server.worker_threads", "must be at least 1");
+                self.error(keys::SERVER_WORKER_THREADS, "must be at least 1");
                 1
             }
             Some(n) => n,
@@ -659,7 +661,7 @@ impl Validator<'_> {
                         versions.push(v)
                     }
                 }
-                Err(e) => self.error("tls.protocols", e.to_string()),
+                Err(e) => self.error(keys::TLS_PROTOCOLS, e.to_string()),
             }
         }
         if versions.is_empty()
@@ -668,7 +670,7 @@ impl Validator<'_> {
                 .any(|n| suites::parse_version(n).is_err())
         {
             self.error(
-                "tls.protocols",
+                keys::TLS_PROTOCOLS,
                 "enable at least one of \"TLSv1.2\", \"TLSv1.3\"",
             );
         }
@@ -680,7 +682,7 @@ impl Validator<'_> {
         // that one mistake: it is said only of a list whose names are right.
         let names_ok = errors.is_empty();
         for e in errors {
-            self.error("tls.cipher_suites", e);
+            self.error(keys::TLS_CIPHER_SUITES, e);
         }
         for s in &skipped {
             self.warnings.push(format!(
@@ -690,7 +692,7 @@ impl Validator<'_> {
         for v in versions.iter().filter(|_| names_ok) {
             if !chosen.iter().any(|s| s.version() == *v) {
                 self.error(
-                    "tls.cipher_suites",
+                    keys::TLS_CIPHER_SUITES,
                     format!(
                         "no usable cipher suite left for {} (skipped: {})",
                         suites::version_name(v.version),
@@ -781,12 +783,12 @@ impl Validator<'_> {
 
     fn hsts(&mut self, raw: &RawHsts, protocol: Protocol) -> Hsts {
         let enabled = raw.enabled.unwrap_or(false);
-        let max_age = self.duration("hsts.max_age", &raw.max_age, "365d");
+        let max_age = self.duration(keys::HSTS_MAX_AGE, &raw.max_age, "365d");
         let include_subdomains = raw.include_subdomains.unwrap_or(false);
         let preload = raw.preload.unwrap_or(false);
         if enabled && protocol != Protocol::Https {
             self.error(
-                "hsts.enabled",
+                keys::HSTS_ENABLED,
                 format!(
                     "hsts.enabled = true needs server.protocol = \"HTTPS\" (it is {:?})",
                     protocol.as_str()
@@ -795,13 +797,13 @@ impl Validator<'_> {
         }
         if preload && !include_subdomains {
             self.error(
-                "hsts.preload",
+                keys::HSTS_PRELOAD,
                 "preload needs hsts.include_subdomains = true (hstspreload.org requirement)",
             );
         }
         if preload && max_age < ONE_YEAR {
             self.error(
-                "hsts.preload",
+                keys::HSTS_PRELOAD,
                 format!(
                     "preload needs hsts.max_age of at least one year (it is {})",
                     humantime::format_duration(max_age)
@@ -821,36 +823,36 @@ impl Validator<'_> {
         let mut host = String::from("invalid");
         let mut port = 443;
         match raw.url.as_deref() {
-            None => self.error("upstream.url", "is required, e.g. \"https://gis.internal:6443\""),
+            None => self.error(keys::UPSTREAM_URL, "is required, e.g. \"https://gis.internal:6443\""),
             Some(url) => match url.parse::<http::Uri>() {
                 Ok(uri) if uri.scheme_str() == Some("http") => self.error(
-                    "upstream.url",
+                    keys::UPSTREAM_URL,
                     format!(
                         "{url:?} is plain http: gisgate never offloads TLS, every request is re-encrypted to the upstream over HTTPS (ArcGIS Server does not support SSL offloading); use https://"
                     ),
                 ),
                 Ok(uri) if uri.scheme_str() != Some("https") => {
-                    self.error("upstream.url", format!("{url:?} must start with https://"))
+                    self.error(keys::UPSTREAM_URL, format!("{url:?} must start with https://"))
                 }
                 Ok(uri) if !matches!(uri.path(), "" | "/") || uri.query().is_some() => self.error(
-                    "upstream.url",
+                    keys::UPSTREAM_URL,
                     format!("{url:?}: give only the origin (https://host:port); request paths are forwarded as received"),
                 ),
                 Ok(uri) => match uri.authority() {
                     Some(a) if a.as_str().contains('@') => {
-                        self.error("upstream.url", "must not contain user info")
+                        self.error(keys::UPSTREAM_URL, "must not contain user info")
                     }
                     Some(a) => {
                         origin = a.clone();
                         host = a.host().trim_matches(|c| c == '[' || c == ']').to_string();
                         port = a.port_u16().unwrap_or(443);
                     }
-                    None => self.error("upstream.url", format!("{url:?} has no host")),
+                    None => self.error(keys::UPSTREAM_URL, format!("{url:?} has no host")),
                 },
-                Err(e) => self.error("upstream.url", format!("{url:?} is not a URL: {e}")),
+                Err(e) => self.error(keys::UPSTREAM_URL, format!("{url:?} is not a URL: {e}")),
             },
         }
-        let ca = raw.ca.as_deref().map(|c| self.file("upstream.ca", c));
+        let ca = raw.ca.as_deref().map(|c| self.file(keys::UPSTREAM_CA, c));
         let ca_digest = ca
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
@@ -859,21 +861,28 @@ impl Validator<'_> {
         for p in &raw.pin_sha256 {
             match crate::tls::certs::parse_pin(p) {
                 Ok(pin) => pins.push(pin),
-                Err(e) => self.error("upstream.pin_sha256", e.to_string()),
+                Err(e) => self.error(keys::UPSTREAM_PIN_SHA256, e.to_string()),
             }
         }
         let server_name = raw.server_name.clone().unwrap_or_else(|| host.clone());
         if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
             self.error(
-                "upstream.server_name",
+                keys::UPSTREAM_SERVER_NAME,
                 format!("{server_name:?} is not a DNS name or IP address"),
             );
         }
-        let connect_timeout = self.duration("upstream.connect_timeout", &raw.connect_timeout, "5s");
-        let response_timeout =
-            self.duration("upstream.response_timeout", &raw.response_timeout, "300s");
-        let pool_idle_timeout =
-            self.duration("upstream.pool_idle_timeout", &raw.pool_idle_timeout, "90s");
+        let connect_timeout =
+            self.duration(keys::UPSTREAM_CONNECT_TIMEOUT, &raw.connect_timeout, "5s");
+        let response_timeout = self.duration(
+            keys::UPSTREAM_RESPONSE_TIMEOUT,
+            &raw.response_timeout,
+            "300s",
+        );
+        let pool_idle_timeout = self.duration(
+            keys::UPSTREAM_POOL_IDLE_TIMEOUT,
+            &raw.pool_idle_timeout,
+            "90s",
+        );
         Upstream {
             origin,
             host,
@@ -900,13 +909,13 @@ impl Validator<'_> {
             match crate::policy::path::canonical_path(p) {
                 Ok(c) => canonical.push(c),
                 Err(e) => self.error(
-                    "admin.paths",
+                    keys::ADMIN_PATHS,
                     format!("{p:?} is not a canonical absolute path: {e}"),
                 ),
             }
         }
         let allowed_ips = match &raw.allowed_ips {
-            Some(l) => self.cidrs("admin.allowed_ips", &l.items()),
+            Some(l) => self.cidrs(keys::ADMIN_ALLOWED_IPS, &l.items()),
             None => vec![
                 "127.0.0.1/32".parse().expect("static CIDR"),
                 "::1/128".parse().expect("static CIDR"),
@@ -928,7 +937,7 @@ impl Validator<'_> {
         for o in &allowed_origins {
             if o != "*" && !is_origin(o) {
                 self.error(
-                    "cors.allowed_origins",
+                    keys::CORS_ALLOWED_ORIGINS,
                     format!("{o:?} is not an origin like \"https://maps.example.com\" (scheme://host[:port], no path) or \"*\""),
                 );
             }
@@ -936,7 +945,7 @@ impl Validator<'_> {
         let allow_credentials = raw.allow_credentials.unwrap_or(false);
         if allow_credentials && allowed_origins.iter().any(|o| o == "*") {
             self.error(
-                "cors.allow_credentials",
+                keys::CORS_ALLOW_CREDENTIALS,
                 "cannot be true with \"*\" in cors.allowed_origins (browsers reject credentials with a wildcard origin); list the origins",
             );
         }
@@ -949,7 +958,7 @@ impl Validator<'_> {
         for m in &allowed_methods {
             if http::Method::from_bytes(m.as_bytes()).is_err() {
                 self.error(
-                    "cors.allowed_methods",
+                    keys::CORS_ALLOWED_METHODS,
                     format!("{m:?} is not an HTTP method"),
                 );
             }
@@ -958,7 +967,7 @@ impl Validator<'_> {
         for h in &allowed_headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 self.error(
-                    "cors.allowed_headers",
+                    keys::CORS_ALLOWED_HEADERS,
                     format!("{h:?} is not a header name"),
                 );
             }
@@ -968,24 +977,24 @@ impl Validator<'_> {
             allow_private_network: raw.allow_private_network.unwrap_or(false),
             allowed_methods,
             allowed_headers,
-            max_age: self.duration("cors.max_age", &raw.max_age, "10m"),
+            max_age: self.duration(keys::CORS_MAX_AGE, &raw.max_age, "10m"),
             allow_credentials,
         }
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {
         let header_read_timeout = self.duration(
-            "limits.header_read_timeout",
+            keys::LIMITS_HEADER_READ_TIMEOUT,
             &raw.header_read_timeout,
             "10s",
         );
-        let idle_timeout = self.duration("limits.idle_timeout", &raw.idle_timeout, "60s");
-        let shutdown_grace = self.duration("limits.shutdown_grace", &raw.shutdown_grace, "30s");
-        let send_timeout = self.duration("limits.send_timeout", &raw.send_timeout, "60s");
+        let idle_timeout = self.duration(keys::LIMITS_IDLE_TIMEOUT, &raw.idle_timeout, "60s");
+        let shutdown_grace = self.duration(keys::LIMITS_SHUTDOWN_GRACE, &raw.shutdown_grace, "30s");
+        let send_timeout = self.duration(keys::LIMITS_SEND_TIMEOUT, &raw.send_timeout, "60s");
         for (key, d) in [
-            ("limits.header_read_timeout", header_read_timeout),
-            ("limits.idle_timeout", idle_timeout),
-            ("limits.send_timeout", send_timeout),
+            (keys::LIMITS_HEADER_READ_TIMEOUT, header_read_timeout),
+            (keys::LIMITS_IDLE_TIMEOUT, idle_timeout),
+            (keys::LIMITS_SEND_TIMEOUT, send_timeout),
         ] {
             if d.is_zero() {
                 self.error(key, "must be greater than zero");
@@ -993,12 +1002,12 @@ impl Validator<'_> {
         }
         let max_connections = raw.max_connections.unwrap_or(10_000);
         if max_connections == 0 {
-            self.error("limits.max_connections", "must be at least 1");
+            self.error(keys::LIMITS_MAX_CONNECTIONS, "must be at least 1");
         }
         let max_header_bytes = raw.max_header_bytes.unwrap_or(65_536);
         if max_header_bytes < MIN_HEADER_BYTES {
             self.error(
-                "limits.max_header_bytes",
+                keys::LIMITS_MAX_HEADER_BYTES,
                 format!("{max_header_bytes} is below the minimum of {MIN_HEADER_BYTES}"),
             );
         }
@@ -1013,10 +1022,10 @@ impl Validator<'_> {
     }
 
     fn reload_settle(&mut self, raw: &RawReload) -> Duration {
-        let settle = self.duration("reload.settle", &raw.settle, "1s");
+        let settle = self.duration(keys::RELOAD_SETTLE, &raw.settle, "1s");
         if settle > MAX_RELOAD_SETTLE {
             self.error(
-                "reload.settle",
+                keys::RELOAD_SETTLE,
                 format!(
                     "{} is longer than the maximum of {}: a change would wait that long to apply",
                     humantime::format_duration(settle),
@@ -1033,7 +1042,7 @@ impl Validator<'_> {
             "json" => LogFormat::Json,
             other => {
                 self.error(
-                    "log.format",
+                    keys::LOG_FORMAT,
                     format!("{other:?} is not \"text\" or \"json\""),
                 );
                 LogFormat::Text
@@ -1042,7 +1051,7 @@ impl Validator<'_> {
         let level = raw.log_level();
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
             self.error(
-                "log.level",
+                keys::LOG_LEVEL,
                 format!("{level:?} is not a level (error, warn, info, debug, trace) or filter"),
             );
         }
@@ -1051,9 +1060,9 @@ impl Validator<'_> {
 
     fn listen_conflicts(&mut self, server: &Server, observe: Option<SocketAddr>) {
         let named = [
-            ("server.https_listen", server.https_listen),
-            ("server.http_listen", server.http_listen),
-            ("observability.listen", observe),
+            (keys::SERVER_HTTPS_LISTEN, server.https_listen),
+            (keys::SERVER_HTTP_LISTEN, server.http_listen),
+            (keys::OBSERVABILITY_LISTEN, observe),
         ];
         for (i, (ka, a)) in named.iter().enumerate() {
             for (kb, b) in &named[i + 1..] {
