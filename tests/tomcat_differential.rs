@@ -598,19 +598,40 @@ fn summary(outcomes: &[Outcome]) -> String {
     for (reason, n) in &reasons {
         let _ = writeln!(out, "  {n:>6}  {reason}");
     }
-    let mut shown = 0;
-    let _ = writeln!(out, "examples of over-blocking (refused client, HTTP/1.1):");
-    for o in outcomes {
-        let answer = &o.via[&(Client::Refused, Protocol::Http1)];
-        if shown < 12 && is_over_blocked(Client::Refused, answer, &o.direct) {
+    let examples = [
+        (
+            "over-blocking (refused client, HTTP/1.1)",
+            Client::Refused,
+            is_over_blocked as fn(Client, &Answer, &Answer) -> bool,
+        ),
+        (
+            "forwarded, then refused by Tomcat (allowed client, HTTP/1.1)",
+            Client::Allowed,
+            |_, answer, _| matches!(answer, Answer::TomcatError(_)),
+        ),
+        (
+            "routed elsewhere than Tomcat routes the raw target (allowed client, HTTP/1.1)",
+            Client::Allowed,
+            |_, answer, direct| match (answer.routed(), direct.routed()) {
+                (Some(a), Some(d)) => a.context != d.context,
+                _ => false,
+            },
+        ),
+    ];
+    for (title, client, select) in examples {
+        let chosen: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| select(client, &o.via[&(client, Protocol::Http1)], &o.direct))
+            .collect();
+        let _ = writeln!(out, "{title}: {}, e.g.", chosen.len());
+        for o in chosen.iter().take(10) {
             let _ = writeln!(
                 out,
-                "  {:<60} gisgate {:<16} Tomcat {}",
+                "  {:<60} gisgate: {:<18} Tomcat: {}",
                 request_targets::escape(&o.target),
-                answer.short(),
+                o.via[&(client, Protocol::Http1)].short(),
                 o.direct.short()
             );
-            shown += 1;
         }
     }
     out
