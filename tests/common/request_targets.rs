@@ -6,6 +6,8 @@
 //! gives the same targets, so a failure names a target that reproduces.
 //! Also the corpus file's escaping, one target per line.
 
+use std::collections::BTreeSet;
+
 /// splitmix64: small, seeded, and good enough to spread choices.
 pub struct Rng(u64);
 
@@ -136,10 +138,25 @@ const PARAMS: &[&str] = &[
     "admin",
 ];
 
-/// `count` targets from `seed`.
-pub fn generate(seed: u64, count: usize) -> Vec<Vec<u8>> {
+/// `count` distinct targets from `seed`, none of them in `skip` (the
+/// corpus, sent anyway): clean targets come up again and again, and a
+/// repeat would test nothing new.
+pub fn generate(seed: u64, count: usize, skip: &BTreeSet<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(seed);
-    (0..count).map(|_| one(&mut rng)).collect()
+    let mut seen = skip.clone();
+    let mut out = Vec::with_capacity(count);
+    // Bounded: a generator that ran out of new targets must not spin.
+    for _ in 0..count * 20 {
+        if out.len() == count {
+            break;
+        }
+        let target = one(&mut rng);
+        if seen.insert(target.clone()) {
+            out.push(target);
+        }
+    }
+    assert_eq!(out.len(), count, "the generator ran out of new targets");
+    out
 }
 
 fn one(rng: &mut Rng) -> Vec<u8> {
