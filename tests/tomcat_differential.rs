@@ -68,12 +68,52 @@ enum Protocol {
     Http2,
 }
 
-const ROUTES: [(Client, Protocol); 4] = [
-    (Client::Refused, Protocol::Http1),
-    (Client::Refused, Protocol::Http2),
-    (Client::Allowed, Protocol::Http1),
-    (Client::Allowed, Protocol::Http2),
+/// What the gateway speaks to Tomcat: HTTP/1.1 (the default), or HTTP/2
+/// with `upstream.prefer_http2`, where Tomcat reads the canonical path from
+/// `:path` with its HTTP/2 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Upstream {
+    Http1,
+    Http2,
+}
+
+/// One way a target reaches Tomcat through a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Route {
+    client: Client,
+    protocol: Protocol,
+    upstream: Upstream,
+}
+
+const fn route(client: Client, protocol: Protocol, upstream: Upstream) -> Route {
+    Route {
+        client,
+        protocol,
+        upstream,
+    }
+}
+
+const ROUTES: [Route; 5] = [
+    route(Client::Refused, Protocol::Http1, Upstream::Http1),
+    route(Client::Refused, Protocol::Http2, Upstream::Http1),
+    route(Client::Allowed, Protocol::Http1, Upstream::Http1),
+    route(Client::Allowed, Protocol::Http2, Upstream::Http1),
+    route(Client::Allowed, Protocol::Http1, Upstream::Http2),
 ];
+
+/// The route the examples and the corpus describe a target by.
+const REFUSED_H1: Route = route(Client::Refused, Protocol::Http1, Upstream::Http1);
+const ALLOWED_H1: Route = route(Client::Allowed, Protocol::Http1, Upstream::Http1);
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let upstream = match self.upstream {
+            Upstream::Http1 => "",
+            Upstream::Http2 => " (h2 upstream)",
+        };
+        write!(f, "{:?}/{:?}{upstream}", self.client, self.protocol)
+    }
+}
 
 /// What came back for one request.
 #[derive(Debug, Clone)]
@@ -130,15 +170,15 @@ impl Answer {
 struct Outcome {
     target: Vec<u8>,
     direct: Answer,
-    via: BTreeMap<(Client, Protocol), Answer>,
+    via: BTreeMap<Route, Answer>,
 }
 
 /// The clients of one run.
 struct Peers {
     tomcat: SocketAddr,
-    gateways: BTreeMap<Client, SocketAddr>,
+    gateways: BTreeMap<(Client, Upstream), SocketAddr>,
     h1: Arc<rustls::ClientConfig>,
-    h2: BTreeMap<Client, H2Client>,
+    h2: BTreeMap<(Client, Upstream), H2Client>,
 }
 
 #[test]
@@ -167,26 +207,30 @@ async fn differential(java: &std::path::Path, home: &std::path::Path) {
         tomcat.started_in.as_secs_f64()
     );
     // Loopback is outside the first gateway's allowlist and inside the
-    // second's (the default, 127.0.0.1/32 and ::1/128).
-    let refused = gateway(
-        &site,
-        "refused.toml",
-        tomcat.addr,
-        r#"allowed_ips = ["10.9.9.9/32"]"#,
-    )
-    .await;
-    let allowed = gateway(&site, "allowed.toml", tomcat.addr, "").await;
+    // others' (the default, 127.0.0.1/32 and ::1/128).
+    let refused = r#"[admin]
+allowed_ips = ["10.9.9.9/32"]"#;
+    let h2_upstream = "[upstream]\nprefer_http2 = true";
+    let mut gateways = Vec::new();
+    for (client, upstream, overlay) in [
+        (Client::Refused, Upstream::Http1, refused),
+        (Client::Allowed, Upstream::Http1, ""),
+        (Client::Allowed, Upstream::Http2, h2_upstream),
+    ] {
+        let name = format!("{client:?}-{upstream:?}.toml");
+        gateways.push((
+            (client, upstream),
+            gateway(&site, &name, tomcat.addr, overlay).await,
+        ));
+    }
     let peers = Arc::new(Peers {
         tomcat: tomcat.addr,
-        gateways: BTreeMap::from([
-            (Client::Refused, refused.https()),
-            (Client::Allowed, allowed.https()),
-        ]),
+        gateways: gateways.iter().map(|(k, g)| (*k, g.https())).collect(),
         h1: Arc::new(client_config(site.ca.roots(), &[b"http/1.1"])),
-        h2: BTreeMap::from([
-            (Client::Refused, H2Client::new(refused.https(), &site)),
-            (Client::Allowed, H2Client::new(allowed.https(), &site)),
-        ]),
+        h2: gateways
+            .iter()
+            .map(|(k, g)| (*k, H2Client::new(g.https(), &site)))
+            .collect(),
     });
 
     let targets = targets();
@@ -294,11 +338,11 @@ const KNOWN_TRICKS: &[&[u8]] = &[
     b"/arcgis/%u0061dmin",
 ];
 
-async fn gateway(site: &Site, name: &str, tomcat: SocketAddr, admin: &str) -> TestGateway {
-    // A config file of its own for each gateway: both run at once, and each
+async fn gateway(site: &Site, name: &str, tomcat: SocketAddr, overlay: &str) -> TestGateway {
+    // A config file of its own for each gateway: they run at once, and each
     // watches its file for changes.
     let path = site.path(name);
-    let overlay = format!("[admin]\n{admin}\n[log]\nlevel = \"error\"\n");
+    let overlay = format!("{overlay}\n[log]\nlevel = \"error\"\n");
     std::fs::write(&path, site.config(tomcat, &overlay)).unwrap();
     let settings = gisgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let gw = gisgate::run::start(settings).await.unwrap();
@@ -332,15 +376,16 @@ async fn run_all(peers: &Arc<Peers>, targets: Vec<Vec<u8>>) -> Vec<Outcome> {
 async fn probe(peers: &Peers, target: Vec<u8>) -> Outcome {
     let direct = send_http1(peers.tomcat, &peers.h1, &target).await;
     let mut via = BTreeMap::new();
-    for (client, protocol) in ROUTES {
-        let answer = match protocol {
-            Protocol::Http1 => send_http1(peers.gateways[&client], &peers.h1, &target).await,
+    for route in ROUTES {
+        let gateway = (route.client, route.upstream);
+        let answer = match route.protocol {
+            Protocol::Http1 => send_http1(peers.gateways[&gateway], &peers.h1, &target).await,
             Protocol::Http2 => match h2_uri(&target) {
-                Some(uri) => peers.h2[&client].send(uri).await,
+                Some(uri) => peers.h2[&gateway].send(uri).await,
                 None => Answer::Unsendable,
             },
         };
-        via.insert((client, protocol), answer);
+        via.insert(route, answer);
     }
     Outcome {
         target,
@@ -452,46 +497,61 @@ impl H2Client {
 fn violations(outcomes: &[Outcome]) -> Vec<String> {
     let mut found = Vec::new();
     for o in outcomes {
-        for (&(client, protocol), answer) in &o.via {
+        for (route, answer) in &o.via {
             let Some(routed) = answer.routed() else {
                 continue;
             };
             let t = request_targets::escape(&o.target);
-            if client == Client::Refused && routed.is_admin() {
+            if route.client == Client::Refused && routed.is_admin() {
                 found.push(format!(
-                    "{t} over {protocol:?} from a refused client reached {:?}",
+                    "{t} via {route}: a refused client reached {:?}",
                     routed.context
                 ));
             }
-            if client != Client::Allowed {
-                continue;
-            }
-            let canonical = gateway_path(&o.target, protocol).map(|p| canonical_path(&p));
-            match canonical {
-                Some(Ok(canonical)) => {
-                    let named = context_of(&canonical);
-                    if routed.context != named || routed.uri != canonical {
-                        found.push(format!(
-                            "{t} over {protocol:?}: canonical {canonical:?} names context {named:?}, \
-                             Tomcat received {:?} and routed it to {:?}",
-                            routed.uri, routed.context
-                        ));
-                    }
-                }
-                other => found.push(format!(
-                    "{t} over {protocol:?} was forwarded (to {:?}) though its canonical path is {other:?}",
-                    routed.context
-                )),
+            if route.client == Client::Allowed {
+                found.extend(misrouted(&t, route, &o.target, routed));
             }
         }
     }
     found
 }
 
+/// An allowed client's forwarded request must reach the context its
+/// canonical path names, with that canonical path, over the protocol the
+/// gateway was told to speak.
+fn misrouted(t: &str, route: &Route, target: &[u8], routed: &Routed) -> Option<String> {
+    let spoken = match route.upstream {
+        Upstream::Http1 => "HTTP/1.1",
+        Upstream::Http2 => "HTTP/2.0",
+    };
+    if routed.protocol != spoken {
+        return Some(format!(
+            "{t} via {route}: Tomcat was spoken to in {}",
+            routed.protocol
+        ));
+    }
+    match gateway_path(target, route.protocol).map(|p| canonical_path(&p)) {
+        Some(Ok(canonical)) => {
+            let named = context_of(&canonical);
+            (routed.context != named || routed.uri != canonical).then(|| {
+                format!(
+                    "{t} via {route}: canonical {canonical:?} names context {named:?}, \
+                     Tomcat received {:?} and routed it to {:?}",
+                    routed.uri, routed.context
+                )
+            })
+        }
+        other => Some(format!(
+            "{t} via {route} was forwarded (to {:?}) though its canonical path is {other:?}",
+            routed.context
+        )),
+    }
+}
+
 /// Guards against a run that passes by testing nothing: Tomcat answered,
 /// the generator reached the admin context by disguised spellings, the
-/// allowed gateway forwarded admin requests over both protocols (so the
-/// refused one was really refusing), and both forwarded ordinary ones.
+/// allowed gateways forwarded admin requests on every route (so the refused
+/// one was really refusing), and every route forwarded ordinary ones.
 fn assert_the_run_tested_something(outcomes: &[Outcome]) {
     let disguised = outcomes
         .iter()
@@ -504,22 +564,19 @@ fn assert_the_run_tested_something(outcomes: &[Outcome]) {
         disguised > 0,
         "no disguised target reached Tomcat's admin context"
     );
-    for (client, protocol) in ROUTES {
+    for route in ROUTES {
         let reached = |admin: bool| {
             outcomes
                 .iter()
-                .filter_map(|o| o.via[&(client, protocol)].routed())
+                .filter_map(|o| o.via[&route].routed())
                 .filter(|r| r.is_admin() == admin)
                 .count()
         };
-        assert!(
-            reached(false) > 0,
-            "{client:?} over {protocol:?}: nothing forwarded"
-        );
-        if client == Client::Allowed {
+        assert!(reached(false) > 0, "{route}: nothing forwarded");
+        if route.client == Client::Allowed {
             assert!(
                 reached(true) > 0,
-                "{protocol:?}: the allowed client never reached admin"
+                "{route}: the allowed client never reached admin"
             );
         }
     }
@@ -560,7 +617,7 @@ fn summary(outcomes: &[Outcome]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<18} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
+        "{:<30} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
         "client/protocol",
         "sent",
         "forwarded",
@@ -578,8 +635,8 @@ fn summary(outcomes: &[Outcome]) -> String {
         let t = tally(outcomes, route, &mut reasons);
         let _ = writeln!(
             out,
-            "{:<18} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
-            format!("{:?}/{:?}", route.0, route.1),
+            "{:<30} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
+            route.to_string(),
             t.sent,
             t.routed,
             t.routed_admin,
@@ -602,27 +659,27 @@ fn summary(outcomes: &[Outcome]) -> String {
     let examples = [
         (
             "over-blocking (refused client, HTTP/1.1)",
-            Client::Refused,
+            REFUSED_H1,
             is_over_blocked as fn(Client, &Answer, &Answer) -> bool,
         ),
         (
             "forwarded, then refused by Tomcat (allowed client, HTTP/1.1)",
-            Client::Allowed,
+            ALLOWED_H1,
             |_, answer, _| matches!(answer, Answer::TomcatError(_)),
         ),
         (
             "routed elsewhere than Tomcat routes the raw target (allowed client, HTTP/1.1)",
-            Client::Allowed,
+            ALLOWED_H1,
             |_, answer, direct| match (answer.routed(), direct.routed()) {
                 (Some(a), Some(d)) => a.context != d.context,
                 _ => false,
             },
         ),
     ];
-    for (title, client, select) in examples {
+    for (title, route, select) in examples {
         let chosen: Vec<&Outcome> = outcomes
             .iter()
-            .filter(|o| select(client, &o.via[&(client, Protocol::Http1)], &o.direct))
+            .filter(|o| select(route.client, &o.via[&route], &o.direct))
             .collect();
         let _ = writeln!(out, "{title}: {}, e.g.", chosen.len());
         for o in chosen.iter().take(10) {
@@ -630,7 +687,7 @@ fn summary(outcomes: &[Outcome]) -> String {
                 out,
                 "  {:<60} gisgate: {:<18} Tomcat: {}",
                 request_targets::escape(&o.target),
-                o.via[&(client, Protocol::Http1)].short(),
+                o.via[&route].short(),
                 o.direct.short()
             );
         }
@@ -638,11 +695,7 @@ fn summary(outcomes: &[Outcome]) -> String {
     out
 }
 
-fn tally(
-    outcomes: &[Outcome],
-    route: (Client, Protocol),
-    reasons: &mut BTreeMap<String, usize>,
-) -> Tally {
+fn tally(outcomes: &[Outcome], route: Route, reasons: &mut BTreeMap<String, usize>) -> Tally {
     let mut t = Tally::default();
     for o in outcomes {
         let answer = &o.via[&route];
@@ -659,9 +712,9 @@ fn tally(
             Answer::Unsendable => t.unsendable += 1,
             Answer::Failed(_) => t.failed += 1,
         }
-        if is_over_blocked(route.0, answer, &o.direct) {
+        if is_over_blocked(route.client, answer, &o.direct) {
             t.over_blocked += 1;
-            if route == (Client::Refused, Protocol::Http1) {
+            if route == REFUSED_H1 {
                 *reasons
                     .entry(refusal_reason(&o.target, answer, &o.direct))
                     .or_default() += 1;
@@ -710,8 +763,8 @@ fn corpus(outcomes: &[Outcome]) -> String {
         let kind = format!(
             "{} | {} | {}",
             o.direct.short(),
-            via((Client::Refused, Protocol::Http1)),
-            via((Client::Allowed, Protocol::Http1))
+            via(REFUSED_H1),
+            via(ALLOWED_H1)
         );
         if shapes.insert((kind.clone(), shape(&o.target))) {
             by_kind.entry(kind).or_default().push(o);

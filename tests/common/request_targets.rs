@@ -217,7 +217,7 @@ fn segments(rng: &mut Rng) -> Vec<String> {
 
 fn separator(rng: &mut Rng, rate: u64) -> &'static str {
     if rng.chance(rate / 2) {
-        *rng.pick(SEPARATORS)
+        SEPARATORS[rng.below(SEPARATORS.len())]
     } else {
         "/"
     }

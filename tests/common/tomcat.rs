@@ -48,13 +48,16 @@ pub fn context_of(path: &str) -> &'static str {
 
 /// What one probe page answered: `ServletContext.getContextPath()` (the
 /// deployed context, never the client's spelling of it), the servlet path,
-/// the path info (URL-encoded by the page) and the request URI as received.
+/// the path info (URL-encoded by the page), the request URI as received and
+/// the protocol it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub context: String,
     pub servlet: String,
     pub info: String,
     pub uri: String,
+    /// `HTTP/1.1` or `HTTP/2.0`: how the request reached Tomcat.
+    pub protocol: String,
 }
 
 impl Routed {
@@ -71,6 +74,7 @@ impl Routed {
             servlet: field("servlet=")?,
             info: field("info=")?,
             uri: field("uri=")?,
+            protocol: field("proto=")?,
         })
     }
 
@@ -87,6 +91,7 @@ out.print("ctx=" + application.getContextPath() + "\n");
 out.print("servlet=" + request.getServletPath() + "\n");
 out.print("info=" + (info == null ? "(null)" : java.net.URLEncoder.encode(info, "UTF-8")) + "\n");
 out.print("uri=" + request.getRequestURI() + "\n");
+out.print("proto=" + request.getProtocol() + "\n");
 %>
 "#;
 
@@ -264,7 +269,8 @@ fn app_dir_name(context: &str) -> String {
 
 /// One NIO connector with JSSE (no tomcat-native needed; JSSE reads the PEM
 /// files), the connector's defaults otherwise, as a GIS server's Tomcat has
-/// them: that is the parser the gateway must agree with. No shutdown port.
+/// them: that is the parser the gateway must agree with. HTTP/2 by ALPN too,
+/// for a gateway with `upstream.prefer_http2`. No shutdown port.
 fn server_xml(port: u16, cert: &Path, key: &Path) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -272,6 +278,7 @@ fn server_xml(port: u16, cert: &Path, key: &Path) -> String {
   <Service name="Catalina">
     <Connector port="{port}" address="127.0.0.1" protocol="org.apache.coyote.http11.Http11NioProtocol"
                SSLEnabled="true" scheme="https" secure="true" maxThreads="32">
+      <UpgradeProtocol className="org.apache.coyote.http2.Http2Protocol"/>
       <SSLHostConfig>
         <Certificate certificateFile="{cert}" certificateKeyFile="{key}" type="EC"/>
       </SSLHostConfig>
