@@ -5,10 +5,11 @@
 //! Tomcat 10 (Debian's `tomcat10`) is laid out like an ArcGIS Server: one
 //! context each for `/arcgis/admin`, `/arcgis/manager`, `/arcgis/rest`,
 //! `/arcgis/tokens` and `/arcgis/sharing` (plus `/arcgis` and ROOT), each
-//! answering the context, servlet path and path info Tomcat resolved.
-//! Generated request targets (and the corpus in tests/corpus) go through
-//! two gateways in front of it, over HTTP/1.1 as raw bytes and over HTTP/2,
-//! and straight to Tomcat. Asserted:
+//! answering the context, servlet path, path info, request URI and protocol
+//! Tomcat resolved. Request targets (generated, hand-picked, and the corpus
+//! in tests/corpus) go straight to Tomcat and through three gateways in
+//! front of it (loopback refused admin; admitted; admitted with HTTP/2 to
+//! Tomcat), over HTTP/1.1 as raw bytes and over HTTP/2. Asserted:
 //!
 //! - from a client outside `admin.allowed_ips`, no request reaches the admin
 //!   or manager context;

@@ -293,3 +293,15 @@ fn server_xml(port: u16, cert: &Path, key: &Path) -> String {
         key = key.display()
     )
 }
+
+#[test]
+fn context_of_takes_the_longest_context_at_a_segment_boundary() {
+    assert_eq!(context_of("/arcgis/admin"), "/arcgis/admin");
+    assert_eq!(context_of("/arcgis/admin/x"), "/arcgis/admin");
+    assert_eq!(context_of("/arcgis/adminx"), "/arcgis");
+    assert_eq!(context_of("/arcgis/Admin"), "/arcgis");
+    assert_eq!(context_of("/arcgis/admin%20"), "/arcgis");
+    assert_eq!(context_of("/arcgis/rest/admin"), "/arcgis/rest");
+    assert_eq!(context_of("/arcgisx/admin"), "");
+    assert_eq!(context_of("/"), "");
+}
