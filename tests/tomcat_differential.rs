@@ -26,6 +26,8 @@
 //! the run's interesting targets as a corpus.
 
 mod common;
+#[path = "common/raw_h2.rs"]
+mod raw_h2;
 #[path = "common/raw_tls.rs"]
 mod raw_tls;
 #[path = "common/request_targets.rs"]
@@ -46,6 +48,7 @@ use gisgate::policy::canonical_path;
 use http::Uri;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use raw_h2::{raw_h2_get, H2Reply};
 use raw_tls::raw_exchange;
 use tomcat::{context_of, Routed, Tomcat};
 
@@ -65,8 +68,13 @@ enum Client {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Protocol {
+    /// The target as raw bytes in the request line.
     Http1,
+    /// hyper's HTTP/2 client: the target as the `http` crate parses it.
     Http2,
+    /// Hand-written HTTP/2 frames: the target's bytes as `:path`, whatever
+    /// they are (a raw `#`, spaces, non-ASCII, no leading `/`).
+    Http2RawPath,
 }
 
 /// What the gateway speaks to Tomcat: HTTP/1.1 (the default), or HTTP/2
@@ -94,11 +102,13 @@ const fn route(client: Client, protocol: Protocol, upstream: Upstream) -> Route 
     }
 }
 
-const ROUTES: [Route; 5] = [
+const ROUTES: [Route; 7] = [
     route(Client::Refused, Protocol::Http1, Upstream::Http1),
     route(Client::Refused, Protocol::Http2, Upstream::Http1),
+    route(Client::Refused, Protocol::Http2RawPath, Upstream::Http1),
     route(Client::Allowed, Protocol::Http1, Upstream::Http1),
     route(Client::Allowed, Protocol::Http2, Upstream::Http1),
+    route(Client::Allowed, Protocol::Http2RawPath, Upstream::Http1),
     route(Client::Allowed, Protocol::Http1, Upstream::Http2),
 ];
 
@@ -128,6 +138,9 @@ enum Answer {
     /// An HTTP/2 client built on the `http` crate cannot put this target
     /// in `:path` (its URI parser refuses it before anything is sent).
     Unsendable,
+    /// The gateway's HTTP/2 layer reset the stream (or sent GOAWAY) with
+    /// this error code: refused before any policy ran.
+    Reset(u32),
     /// No answer: the connection or stream failed.
     Failed(String),
 }
@@ -153,7 +166,7 @@ impl Answer {
     }
 
     fn refused_by_gateway(&self) -> bool {
-        matches!(self, Answer::Gateway(400 | 403))
+        matches!(self, Answer::Gateway(400 | 403) | Answer::Reset(_))
     }
 
     fn short(&self) -> String {
@@ -162,6 +175,7 @@ impl Answer {
             Answer::TomcatError(s) => format!("{s} from Tomcat"),
             Answer::Gateway(s) => format!("{s} from gisgate"),
             Answer::Unsendable => "not sendable over HTTP/2".into(),
+            Answer::Reset(code) => format!("HTTP/2 reset ({code:#x})"),
             Answer::Failed(e) => format!("failed: {e}"),
         }
     }
@@ -180,6 +194,7 @@ struct Peers {
     gateways: BTreeMap<(Client, Upstream), SocketAddr>,
     h1: Arc<rustls::ClientConfig>,
     h2: BTreeMap<(Client, Upstream), H2Client>,
+    h2_raw: Arc<rustls::ClientConfig>,
 }
 
 #[test]
@@ -232,6 +247,7 @@ allowed_ips = ["10.9.9.9/32"]"#;
             .iter()
             .map(|(k, g)| (*k, H2Client::new(g.https(), &site)))
             .collect(),
+        h2_raw: Arc::new(client_config(site.ca.roots(), &[b"h2"])),
     });
 
     let targets = targets();
@@ -337,6 +353,18 @@ const KNOWN_TRICKS: &[&[u8]] = &[
     b"/arcgis/manager/../..",
     b"/arcgis/rest/services/../../manager/x",
     b"/arcgis/%u0061dmin",
+    // Raw bytes no request line or `http::Uri` holds; HTTP/2 carries them
+    // in `:path` (Protocol::Http2RawPath).
+    b"/arcgis/rest#/../../arcgis/admin",
+    b"/arcgis/rest/\x00/../admin",
+    b"/arcgis/rest /../admin",
+    b"/arcgis/rest\t/../admin",
+    b"/arcgis/rest\r\nX-Injected: 1",
+    b"/arcgis/\xC0\xAE\xC0\xAE/admin",
+    b"/arcgis/\xFF/../admin",
+    b"arcgis/admin",
+    b"*",
+    b"",
 ];
 
 async fn gateway(site: &Site, name: &str, tomcat: SocketAddr, overlay: &str) -> TestGateway {
@@ -373,7 +401,7 @@ async fn run_all(peers: &Arc<Peers>, targets: Vec<Vec<u8>>) -> Vec<Outcome> {
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
-/// One target, straight to Tomcat and through both gateways both ways.
+/// One target, straight to Tomcat and through the gateways every way.
 async fn probe(peers: &Peers, target: Vec<u8>) -> Outcome {
     let direct = send_http1(peers.tomcat, &peers.h1, &target).await;
     let mut via = BTreeMap::new();
@@ -385,6 +413,9 @@ async fn probe(peers: &Peers, target: Vec<u8>) -> Outcome {
                 Some(uri) => peers.h2[&gateway].send(uri).await,
                 None => Answer::Unsendable,
             },
+            Protocol::Http2RawPath => {
+                send_raw_h2(peers.gateways[&gateway], &peers.h2_raw, &target).await
+            }
         };
         via.insert(route, answer);
     }
@@ -402,6 +433,21 @@ async fn send_http1(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, target
     request.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     match raw_exchange(addr, config.clone(), &request).await {
         Ok(text) => Answer::from_response(common::status_of(&text), &text),
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// The target's bytes as `:path`, in frames written by hand.
+async fn send_raw_h2(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    target: &[u8],
+) -> Answer {
+    match raw_h2_get(addr, config.clone(), target).await {
+        Ok(H2Reply::Response(status, body)) => {
+            Answer::from_response(status.unwrap_or(0), &String::from_utf8_lossy(&body))
+        }
+        Ok(H2Reply::Reset(code) | H2Reply::GoAway(code)) => Answer::Reset(code),
         Err(e) => Answer::Failed(e.to_string()),
     }
 }
@@ -426,6 +472,12 @@ fn gateway_path(target: &[u8], protocol: Protocol) -> Option<String> {
     let uri = match protocol {
         Protocol::Http1 => Uri::try_from(target).ok()?,
         Protocol::Http2 => h2_uri(target)?,
+        // The h2 crate reads `:path` with the `http` crate's parser, which
+        // ends the path at `?` and drops a `#` and all after it.
+        Protocol::Http2RawPath => {
+            let path = http::uri::PathAndQuery::try_from(target).ok()?;
+            return Some(path.path().to_string());
+        }
     };
     Some(uri.path().to_string())
 }
@@ -596,6 +648,7 @@ struct Tally {
     refused_403: usize,
     other: usize,
     failed: usize,
+    reset: usize,
     unsendable: usize,
     over_blocked: usize,
 }
@@ -618,7 +671,7 @@ fn summary(outcomes: &[Outcome]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<30} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
+        "{:<34} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
         "client/protocol",
         "sent",
         "forwarded",
@@ -628,6 +681,7 @@ fn summary(outcomes: &[Outcome]) -> String {
         "403",
         "other",
         "failed",
+        "reset",
         "no-h2",
         "overblk"
     );
@@ -636,7 +690,7 @@ fn summary(outcomes: &[Outcome]) -> String {
         let t = tally(outcomes, route, &mut reasons);
         let _ = writeln!(
             out,
-            "{:<30} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
+            "{:<34} {:>6} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}",
             route.to_string(),
             t.sent,
             t.routed,
@@ -646,6 +700,7 @@ fn summary(outcomes: &[Outcome]) -> String {
             t.refused_403,
             t.other,
             t.failed,
+            t.reset,
             t.unsendable,
             t.over_blocked
         );
@@ -667,6 +722,11 @@ fn summary(outcomes: &[Outcome]) -> String {
             "forwarded, then refused by Tomcat (allowed client, HTTP/1.1)",
             ALLOWED_H1,
             |_, answer, _| matches!(answer, Answer::TomcatError(_)),
+        ),
+        (
+            "reset by the gateway's HTTP/2 layer (allowed client, raw :path)",
+            route(Client::Allowed, Protocol::Http2RawPath, Upstream::Http1),
+            |_, answer, _| matches!(answer, Answer::Reset(_)),
         ),
         (
             "routed elsewhere than Tomcat routes the raw target (allowed client, HTTP/1.1)",
@@ -711,6 +771,7 @@ fn tally(outcomes: &[Outcome], route: Route, reasons: &mut BTreeMap<String, usiz
             Answer::Gateway(403) => t.refused_403 += 1,
             Answer::Gateway(_) => t.other += 1,
             Answer::Unsendable => t.unsendable += 1,
+            Answer::Reset(_) => t.reset += 1,
             Answer::Failed(_) => t.failed += 1,
         }
         if is_over_blocked(route.client, answer, &o.direct) {
