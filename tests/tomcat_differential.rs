@@ -9,7 +9,8 @@
 //! Tomcat resolved. Request targets (generated, hand-picked, and the corpus
 //! in tests/corpus) go straight to Tomcat and through three gateways in
 //! front of it (loopback refused admin; admitted; admitted with HTTP/2 to
-//! Tomcat), over HTTP/1.1 as raw bytes and over HTTP/2. Asserted:
+//! Tomcat), over HTTP/1.1 as raw bytes and over HTTP/2 (hyper's client, and
+//! frames written by hand so that `:path` carries any bytes). Asserted:
 //!
 //! - from a client outside `admin.allowed_ips`, no request reaches the admin
 //!   or manager context;
