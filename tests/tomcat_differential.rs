@@ -39,6 +39,7 @@ mod tomcat;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,9 @@ const CORPUS: &str = "tests/corpus/tomcat_targets.txt";
 /// Targets in flight at once: enough to keep Tomcat's threads busy, few
 /// enough for a two-core machine shared with the gateway.
 const IN_FLIGHT: usize = 12;
+/// Requests without an answer (connection failed, 20 s passed) before the
+/// run gives up.
+const MAX_FAILED: usize = 50;
 
 /// Who asks: a client the admin allowlist leaves out, or one it admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -282,6 +286,7 @@ allowed_ips = ["10.9.9.9/32"]"#;
         tail(&tomcat.console(), 40)
     );
     assert_the_run_tested_something(&outcomes);
+    assert_every_request_was_answered(&outcomes);
 }
 
 /// The hand-picked tricks, the corpus, then `GISGATE_TOMCAT_CASES`
@@ -385,14 +390,28 @@ async fn gateway(site: &Site, name: &str, tomcat: SocketAddr, overlay: &str) -> 
     }
 }
 
+/// Sends every target, `IN_FLIGHT` at a time. Stops early, failing the
+/// test, once `MAX_FAILED` requests have had no answer: a Tomcat or gateway
+/// that stopped answering would otherwise cost 20 s per request.
 async fn run_all(peers: &Arc<Peers>, targets: Vec<Vec<u8>>) -> Vec<Outcome> {
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let failed = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, target) in targets.into_iter().enumerate() {
-        let peers = peers.clone();
         let permit = permits.clone().acquire_owned().await.unwrap();
+        let so_far = failed.load(Ordering::Relaxed);
+        assert!(
+            so_far < MAX_FAILED,
+            "{so_far} requests had no answer; stopped"
+        );
+        let (peers, failed) = (peers.clone(), failed.clone());
         tasks.spawn(async move {
             let outcome = probe(&peers, target).await;
+            let unanswered = std::iter::once(&outcome.direct)
+                .chain(outcome.via.values())
+                .filter(|a| matches!(a, Answer::Failed(_)))
+                .count();
+            failed.fetch_add(unanswered, Ordering::Relaxed);
             drop(permit);
             (i, outcome)
         });
@@ -634,6 +653,35 @@ fn assert_the_run_tested_something(outcomes: &[Outcome]) {
             );
         }
     }
+}
+
+/// A request with no answer at all proves nothing either way (and hides
+/// what reached Tomcat): every one must have had a status, a reset or a
+/// Tomcat page.
+fn assert_every_request_was_answered(outcomes: &[Outcome]) {
+    let unanswered: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| {
+            let direct = ("straight to Tomcat".to_string(), &o.direct);
+            let via = o.via.iter().map(|(route, a)| (route.to_string(), a));
+            std::iter::once(direct)
+                .chain(via)
+                .filter(|(_, a)| matches!(a, Answer::Failed(_)))
+                .map(|(how, a)| {
+                    format!(
+                        "{} {how}: {}",
+                        request_targets::escape(&o.target),
+                        a.short()
+                    )
+                })
+        })
+        .collect();
+    assert!(
+        unanswered.is_empty(),
+        "{} requests had no answer (first 10):\n{}",
+        unanswered.len(),
+        unanswered[..unanswered.len().min(10)].join("\n")
+    );
 }
 
 // ---------------------------------------------------------------- reporting
