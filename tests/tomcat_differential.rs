@@ -761,6 +761,7 @@ fn summary(outcomes: &[Outcome]) -> String {
     for (reason, n) in &reasons {
         let _ = writeln!(out, "  {n:>6}  {reason}");
     }
+    let _ = writeln!(out, "{}", not_utf8_escapes(outcomes));
     let examples = [
         (
             "over-blocking (refused client, HTTP/1.1)",
@@ -803,6 +804,54 @@ fn summary(outcomes: &[Outcome]) -> String {
         }
     }
     out
+}
+
+/// How many forwarded paths carry escapes that do not decode to UTF-8
+/// (`%C0%AE`, an overlong `.`), and what Tomcat made of them: the query
+/// check refuses such escapes, the path check forwards them.
+fn not_utf8_escapes(outcomes: &[Outcome]) -> String {
+    let (mut forwarded, mut routed) = (0, 0);
+    for o in outcomes {
+        let answer = &o.via[&ALLOWED_H1];
+        let Some(Ok(canonical)) =
+            gateway_path(&o.target, Protocol::Http1).map(|p| canonical_path(&p))
+        else {
+            continue;
+        };
+        if decodes_to_utf8(&canonical)
+            || !matches!(answer, Answer::Routed(..) | Answer::TomcatError(_))
+        {
+            continue;
+        }
+        forwarded += 1;
+        routed += usize::from(answer.routed().is_some());
+    }
+    format!(
+        "forwarded paths with escapes that are not UTF-8 (allowed client, HTTP/1.1): {forwarded}, routed by Tomcat: {routed}"
+    )
+}
+
+/// Whether a canonical path's escapes, decoded, are UTF-8.
+fn decodes_to_utf8(canonical: &str) -> bool {
+    let bytes = canonical.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
 }
 
 fn tally(outcomes: &[Outcome], route: Route, reasons: &mut BTreeMap<String, usize>) -> Tally {
