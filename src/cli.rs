@@ -162,18 +162,22 @@ pub enum RsaBitsArg {
 /// `/etc/nginx/nginx.conf`).
 pub const DEFAULT_CONFIGS: [&str; 2] = ["./gateway.toml", "/etc/gisgate/gateway.toml"];
 
+/// None of the places `gisgate run` looks for a config holds one.
+#[derive(Debug, thiserror::Error)]
+#[error("no --config given, and neither {} exists; pass --config PATH (or -c PATH), or run `gisgate demo` to write the sample gateway.toml here", .looked_in.join(" nor "))]
+pub struct NoConfig {
+    pub looked_in: Vec<String>,
+}
+
 /// The first of `candidates` that exists, or an error naming them all.
-pub fn find_config(candidates: &[&str]) -> Result<PathBuf, String> {
+pub fn find_config(candidates: &[&str]) -> Result<PathBuf, NoConfig> {
     candidates
         .iter()
         .map(Path::new)
         .find(|p| p.exists())
         .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            format!(
-                "no --config given, and neither {} exists; pass --config PATH (or -c PATH), or run `gisgate demo` to write the sample gateway.toml here",
-                candidates.join(" nor ")
-            )
+        .ok_or_else(|| NoConfig {
+            looked_in: candidates.iter().map(|c| c.to_string()).collect(),
         })
 }
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Settings;
+use crate::config::{ConfigErrors, Settings};
 use crate::devpki;
 use crate::gateway::Adjust;
 use crate::tls::certs;
@@ -28,20 +28,38 @@ pub const SHIPPED_CONFIG: &str = include_str!("../gateway.toml");
 /// Where the shipped config expects the mock GIS server.
 pub const DEMO_UPSTREAM: &str = "127.0.0.1:7443";
 
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("gateway.toml: {0}")]
+    WriteConfig(std::io::Error),
+    #[error(transparent)]
+    Certificates(#[from] certs::CertError),
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error("mock GIS server: {0}")]
+    MockTls(#[from] rustls::Error),
+    #[error("mock GIS server cannot listen on {addr}: {source}")]
+    MockListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// `listen_all`: the listen addresses of gateway.toml as written (the
 /// sample's `0.0.0.0`, every interface); otherwise the same ports on
 /// loopback only, since a demo's dev CA key sits in `certs/`.
-pub async fn run(listen_all: bool) -> Result<(), String> {
+pub async fn run(listen_all: bool) -> Result<(), DemoError> {
     let config_path = PathBuf::from("gateway.toml");
     if !config_path.exists() {
-        std::fs::write(&config_path, SHIPPED_CONFIG).map_err(|e| format!("gateway.toml: {e}"))?;
+        std::fs::write(&config_path, SHIPPED_CONFIG).map_err(DemoError::WriteConfig)?;
         eprintln!("wrote gateway.toml (the shipped sample)");
     }
-    let pki = devpki::ensure_dev_pki(Path::new("certs")).map_err(|e| e.to_string())?;
+    let pki = devpki::ensure_dev_pki(Path::new("certs"))?;
     if pki.created {
         eprintln!("made development certificates in certs/ (a dev CA for localhost only; never use them in production)");
     }
-    let mut settings = crate::config::load(&config_path).map_err(|e| e.to_string())?;
+    let mut settings = crate::config::load(&config_path)?;
     crate::logging::init(&settings.log);
     let adjust: Option<Adjust> = (!listen_all).then_some(loopback_only);
     if let Some(adjust) = adjust {
@@ -54,9 +72,7 @@ pub async fn run(listen_all: bool) -> Result<(), String> {
     let http = settings.server.http_listen;
     let observe = settings.observability_listen;
     let stop = crate::run::shutdown_signal();
-    let gw = crate::run::start_adjusted(settings, adjust)
-        .await
-        .map_err(|e| e.to_string())?;
+    let gw = crate::run::start_adjusted(settings, adjust).await?;
     print_curl_lines(https, http, observe, listen_all);
     stop.await;
     tracing::info!("shutdown signal received");
@@ -150,19 +166,18 @@ pub async fn run_upstream(
     listen: SocketAddr,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), DemoError> {
     let (cert, key) = match (cert, key) {
         (Some(c), Some(k)) => (c, k),
         _ => {
-            let pki = devpki::ensure_dev_pki(Path::new("certs")).map_err(|e| e.to_string())?;
+            let pki = devpki::ensure_dev_pki(Path::new("certs"))?;
             (pki.upstream_cert, pki.upstream_key)
         }
     };
     let (listener, acceptor) = bind_mock(listen, &cert, &key).await?;
-    tracing::info!(
-        "mock GIS server on https://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("mock GIS server on https://{addr}");
+    }
     // As a container's first process it must stop when the engine asks.
     tokio::select! {
         _ = serve_mock(listener, acceptor) => {}
@@ -175,20 +190,18 @@ async fn bind_mock(
     addr: SocketAddr,
     cert: &Path,
     key: &Path,
-) -> Result<(TcpListener, TlsAcceptor), String> {
+) -> Result<(TcpListener, TlsAcceptor), DemoError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = certs::load_cert_chain(cert).map_err(|e| e.to_string())?;
-    let key = certs::load_private_key(key).map_err(|e| e.to_string())?;
+    let chain = certs::load_cert_chain(cert)?;
+    let key = certs::load_private_key(key)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())?;
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("mock GIS server cannot listen on {addr}: {e}"))?;
+        .map_err(|source| DemoError::MockListen { addr, source })?;
     Ok((listener, TlsAcceptor::from(Arc::new(config))))
 }
 

@@ -178,7 +178,12 @@ async fn open(
             let suite = session
                 .negotiated_cipher_suite()
                 .map(|s| suites::suite_name(&s));
-            metrics::tls_handshake(version.unwrap_or("other"), suite.unwrap_or("unknown"));
+            let group = session.negotiated_key_exchange_group().map(|g| g.name());
+            metrics::tls_handshake(
+                version.unwrap_or("other"),
+                suite.unwrap_or("unknown"),
+                suites::group_name(group),
+            );
             let h2 = session.alpn_protocol() == Some(b"h2");
             let info = Arc::new(ConnInfo {
                 kind,

@@ -75,11 +75,9 @@ fn main() -> ExitCode {
         }
         Command::Cert(c) => cert_command(c),
         Command::UpstreamFingerprint { url } => with_runtime(async move {
-            let fp = certtool::upstream_fingerprint(&url)
-                .await
-                .map_err(|e| e.to_string())?;
+            let fp = certtool::upstream_fingerprint(&url).await?;
             print!("{}", certtool::fingerprint_report(&url, &fp));
-            Ok(())
+            Ok::<(), certtool::FingerprintError>(())
         }),
     }
 }
@@ -246,7 +244,9 @@ fn init_plain_logging() {
     });
 }
 
-fn with_runtime<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCode {
+fn with_runtime<E: std::fmt::Display, F: std::future::Future<Output = Result<(), E>>>(
+    f: F,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

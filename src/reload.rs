@@ -46,7 +46,7 @@ pub fn spawn(gw: Arc<Gateway>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let settings = gw.live.load().settings.clone();
     // What was actually loaded, so a write racing the start is still seen.
-    let loaded = fingerprint_of(settings.source.as_bytes(), &files_of(&settings));
+    let loaded = fingerprint_of(settings.source.text().as_bytes(), &files_of(&settings));
     let mut rewatch = None;
     if settings.reload_watch {
         // Register the watches before returning: a change right after
@@ -132,7 +132,7 @@ async fn reload_loop(
             // Built from exactly the settled content, and that content still
             // on disk, or not published.
             let unchanged = |s: &Settings| {
-                fingerprint_of(s.source.as_bytes(), &files_of(s)) == settled
+                fingerprint_of(s.source.text().as_bytes(), &files_of(s)) == settled
                     && fingerprint(&config_path) == settled
             };
             match apply(&gw, how, unchanged).await {

@@ -49,6 +49,55 @@ fn the_readme_alerts_are_the_rule_files() {
     assert_eq!(alerts(&readme), alerts(rules));
 }
 
+/// Words that look like an alert's name (`Gisgate` then more CamelCase).
+fn alert_names_in(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() > "Gisgate".len() && w.starts_with("Gisgate"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The files under `dir` (relative to the crate), recursively.
+fn files_under(dir: &str) -> Vec<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    let mut pending = vec![root.join(dir)];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let rel = path.strip_prefix(&root).unwrap();
+                found.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
+
+/// An operator searches Prometheus for the alert the README or a file
+/// under deploy/ names: it must be one the rule file defines.
+#[test]
+fn every_alert_the_docs_name_is_in_the_rule_file() {
+    let file: Value =
+        serde_saphyr::from_str(&read("deploy/kubernetes/prometheusrule.yaml")).unwrap();
+    let defined: BTreeSet<String> = alerts(&file["spec"]["groups"][0]["rules"])
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    let mut docs = vec!["README.md".to_string()];
+    docs.extend(files_under("deploy"));
+    for doc in docs {
+        let named = alert_names_in(&read(&doc));
+        assert!(
+            named.is_subset(&defined),
+            "{doc} names alerts the rule file lacks: {:?}",
+            named.difference(&defined).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// "8 MiB + 30 KiB" as (8, 30), from the first place `text` gives a
 /// base in MiB plus a per-connection figure in KiB.
 fn sizing(text: &str) -> (u32, u32) {

@@ -66,7 +66,7 @@ async fn each_request_outcome_is_counted_with_listener_route_and_status() {
         "gisgate_upstream_requests_total{status=\"200\"}",
         "gisgate_request_duration_seconds_bucket{listener=\"https\",route=\"proxy\",le=\"0.005\"}",
         "gisgate_upstream_duration_seconds_bucket{le=\"0.1\"}",
-        "gisgate_tls_handshakes_total{version=\"TLSv1.3\",cipher=\"TLS_AES_256_GCM_SHA384\"}",
+        "gisgate_tls_handshakes_total{version=\"TLSv1.3\",cipher=\"TLS_AES_256_GCM_SHA384\",group=\"X25519\"}",
         "gisgate_connections_active{listener=\"https\"}",
         "gisgate_build_info{version=\"",
         "gisgate_config_last_reload_successful",

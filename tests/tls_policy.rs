@@ -623,7 +623,7 @@ async fn completed_handshake_is_counted_by_version_and_cipher() {
     let m = tg.metrics().await;
     assert!(
         m.lines().any(|l| l.starts_with(
-            "gisgate_tls_handshakes_total{version=\"TLSv1.3\",cipher=\"TLS_AES_128_GCM_SHA256\"}"
+            "gisgate_tls_handshakes_total{version=\"TLSv1.3\",cipher=\"TLS_AES_128_GCM_SHA256\",group=\""
         )),
         "{m}"
     );

@@ -40,23 +40,45 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Finds where keys are written in the source text, so that errors found
-/// after deserialization (a bad CIDR, a missing file) still carry line:col.
+/// The config text, parsed once, with where each key is written: errors
+/// found after deserialization (a bad CIDR, a missing file, a listener that
+/// cannot bind) still carry line:col without parsing the file again.
+#[derive(Debug, Clone)]
 pub struct Locator {
     text: String,
     doc: Option<toml_edit::Document<String>>,
 }
 
+/// Two configs are the same when their text is.
+impl PartialEq for Locator {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
 impl Locator {
-    pub fn new(text: &str) -> Self {
+    /// Text that did not parse: positions come from byte offsets only.
+    pub fn unparsed(text: &str) -> Self {
         Locator {
             text: text.to_string(),
-            doc: toml_edit::Document::parse(text.to_string()).ok(),
+            doc: None,
+        }
+    }
+
+    /// A parsed document, which also keeps its text.
+    pub fn parsed(doc: toml_edit::Document<String>) -> Self {
+        Locator {
+            text: doc.raw().to_string(),
+            doc: Some(doc),
         }
     }
 
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    pub fn document(&self) -> Option<&toml_edit::Document<String>> {
+        self.doc.as_ref()
     }
 
     /// Line and column (1-based) of a byte offset.

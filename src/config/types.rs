@@ -114,7 +114,10 @@ const SNI: &[(&str, Kind)] = &[("server_name", Text), ("cert", Text), ("key", Te
 
 /// Every wrongly typed value, as (dotted key, message without the key), in
 /// file order of the schema.
-pub fn type_errors(doc: &toml_edit::Document<String>) -> Vec<(String, String)> {
+pub fn type_errors(loc: &super::error::Locator) -> Vec<(String, String)> {
+    let Some(doc) = loc.document() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let root = doc.as_table();
     for (table, keys) in SCHEMA {

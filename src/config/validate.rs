@@ -51,8 +51,8 @@ pub struct Settings {
     pub path: PathBuf,
     /// How the file is named in messages (as given on the command line).
     pub display: String,
-    /// The text it was parsed from, to locate keys in later errors.
-    pub source: std::sync::Arc<str>,
+    /// The text it was parsed from, with where each key is, for later errors.
+    pub source: std::sync::Arc<Locator>,
     pub server: Server,
     pub tls: Option<Tls>,
     pub hsts: Hsts,
@@ -282,15 +282,17 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
 
 /// Validates config text as if it were the file at `path` (shown as `display`).
 pub fn parse(text: &str, path: &Path, display: &str) -> Result<Settings, ConfigErrors> {
-    let loc = Locator::new(text);
     let error = |position, message| ConfigError {
         file: display.to_string(),
         position,
         message,
     };
+    // Parsed once: the same document gives every type error, the serde
+    // structs, and later the position of any key named in an error.
     let doc = match toml_edit::Document::parse(text.to_string()) {
         Ok(doc) => doc,
         Err(e) => {
+            let loc = Locator::unparsed(text);
             let offset = e.span().map_or(0, |s| s.start);
             let (offset, message) = match super::syntax::explain(text, offset, e.message()) {
                 Some((at, m)) if m.contains("twice") => (at, m),
@@ -303,13 +305,15 @@ pub fn parse(text: &str, path: &Path, display: &str) -> Result<Settings, ConfigE
             )]));
         }
     };
+    let raw = toml_edit::de::from_document::<RawConfig>(doc.clone());
+    let loc = std::sync::Arc::new(Locator::parsed(doc));
     // Every wrongly typed value at once; serde would stop at the first.
-    let mut errors: Vec<ConfigError> = super::types::type_errors(&doc)
+    let mut errors: Vec<ConfigError> = super::types::type_errors(&loc)
         .into_iter()
         .map(|(key, message)| error(loc.position(&key), format!("{key}: {message}")))
         .collect();
     errors.sort_by_key(|e| e.position);
-    let raw: Option<RawConfig> = match toml::from_str(text) {
+    let raw: Option<RawConfig> = match raw {
         Ok(raw) => Some(raw),
         Err(e) => {
             // A type error serde finds was reported above in better words;
@@ -389,7 +393,7 @@ fn describe_serde_error(message: &str, text: &str, offset: usize) -> String {
 }
 
 struct Validator<'a> {
-    loc: &'a Locator,
+    loc: &'a std::sync::Arc<Locator>,
     file: &'a str,
     base: PathBuf,
     errors: Vec<ConfigError>,
@@ -463,7 +467,7 @@ impl Validator<'_> {
         for item in items {
             match parse_ip_or_cidr(item) {
                 Ok(n) => out.push(n),
-                Err(e) => self.error(key, e),
+                Err(e) => self.error(key, e.to_string()),
             }
         }
         out
@@ -503,7 +507,7 @@ impl Validator<'_> {
         Settings {
             path: path.to_path_buf(),
             display: self.file.to_string(),
-            source: std::sync::Arc::from(self.loc.text()),
+            source: self.loc.clone(),
             server,
             tls,
             hsts,
@@ -655,7 +659,7 @@ impl Validator<'_> {
                         versions.push(v)
                     }
                 }
-                Err(e) => self.error("tls.protocols", e),
+                Err(e) => self.error("tls.protocols", e.to_string()),
             }
         }
         if versions.is_empty()
@@ -855,7 +859,7 @@ impl Validator<'_> {
         for p in &raw.pin_sha256 {
             match crate::tls::certs::parse_pin(p) {
                 Ok(pin) => pins.push(pin),
-                Err(e) => self.error("upstream.pin_sha256", e),
+                Err(e) => self.error("upstream.pin_sha256", e.to_string()),
             }
         }
         let server_name = raw.server_name.clone().unwrap_or_else(|| host.clone());
@@ -1073,7 +1077,7 @@ impl Settings {
     pub fn error_at(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
         ConfigError {
             file: self.display.clone(),
-            position: Locator::new(&self.source).position(key),
+            position: self.source.position(key),
             message: format!("{key}: {message}"),
         }
     }

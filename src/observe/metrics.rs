@@ -103,7 +103,7 @@ fn describe() {
     );
     describe_counter!(
         TLS_HANDSHAKES_TOTAL,
-        "Completed client TLS handshakes, by version and cipher suite."
+        "Completed client TLS handshakes, by version, cipher suite and key exchange group."
     );
     describe_counter!(
         TLS_HANDSHAKE_ERRORS_TOTAL,
@@ -226,8 +226,9 @@ pub fn upstream_duration(elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
-pub fn tls_handshake(version: &'static str, cipher: &'static str) {
-    counter!(TLS_HANDSHAKES_TOTAL, "version" => version, "cipher" => cipher).increment(1);
+pub fn tls_handshake(version: &'static str, cipher: &'static str, group: &'static str) {
+    counter!(TLS_HANDSHAKES_TOTAL, "version" => version, "cipher" => cipher, "group" => group)
+        .increment(1);
 }
 
 pub fn tls_handshake_error(reason: &'static str) {

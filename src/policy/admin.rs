@@ -114,6 +114,15 @@ fn is_name_continuation(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~')
 }
 
+/// An allow-list entry that is neither an address nor a CIDR block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetParseError {
+    #[error("invalid CIDR block: {0:?}")]
+    Cidr(String),
+    #[error("invalid IP address: {0:?}")]
+    Address(String),
+}
+
 /// Parses an allow-list entry: an address (`10.1.2.3` -> `/32`, `::1` ->
 /// `/128`) or a CIDR block (`10.0.0.0/8`, `fe80::/10`). Surrounding
 /// whitespace is ignored.
@@ -124,15 +133,15 @@ fn is_name_continuation(b: u8) -> bool {
 /// `::ffff:10.0.0.0/104`) are converted to IPv4, because clients are judged
 /// as IPv4 (see [`AdminGate::client_allowed`]) and such an entry would
 /// otherwise never match.
-pub fn parse_ip_or_cidr(s: &str) -> Result<IpNet, String> {
+pub fn parse_ip_or_cidr(s: &str) -> Result<IpNet, NetParseError> {
     let s = s.trim();
     let net = if s.contains('/') {
         s.parse::<IpNet>()
-            .map_err(|_| format!("invalid CIDR block: {s:?}"))?
+            .map_err(|_| NetParseError::Cidr(s.to_string()))?
     } else {
         s.parse::<IpAddr>()
             .map(IpNet::from)
-            .map_err(|_| format!("invalid IP address: {s:?}"))?
+            .map_err(|_| NetParseError::Address(s.to_string()))?
     };
     let net = net.trunc();
     if let IpNet::V6(v6) = net {

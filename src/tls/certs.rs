@@ -313,10 +313,10 @@ pub fn load_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Cert
         });
     }
     for (i, der) in chain.iter().enumerate() {
-        parse_x509(der).map_err(|reason| CertError::InvalidCertificate {
+        parse_x509(der).map_err(|e| CertError::InvalidCertificate {
             path: path.to_path_buf(),
             index: i + 1,
-            reason,
+            reason: e.to_string(),
         })?;
     }
     Ok(chain)
@@ -439,61 +439,87 @@ pub fn sha256_fingerprint(der: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(der).into()
 }
 
+/// A SHA-256 pin that is not 64 hex digits; each message is a sentence for
+/// a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error(
+        "SHA-256 pin {0:?} is not 32 colon-separated hex byte pairs \
+         (expected e.g. AB:CD:... with 32 pairs, or 64 hex digits without colons)"
+    )]
+    NotPairs(String),
+    #[error("SHA-256 pin {pin:?} contains {bad:?}, which is not a hex digit")]
+    NotHex { pin: String, bad: char },
+    #[error("SHA-256 pin {pin:?} has {digits} hex digits; a SHA-256 fingerprint has 64")]
+    Length { pin: String, digits: usize },
+}
+
 /// Parses a SHA-256 pin: 64 hex digits, either plain or as 32 colon-separated pairs,
-/// in any case. The error is a sentence suitable for a configuration error message.
-pub fn parse_pin(s: &str) -> Result<[u8; 32], String> {
+/// in any case.
+pub fn parse_pin(s: &str) -> Result<[u8; 32], PinError> {
     let trimmed = s.trim();
     let digits: String = if trimmed.contains(':') {
         let groups: Vec<&str> = trimmed.split(':').collect();
         if groups.len() != 32 || groups.iter().any(|g| g.len() != 2) {
-            return Err(format!(
-                "SHA-256 pin {trimmed:?} is not 32 colon-separated hex byte pairs \
-                 (expected e.g. AB:CD:... with 32 pairs, or 64 hex digits without colons)"
-            ));
+            return Err(PinError::NotPairs(trimmed.to_string()));
         }
         groups.concat()
     } else {
         trimmed.to_string()
     };
     if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "SHA-256 pin {trimmed:?} contains {bad:?}, which is not a hex digit"
-        ));
+        return Err(PinError::NotHex {
+            pin: trimmed.to_string(),
+            bad,
+        });
     }
     if digits.len() != 64 {
-        return Err(format!(
-            "SHA-256 pin {trimmed:?} has {} hex digits; a SHA-256 fingerprint has 64",
-            digits.len()
-        ));
+        return Err(PinError::Length {
+            pin: trimmed.to_string(),
+            digits: digits.len(),
+        });
     }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        // Every character is an ASCII hex digit (checked above), so slicing by byte
-        // offsets is on character boundaries and the parse cannot fail.
-        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
-            .map_err(|e| format!("SHA-256 pin {trimmed:?}: {e}"))?;
+    for (byte, pair) in out.iter_mut().zip(digits.as_bytes().chunks(2)) {
+        // Every byte is an ASCII hex digit (checked above).
+        *byte = hex_value(pair[0]) << 4 | hex_value(pair[1]);
     }
     Ok(out)
+}
+
+/// The value of one ASCII hex digit (the caller has checked it is one).
+fn hex_value(digit: u8) -> u8 {
+    (digit as char).to_digit(16).unwrap_or(0) as u8
 }
 
 /// Describes one certificate. Alias, entry type and chain length get neutral defaults
 /// (empty, [`ENTRY_TRUSTED_CERT`], "1") because only the caller knows the context.
 pub fn cert_facts(der: &CertificateDer<'_>) -> Result<CertFacts, CertError> {
-    facts_from_der(der.as_ref()).map_err(|reason| CertError::InvalidDer { reason })
+    facts_from_der(der.as_ref()).map_err(|e| CertError::InvalidDer {
+        reason: e.to_string(),
+    })
 }
 
-fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>, String> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+/// Why DER bytes are not one X.509 certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum DerError {
+    #[error("{0}")]
+    X509(#[from] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("{0} bytes of trailing data after the certificate")]
+    Trailing(usize),
+    #[error("bad subjectAltName extension: {0}")]
+    SubjectAltName(x509_parser::error::X509Error),
+}
+
+fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>, DerError> {
+    let (rest, cert) = X509Certificate::from_der(der)?;
     if !rest.is_empty() {
-        return Err(format!(
-            "{} bytes of trailing data after the certificate",
-            rest.len()
-        ));
+        return Err(DerError::Trailing(rest.len()));
     }
     Ok(cert)
 }
 
-fn facts_from_der(der: &[u8]) -> Result<CertFacts, String> {
+fn facts_from_der(der: &[u8]) -> Result<CertFacts, DerError> {
     let cert = parse_x509(der)?;
 
     let owner = keytool_name(cert.subject());
@@ -509,7 +535,7 @@ fn facts_from_der(der: &[u8]) -> Result<CertFacts, String> {
     let mut ip_addresses = Vec::new();
     if let Some(san) = cert
         .subject_alternative_name()
-        .map_err(|e| format!("bad subjectAltName extension: {e}"))?
+        .map_err(DerError::SubjectAltName)?
     {
         for general_name in &san.value.general_names {
             match general_name {
@@ -1423,15 +1449,17 @@ mod tests {
 
     #[test]
     fn parse_pin_rejects_wrong_lengths_and_non_hex_with_a_clear_message() {
-        let err = parse_pin("abcd").unwrap_err();
+        let err = parse_pin("abcd").unwrap_err().to_string();
         assert!(err.contains("has 4 hex digits"), "{err}");
-        let err = parse_pin(&"zz".repeat(32)).unwrap_err();
+        let err = parse_pin(&"zz".repeat(32)).unwrap_err().to_string();
         assert!(err.contains("not a hex digit"), "{err}");
-        let err = parse_pin(&["AB"; 31].join(":")).unwrap_err();
+        let err = parse_pin(&["AB"; 31].join(":")).unwrap_err().to_string();
         assert!(err.contains("32 colon-separated"), "{err}");
-        let err = parse_pin(&format!("{}:", ["AB"; 32].join(":"))).unwrap_err();
+        let err = parse_pin(&format!("{}:", ["AB"; 32].join(":")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("32 colon-separated"), "{err}");
-        let err = parse_pin(&"é".repeat(32)).unwrap_err();
+        let err = parse_pin(&"é".repeat(32)).unwrap_err().to_string();
         assert!(err.contains("not a hex digit"), "{err}");
         assert!(parse_pin("").is_err());
     }

@@ -1,22 +1,32 @@
-//! TLS versions and cipher suites by the names operators write: the
-//! `httpsProtocols` / `cipherSuites` vocabulary of ArcGIS Server, which is
-//! IANA's. The TLS library (rustls with aws-lc-rs) implements only AEAD
-//! suites with forward secrecy; every other IANA name is known but skipped.
+//! The names of TLS parameters as operators write them: versions and cipher
+//! suites in the `httpsProtocols` / `cipherSuites` vocabulary of ArcGIS
+//! Server, which is IANA's, and key exchange groups as IANA names them. The
+//! TLS library (rustls with aws-lc-rs) implements only AEAD suites with
+//! forward secrecy; every other IANA name is known but skipped.
 
 use rustls::crypto::aws_lc_rs;
 use rustls::{
-    CipherSuite, ProtocolVersion, SignatureAlgorithm, SupportedCipherSuite,
+    CipherSuite, NamedGroup, ProtocolVersion, SignatureAlgorithm, SupportedCipherSuite,
     SupportedProtocolVersion,
 };
 
-pub fn parse_version(name: &str) -> Result<&'static SupportedProtocolVersion, String> {
+/// A TLS version name gisgate will not enable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("{0:?} is insecure and unsupported (deprecated by RFC 8996; SSLv3 is broken by POODLE); use \"TLSv1.2\" and/or \"TLSv1.3\"")]
+    Insecure(String),
+    #[error("{0:?} is not a TLS version; use \"TLSv1.2\" and/or \"TLSv1.3\"")]
+    Unknown(String),
+}
+
+pub fn parse_version(name: &str) -> Result<&'static SupportedProtocolVersion, VersionError> {
     match name.trim() {
         "TLSv1.2" => Ok(&rustls::version::TLS12),
         "TLSv1.3" => Ok(&rustls::version::TLS13),
-        old @ ("TLSv1" | "TLSv1.0" | "TLSv1.1" | "SSLv3" | "SSLv2") => Err(format!(
-            "{old:?} is insecure and unsupported (deprecated by RFC 8996; SSLv3 is broken by POODLE); use \"TLSv1.2\" and/or \"TLSv1.3\""
-        )),
-        other => Err(format!("{other:?} is not a TLS version; use \"TLSv1.2\" and/or \"TLSv1.3\"")),
+        old @ ("TLSv1" | "TLSv1.0" | "TLSv1.1" | "SSLv3" | "SSLv2") => {
+            Err(VersionError::Insecure(old.to_string()))
+        }
+        other => Err(VersionError::Unknown(other.to_string())),
     }
 }
 
@@ -31,6 +41,24 @@ pub fn version_name(v: ProtocolVersion) -> &'static str {
 /// The IANA name of a suite rustls implements.
 pub fn suite_name(s: &SupportedCipherSuite) -> &'static str {
     iana_name(s.suite()).unwrap_or("unknown")
+}
+
+/// The key exchange group of a handshake, as a metric label from a fixed
+/// set: the groups the library offers by default, `other` for any further
+/// one, `none` when there was no key exchange (a resumed TLS 1.2 session
+/// reuses its master secret). Among them is X25519MLKEM768, the
+/// post-quantum hybrid of draft-ietf-tls-ecdhe-mlkem; rustls takes the
+/// client's first choice of the groups both offer, so browsers, which list
+/// the hybrid first, get it.
+pub fn group_name(group: Option<NamedGroup>) -> &'static str {
+    match group {
+        Some(NamedGroup::X25519MLKEM768) => "X25519MLKEM768",
+        Some(NamedGroup::X25519) => "X25519",
+        Some(NamedGroup::secp256r1) => "secp256r1",
+        Some(NamedGroup::secp384r1) => "secp384r1",
+        Some(_) => "other",
+        None => "none",
+    }
 }
 
 /// rustls spells the TLS 1.3 suites `TLS13_AES_128_GCM_SHA256`; IANA (and
@@ -146,9 +174,13 @@ mod tests {
     fn old_protocol_versions_are_refused_as_insecure() {
         for v in ["TLSv1", "TLSv1.1", "SSLv3"] {
             let e = parse_version(v).unwrap_err();
-            assert!(e.contains("insecure and unsupported"), "{e}");
+            assert_eq!(e, VersionError::Insecure(v.to_string()));
+            assert!(e.to_string().contains("insecure and unsupported"), "{e}");
         }
-        assert!(parse_version("TLSv1.4").is_err());
+        assert_eq!(
+            parse_version("TLSv1.4"),
+            Err(VersionError::Unknown("TLSv1.4".to_string()))
+        );
     }
 
     #[test]
