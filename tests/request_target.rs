@@ -78,6 +78,12 @@ refused_targets! {
     raw_pipe_in_the_query: "/arcgis/rest/services?a=1|2";
     raw_caret_in_the_query: "/arcgis/rest/services?a=1^2";
     raw_backtick_in_the_query: "/arcgis/rest/services?a=`";
+    // Found by the Tomcat differential (tests/tomcat_differential.rs): the
+    // query refused these, the path forwarded them and Tomcat answered 400.
+    overlong_utf8_dots_in_the_path: "/arcgis/rest/%C0%AE%C0%AE/admin";
+    overlong_utf8_slash_in_the_path: "/arcgis/rest%C0%AFadmin";
+    latin1_byte_in_the_path: "/arcgis/rest/services/caf%E9";
+    truncated_utf8_in_the_path: "/arcgis/rest/services/%E2%82/x";
 }
 
 /// A raw `"` never parses as a request target (the `http` crate refuses
@@ -120,6 +126,27 @@ async fn an_arcgis_export_query_reaches_the_upstream_unchanged_over_http2() {
 async fn a_percent_encoded_json_and_sql_query_reaches_the_upstream_unchanged() {
     forwarded_unchanged(ENCODED_QUERY, false).await;
     forwarded_unchanged(ENCODED_QUERY, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_with_utf8_escapes_reaches_the_upstream_with_upper_case_hex() {
+    for h2 in [false, true] {
+        let site = Site::new();
+        let up = site.upstream(false).await;
+        let tg = site.gateway(&up, "").await;
+        let r = https_get(
+            &site,
+            &tg,
+            "/arcgis/rest/services/Caf%c3%a9_%E2%82%AC/MapServer",
+            h2,
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 200);
+        assert_eq!(
+            up.last().path,
+            "/arcgis/rest/services/Caf%C3%A9_%E2%82%AC/MapServer"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,11 @@ pub enum PathError {
     /// A `..` segment with nothing left to remove.
     #[error("path escapes above the root")]
     AboveRoot,
+    /// Escapes of bytes above 0x7F that are not UTF-8 (`%C0%AE`, an
+    /// overlong `.`; a lone `%E9`). Tomcat refuses them; a lenient decoder
+    /// might read an overlong form as the ASCII it encodes.
+    #[error("percent-encoded bytes in path are not UTF-8")]
+    InvalidUtf8,
 }
 
 /// Canonicalises the path component of a request URI.
@@ -73,7 +78,7 @@ pub enum PathError {
 ///    which Tomcat ignores), then only unreserved characters (RFC 3986 §2.3)
 ///    are percent-decoded; every other `%XX` stays encoded with upper-case hex
 ///    (RFC 3986 §6.2.2.1). Encoded `/`, `\`, `%` and control characters are
-///    errors;
+///    errors, and so are escaped bytes above 0x7F that are not UTF-8;
 /// 3. empty and `.` segments are dropped and `..` removes the previous
 ///    segment (RFC 3986 §5.2.4), after decoding so `%2e%2e` is `..`; a `..`
 ///    at the root is an error, never clamped;
@@ -161,10 +166,12 @@ fn check_raw_byte(b: u8) -> Result<(), PathError> {
 /// characters and normalising every other escape to upper-case hex.
 fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
     let bytes = segment.as_bytes();
+    let mut utf8 = Utf8Escapes::default();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b != b'%' {
+            utf8.end()?;
             // Raw bytes were validated as ASCII by `check_raw_byte`.
             out.push(char::from(b));
             i += 1;
@@ -185,8 +192,16 @@ fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
             // -> `admin`. Refuse instead of decoding twice.
             b'%' => return Err(PathError::EncodedPercent),
             0x00..=0x1F | 0x7F => return Err(PathError::EncodedControlCharacter),
-            _ if is_unreserved(decoded) => out.push(char::from(decoded)),
+            _ if is_unreserved(decoded) => {
+                utf8.end()?;
+                out.push(char::from(decoded));
+            }
             _ => {
+                if decoded < 0x80 {
+                    utf8.end()?;
+                } else {
+                    utf8.push(decoded)?;
+                }
                 out.push('%');
                 out.push(char::from(HEX_UPPER[usize::from(hi)]));
                 out.push(char::from(HEX_UPPER[usize::from(lo)]));
@@ -194,7 +209,46 @@ fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
         }
         i += 3;
     }
-    Ok(())
+    utf8.end()
+}
+
+/// The escaped bytes above 0x7F of one character being decoded: they must
+/// spell UTF-8 (no overlong forms, surrogates or lone bytes), one whole
+/// character before the next unescaped byte or the end of the segment.
+#[derive(Default)]
+struct Utf8Escapes {
+    bytes: [u8; 4],
+    have: usize,
+    want: usize,
+}
+
+impl Utf8Escapes {
+    fn push(&mut self, b: u8) -> Result<(), PathError> {
+        if self.have == 0 {
+            self.want = match b {
+                0xC2..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF4 => 4,
+                _ => return Err(PathError::InvalidUtf8),
+            };
+        }
+        self.bytes[self.have] = b;
+        self.have += 1;
+        if self.have == self.want {
+            std::str::from_utf8(&self.bytes[..self.have]).map_err(|_| PathError::InvalidUtf8)?;
+            self.have = 0;
+        }
+        Ok(())
+    }
+
+    /// Something other than an escaped high byte: no character may be open.
+    fn end(&mut self) -> Result<(), PathError> {
+        if self.have == 0 {
+            Ok(())
+        } else {
+            Err(PathError::InvalidUtf8)
+        }
+    }
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
@@ -351,6 +405,26 @@ mod tests {
     #[test]
     fn encoded_non_ascii_is_normalised_to_upper_case_hex() {
         assert_eq!(ok("/a%c3%a9"), "/a%C3%A9");
+        assert_eq!(ok("/%E2%82%AC/%F0%9F%97%BA;x"), "/%E2%82%AC/%F0%9F%97%BA");
+    }
+
+    #[test]
+    fn escapes_that_are_not_utf8_are_rejected() {
+        for raw in [
+            "/arcgis/%c0%ae%c0%ae/admin", // overlong `..`
+            "/arcgis/%e0%80%ae",          // overlong `.`, three bytes
+            "/arcgis/caf%e9",             // Latin-1, a lone byte
+            "/arcgis/%a9",                // a continuation byte first
+            "/arcgis/%c3",                // cut at the end of the segment
+            "/arcgis/%c3/%a9",            // cut by a `/`
+            "/arcgis/%c3a%a9",            // cut by a raw byte
+            "/arcgis/%c3%41",             // cut by an escaped ASCII byte
+            "/arcgis/%ed%a0%80",          // a surrogate
+            "/arcgis/%f4%90%80%80",       // above U+10FFFF
+            "/arcgis/%ff",
+        ] {
+            assert_eq!(err(raw), PathError::InvalidUtf8, "{raw}");
+        }
     }
 
     #[test]
