@@ -933,9 +933,13 @@ pub fn real_peer(program: &str, also: &[&str]) -> Option<PathBuf> {
     let found = on_path.or_else(|| also.iter().map(PathBuf::from).find(|p| p.exists()));
     if found.is_none() {
         if std::env::var("GISGATE_REAL_PEERS").as_deref() == Ok("require") {
-            panic!("{program} is not installed, and GISGATE_REAL_PEERS=require (.ci/run installs it)");
+            panic!(
+                "{program} is not installed, and GISGATE_REAL_PEERS=require (.ci/run installs it)"
+            );
         }
-        eprintln!("SKIPPED: {program} is not installed; this test checked nothing (.ci/run installs it)");
+        eprintln!(
+            "SKIPPED: {program} is not installed; this test checked nothing (.ci/run installs it)"
+        );
     }
     found
 }
