@@ -50,24 +50,33 @@ def find_gisgate(given):
     sys.exit("no gisgate binary: build it (cargo build) or pass --gisgate")
 
 
-def tls_part(args, peers, logs):
+def tls_part(args, peers, logs, table):
     if not args.tlsfuzzer or not os.path.isdir(os.path.join(args.tlsfuzzer, "scripts")):
         print("SKIPPED: TLS conformance: no tlsfuzzer checkout (--tlsfuzzer or $TLSFUZZER_DIR);"
-              " it is not on PyPI (README, Testing)", flush=True)
+              " it is on neither PyPI nor Debian (README, Testing)", flush=True)
         return True
     print("== TLS (tlsfuzzer)", flush=True)
     outcomes = tlsfuzzer_runner.run_all(peers.ports, args.tlsfuzzer, logs, args.quick,
                                         args.explore, args.script)
     bad = [o for o in outcomes if o.verdict != "pass"]
-    print(f"TLS: {len(outcomes) - len(bad)} passed, {len(bad)} failed", flush=True)
+    print(f"TLS: {len(outcomes) - len(bad)} scripts passed, {len(bad)} failed", flush=True)
+    table.append("| script | certificate | result | probes |\n|---|---|---|---|")
+    for o in outcomes:
+        table.append(f"| `{' '.join([o.script, *o.args])}` | {o.cert} | {o.verdict} | "
+                     f"{tlsfuzzer_runner.format_counts(o.counts)} |")
     return not bad
 
 
-def h2_part(args, peers):
+def h2_part(args, peers, table):
     print("== HTTP/2 (h2 checks)", flush=True)
     results = h2_checks.run_all(peers.ports["ecdsa"])
     bad = [r for r in results if not r.ok]
-    print(f"HTTP/2: {len(results) - len(bad)} passed, {len(bad)} failed", flush=True)
+    xfail = [r for r in results if r.verdict == "xfail"]
+    print(f"HTTP/2: {len(results) - len(bad) - len(xfail)} passed, {len(xfail)} expected "
+          f"failures, {len(bad)} failed", flush=True)
+    table.append("\n| RFC 9113 | case | gisgate answers | result |\n|---|---|---|---|")
+    for r in results:
+        table.append(f"| §{r.section} | {r.what} | {r.detail} | {r.verdict} |")
     return not bad
 
 
@@ -78,15 +87,19 @@ def main():
     os.makedirs(logs, exist_ok=True)
     print(f"gisgate {gisgate}; logs in {logs}", flush=True)
     ok = True
+    table = []
     with Peers(gisgate, logs) as peers:
         upstream, pin = peers.start_upstream()
         peers.start_gateway("rsa", "rsa", upstream, pin)
         peers.start_gateway("ecdsa", "ecdsa", upstream, pin)
         if args.only in (None, "tls"):
-            ok &= tls_part(args, peers, logs)
+            ok &= tls_part(args, peers, logs, table)
         if args.only in (None, "h2"):
-            ok &= h2_part(args, peers)
-    print("conformance: " + ("ok" if ok else "UNEXPECTED FAILURES"), flush=True)
+            ok &= h2_part(args, peers, table)
+    with open(os.path.join(logs, "table.md"), "w") as f:
+        f.write("\n".join(table) + "\n")
+    print(f"conformance: {'ok' if ok else 'UNEXPECTED FAILURES'} (tables: {logs}/table.md)",
+          flush=True)
     return 0 if ok else 1
 
 

@@ -29,10 +29,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = re.compile(r"^(.+?) ?\.\.\.\n", re.M)
 
 
-def argv_for(script, tlsfuzzer, port):
+def argv_for(script, tlsfuzzer, port, quick):
     path = os.path.join(tlsfuzzer, "scripts", script.name)
     shim = [os.path.join(HERE, "aead_suites.py")] if script.aead else []
     argv = [sys.executable, *shim, path, "-h", "127.0.0.1", "-p", str(port), *script.args]
+    # The full run takes every probe; scripts pick a random subset of
+    # their probes by default (often 40), which the quick run keeps.
+    if not quick and "-n" not in script.args:
+        argv += ["-n", "0"]
     for probe in script.exclude:
         argv += ["-e", probe]
     return argv
@@ -56,7 +60,8 @@ def failed_probes(output):
     for i in range(1, len(parts) - 1, 2):
         said.setdefault(parts[i].strip('"'), "")
         said[parts[i].strip('"')] += parts[i + 1]
-    return {name: said.get(name, said.get(name.split('"')[-1], "")) for name in names}
+    # A probe run several times ("name" repeat 2) prints under each run.
+    return {name: "".join(v for k, v in said.items() if name in k) for name in names}
 
 
 def expected(script, probe, said):
@@ -67,8 +72,8 @@ def expected(script, probe, said):
     return None
 
 
-def run_one(script, cert, port, tlsfuzzer, logdir, timeout, explore):
-    argv = argv_for(script, tlsfuzzer, port)
+def run_one(script, cert, port, tlsfuzzer, logdir, timeout, explore, quick):
+    argv = argv_for(script, tlsfuzzer, port, quick)
     log = os.path.join(logdir, f"{script.label()}.{cert}.log".replace(" ", "_")
                        .replace("/", "_"))
     env = dict(os.environ, PYTHONPATH=tlsfuzzer)
@@ -112,7 +117,7 @@ def run_all(ports, tlsfuzzer, logdir, quick, explore, only=None):
         if only and not any(o in script.name for o in only):
             continue
         for cert in script.certs:
-            out = run_one(script, cert, ports[cert], tlsfuzzer, logdir, timeout, explore)
+            out = run_one(script, cert, ports[cert], tlsfuzzer, logdir, timeout, explore, quick)
             print(f"  {out.verdict:7} {script.label():60} {cert:5} {out.seconds:6.1f}s "
                   f"{format_counts(out.counts)}", flush=True)
             for probe in out.failed_probes[:20]:
