@@ -14,6 +14,7 @@ one the TLS part is reported as SKIPPED (README, Testing).
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 
@@ -81,6 +82,11 @@ def h2_part(args, peers, table):
 
 
 def main():
+    # Stopped by a signal, the run still stops what it started (the `with`
+    # below): a background job starts with SIGINT ignored, and SIGTERM
+    # would end Python without unwinding.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args()
     gisgate = find_gisgate(args.gisgate)
     logs = args.logs or tempfile.mkdtemp(prefix="gisgate-conformance-")
