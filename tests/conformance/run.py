@@ -61,10 +61,11 @@ def tls_part(args, peers, logs, table):
                                         args.explore, args.script)
     bad = [o for o in outcomes if o.verdict != "pass"]
     print(f"TLS: {len(outcomes) - len(bad)} scripts passed, {len(bad)} failed", flush=True)
-    table.append("| script | certificate | result | probes |\n|---|---|---|---|")
+    table.append("| script | certificate | result | probes | expected failures (tls_plan.py) |\n"
+                 "|---|---|---|---|---|")
     for o in outcomes:
         table.append(f"| `{' '.join([o.script, *o.args])}` | {o.cert} | {o.verdict} | "
-                     f"{tlsfuzzer_runner.format_counts(o.counts)} |")
+                     f"{tlsfuzzer_runner.format_counts(o.counts)} | {', '.join(o.explained)} |")
     return not bad
 
 

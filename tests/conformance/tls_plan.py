@@ -33,6 +33,8 @@ class XFail:
     reason: str
     probe: str = ""
     says: str = None
+    # The constant's name below, for the tables (set at the end).
+    tag: str = ""
 
 
 @dataclass
@@ -112,7 +114,8 @@ ZERO_CONTENT_NO_ALERT = XFail(
 def handshake_64k(probe):
     """The probes (by name) whose handshake message passes 64 KiB."""
     return XFail(
-        "rustls takes handshake messages of at most 64 KiB "
+        tag="HANDSHAKE_64K",
+        reason="rustls takes handshake messages of at most 64 KiB "
         "(HandshakePayloadTooLarge) and queues no alert for a larger one: "
         "the connection is closed (cleanly since gisgate's lingering close) "
         "without decode_error",
@@ -368,3 +371,7 @@ NOT_APPLICABLE = {
         "option to change that: their sanity handshake fails, so the rest "
         "tests nothing",
 }
+
+for _name, _value in list(globals().items()):
+    if isinstance(_value, XFail):
+        _value.tag = _name

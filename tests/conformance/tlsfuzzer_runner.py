@@ -23,6 +23,8 @@ class Outcome:
     seconds: float
     log: str
     failed_probes: list
+    # The XFail tags that explained failures.
+    explained: list
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,8 +94,9 @@ def run_one(script, cert, port, tlsfuzzer, logdir, timeout, explore, quick):
         f.write(" ".join(argv) + "\n\n" + output)
     counts = {k: int(v) for k, v in SUMMARY.findall(output)}
     failed = failed_probes(output)
-    unexplained = [p for p, said in failed.items()
-                   if explore or expected(script, p, said) is None]
+    why = {p: None if explore else expected(script, p, said) for p, said in failed.items()}
+    unexplained = [p for p, xf in why.items() if xf is None]
+    explained = sorted({xf.tag for xf in why.values() if xf is not None})
     counts["XFAIL"] = len(failed) - len(unexplained)
     counts["FAIL"] = len(unexplained)
     if rc is None:
@@ -103,7 +106,7 @@ def run_one(script, cert, port, tlsfuzzer, logdir, timeout, explore, quick):
     else:
         verdict = "pass"
     return Outcome(script.name, script.args, cert, verdict, counts, seconds, log,
-                   unexplained)
+                   unexplained, explained)
 
 
 def run_all(ports, tlsfuzzer, logdir, quick, explore, only=None):
