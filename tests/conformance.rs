@@ -33,7 +33,10 @@ fn the_quick_conformance_run_finds_no_unexpected_failure() {
         return;
     }
     let out = Command::new(&python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/run.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/conformance/run.py"
+        ))
         .args(["--quick", "--gisgate", env!("CARGO_BIN_EXE_gisgate")])
         .output()
         .expect("run.py runs");
