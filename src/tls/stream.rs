@@ -51,6 +51,11 @@ const JOIN_UP_TO: usize = 4096;
 /// content type; at most 29 bytes with the suites rustls offers).
 const RECORD_OVERHEAD: usize = 64;
 const MAX_FRAGMENT: usize = 16 * 1024;
+/// How long, and for how many bytes, a failed handshake waits for the
+/// peer to take its alert and close (`linger`): a ClientHello is at most
+/// 64 KiB, and a peer on any working network has read an alert in 1 s.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// A client's connection to us.
 pub type ServerStream = TlsStream<UnbufferedServerConnection>;
@@ -172,8 +177,36 @@ impl<C: Side> TlsStream<C> {
             write_closed: false,
             failed: None,
         };
-        poll_fn(|cx| stream.poll_handshake(cx)).await?;
+        if let Err(e) = poll_fn(|cx| stream.poll_handshake(cx)).await {
+            if stream.failed.is_some() {
+                stream.linger().await;
+            }
+            return Err(e);
+        }
         Ok(stream)
+    }
+
+    /// After a TLS error that owes the peer an alert: sends it, closes our
+    /// half, and reads and drops what the peer is still sending until it
+    /// closes too, for at most `LINGER` and `LINGER_BYTES`. Closing with
+    /// bytes unread would make the kernel send a reset, and the reset
+    /// makes the peer's kernel drop the alert before it is read (the
+    /// lingering close of nginx and Apache, RFC 9112 §9.6).
+    async fn linger(&mut self) {
+        let _ = tokio::time::timeout(LINGER, async {
+            poll_fn(|cx| self.poll_send(cx)).await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await?;
+            let mut sink = [0u8; 4096];
+            let mut dropped = 0;
+            while dropped < LINGER_BYTES {
+                match tokio::io::AsyncReadExt::read(&mut self.tcp, &mut sink).await? {
+                    0 => break,
+                    n => dropped += n,
+                }
+            }
+            io::Result::Ok(())
+        })
+        .await;
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -1186,6 +1219,55 @@ mod tests {
         // The server's last record is an alert (content type 21).
         assert!(answer.len() >= 7, "no alert: {answer:?}");
         assert_eq!(answer[answer.len() - 7], 21, "no alert: {answer:?}");
+    }
+
+    /// A TLS 1.2-only client's ClientHello, which a TLS 1.3-only server
+    /// refuses with an alert, and behind it 96 KiB more that the client
+    /// sends before it reads (as a client pipelining its first request).
+    fn refused_hello_and_more() -> Vec<u8> {
+        let tls12_only = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let mut flight = client_hello(Arc::new(tls12_only));
+        for _ in 0..6 {
+            flight.extend_from_slice(&[23, 3, 3, 0x40, 0]);
+            flight.extend_from_slice(&[0; MAX_FRAGMENT]);
+        }
+        flight
+    }
+
+    /// Found by tlsfuzzer (record-layer-fragmentation, large-hello): a
+    /// client still sending when its handshake failed got a TCP reset
+    /// instead of the alert. Closing a socket with bytes unread makes the
+    /// kernel send a reset, and the reset makes the client's kernel drop
+    /// the alert before the client has read it.
+    #[tokio::test]
+    async fn a_client_still_sending_when_its_handshake_fails_reads_the_alert() {
+        let pki = pki(&[&rustls::version::TLS13]);
+        let (server_tcp, mut client_tcp) = tcp_pair().await;
+        // The client closes once it has read the answer, as clients do.
+        let client = async move {
+            let sent = client_tcp.write_all(&refused_hello_and_more()).await;
+            let mut answer = Vec::new();
+            let read = client_tcp.read_to_end(&mut answer).await;
+            (sent, read, answer)
+        };
+        let (server, (sent, read, answer)) = tokio::join!(accept(server_tcp, pki.server), client);
+        let server = server.err().expect("the handshake must fail");
+        assert!(cause(&server).is_some(), "{server:?}");
+        sent.expect("the client's flight must be taken, not reset");
+        read.expect("the client must read to the end, not be reset");
+        // One record: a fatal (2) protocol_version (70) alert (type 21).
+        assert_eq!(answer.len(), 7, "{answer:?}");
+        assert_eq!(
+            (answer[0], &answer[5..]),
+            (21, &[2u8, 70][..]),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]
