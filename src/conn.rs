@@ -395,3 +395,138 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::headers;
+    use std::sync::Arc;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    pub(crate) fn conn_info() -> Arc<ConnInfo> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Arc::new(ConnInfo {
+            kind: ListenerKind::Https,
+            peer: addr,
+            local: addr,
+            tls_version: None,
+            tls_suite: None,
+            forwarded_for: headers::forwarded_for(addr.ip()),
+            activity: Activity::new(false, &limits()),
+        })
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1,
+            max_header_bytes: 8192,
+            shutdown_grace: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// A connection that may be set aside, not yet considered, and its
+    /// watchdog as `drive` holds it.
+    struct Watched {
+        info: Arc<ConnInfo>,
+        watch: Watch,
+        sleep: Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl Watched {
+        fn new() -> Self {
+            Watched {
+                info: conn_info(),
+                watch: Watch::new(Some(NONE)),
+                sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            }
+        }
+
+        fn activity(&self) -> &Activity {
+            &self.info.activity
+        }
+
+        /// Polls the watchdog once, as the connection's task does each
+        /// time it is woken.
+        fn poll(&mut self) -> Poll<Verdict> {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let sleep = self.sleep.as_mut();
+            self.info
+                .activity
+                .poll_watchdog(&mut cx, sleep, &mut self.watch)
+        }
+    }
+
+    // On tokio's paused clock: time moves only when the test moves it.
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_a_request_brings_the_set_aside_forward() {
+        let mut w = Watched::new();
+        w.activity().begin_request(true);
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, 60_000, "busy: only the idle timeout to time");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        w.activity().end_request();
+        assert!(w.poll().is_pending());
+        assert_eq!(
+            w.watch.armed,
+            5_000 + SET_ASIDE_MS,
+            "not 60 s: the end was seen"
+        );
+        tokio::time::advance(SET_ASIDE_AFTER).await;
+        assert!(matches!(w.poll(), Poll::Ready(Verdict::Quiet(5_000))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_the_quiet_period_starts_it_again() {
+        let mut w = Watched::new();
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, SET_ASIDE_MS);
+        // A request comes and goes: the timer is not moved for it...
+        tokio::time::advance(Duration::from_millis(10)).await;
+        w.activity().begin_request(true);
+        w.activity().end_request();
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, SET_ASIDE_MS);
+        // ...but when it fires, the quiet period is counted from that request.
+        tokio::time::advance(SET_ASIDE_AFTER - Duration::from_millis(10)).await;
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, 10 + SET_ASIDE_MS);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(matches!(w.poll(), Poll::Ready(Verdict::Quiet(10))));
+        // Considered once: not at rest, it waits for the idle timeout.
+        w.watch.considered = Some(10);
+        assert!(w.poll().is_pending());
+        assert_eq!(w.watch.armed, 60_010);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(matches!(w.poll(), Poll::Ready(Verdict::Idle)));
+    }
+
+    #[test]
+    fn a_raw_hash_is_seen_in_a_request_line_read_in_pieces_and_nowhere_else() {
+        let scan = |pieces: &[&str]| {
+            let activity = Activity::new(true, &limits());
+            for p in pieces {
+                activity.scan_request_line(p.as_bytes());
+            }
+            activity.begin_request(true)
+        };
+        assert!(scan(&["GET /a#b HTTP/1.1\r\n"]));
+        assert!(scan(&["\r\nGET /a?q=1#b HTTP/1.1\r\nHost: x\r\n\r\n"]));
+        assert!(scan(&[
+            "G",
+            "ET /arcgis/rest",
+            "#/../admin HTTP/1.1\r",
+            "\n"
+        ]));
+        assert!(!scan(&["GET /a HTTP/1.1\r\nCookie: a=#1\r\n\r\n"]));
+        assert!(!scan(&["GET /a HTTP/1.1\r\n", "Referer: /x#y\r\n\r\n"]));
+        // Not a request line (a pipelined head read from its middle).
+        assert!(!scan(&["ookie: a#b\r\n"]));
+    }
+}

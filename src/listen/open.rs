@@ -1,0 +1,122 @@
+//! Opening a client connection: the TLS handshake within
+//! `limits.header_read_timeout`, counted by version, suite and group (or by
+//! why it failed), and the connection's `ConnInfo`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::serve::serve_http;
+use super::service::Service;
+use crate::conn::{Activity, ConnInfo, ListenerKind};
+use crate::headers;
+use crate::observe::metrics;
+use crate::tls::{stream, suites};
+
+/// Completes the TLS handshake (HTTPS) and returns the connection's HTTP
+/// side, ready to run; `None` when the handshake failed or timed out.
+pub(super) async fn open(
+    gw: Arc<dyn Service>,
+    kind: ListenerKind,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    drain: watch::Receiver<bool>,
+) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    let live = gw.live();
+    let limits = live.settings.limits.clone();
+    match kind {
+        ListenerKind::Https => {
+            let tls = live.tls.as_ref()?;
+            let config = tls.config.clone();
+            drop(live);
+            let stream =
+                match tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics::tls_handshake_error(handshake_error_reason(&e));
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return None;
+                    }
+                    Err(_) => {
+                        metrics::tls_handshake_error("timeout");
+                        return None;
+                    }
+                };
+            let session = stream.session();
+            let version = session.protocol_version().map(suites::version_name);
+            let suite = session
+                .negotiated_cipher_suite()
+                .map(|s| suites::suite_name(&s));
+            let group = session.negotiated_key_exchange_group().map(|g| g.name());
+            metrics::tls_handshake(
+                version.unwrap_or("other"),
+                suite.unwrap_or("unknown"),
+                suites::group_name(group),
+            );
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let info = Arc::new(ConnInfo {
+                kind,
+                peer,
+                local,
+                tls_version: version,
+                tls_suite: suite,
+                forwarded_for: headers::forwarded_for(peer.ip()),
+                activity: Activity::new(!h2, &limits),
+            });
+            Some(serve_http(gw, stream, info, h2, &limits, drain))
+        }
+        ListenerKind::Http | ListenerKind::Observability => {
+            drop(live);
+            let info = Arc::new(ConnInfo {
+                kind,
+                peer,
+                local,
+                tls_version: None,
+                tls_suite: None,
+                forwarded_for: headers::forwarded_for(peer.ip()),
+                activity: Activity::new(true, &limits),
+            });
+            Some(serve_http(gw, tcp, info, false, &limits, drain))
+        }
+    }
+}
+/// A bounded label for why a handshake failed.
+fn handshake_error_reason(e: &io::Error) -> &'static str {
+    use rustls::{Error as E, PeerIncompatible as P};
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(E::PeerIncompatible(P::NoCipherSuitesInCommon)) => "no_shared_cipher",
+        Some(E::PeerIncompatible(
+            P::SupportedVersionsExtensionRequired
+            | P::Tls12NotOffered
+            | P::Tls13RequiredForQuic
+            | P::Tls12NotOfferedOrEnabled,
+        )) => "protocol_version",
+        Some(E::PeerIncompatible(P::NoKxGroupsInCommon | P::NoEcPointFormatsInCommon)) => {
+            "no_shared_group"
+        }
+        Some(E::PeerIncompatible(_)) => "incompatible",
+        Some(
+            E::InvalidMessage(_)
+            | E::InappropriateHandshakeMessage { .. }
+            | E::InappropriateMessage { .. }
+            | E::PeerMisbehaved(_),
+        ) => "malformed",
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(_) => "other",
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe => "eof",
+            io::ErrorKind::InvalidData => "malformed",
+            _ => "io",
+        },
+    }
+}
