@@ -401,9 +401,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::Limits;
     use crate::headers;
-    use std::sync::Arc;
     use std::net::SocketAddr;
     use std::pin::Pin;
+    use std::sync::Arc;
     use std::task::{Context, Poll};
     use std::time::Duration;
 
