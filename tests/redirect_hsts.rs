@@ -86,6 +86,56 @@ async fn http_get_is_redirected_with_308_to_the_public_https_port() {
     assert_eq!(up.count(), 0);
 }
 
+/// A browser holding the site's HSTS turns `http://gis:6080/` into
+/// `https://gis:6080/` itself (RFC 6797 §8.3 keeps the port): the HTTP
+/// listener answers that ClientHello and redirects to the HTTPS port, over
+/// HTTP/1.1 and HTTP/2, instead of leaving the link broken
+/// (tests/browser.rs sees the same from Chromium).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_the_http_port_is_redirected_to_the_https_port() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site.gateway(&up, "[hsts]\nenabled = true").await;
+    for h2 in [false, true] {
+        let req = Request::builder()
+            .uri(format!(
+                "https://gis.example.com:{}/arcgis/rest/info?f=json",
+                tg.http().port()
+            ))
+            .header("host", format!("gis.example.com:{}", tg.http().port()))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let req = if h2 {
+            let (mut parts, body) = req.into_parts();
+            parts.headers.remove("host");
+            Request::from_parts(parts, body)
+        } else {
+            req
+        };
+        let r = https_request(&site, tg.http(), h2, req).await;
+        assert_eq!(r.status.as_u16(), 308, "h2: {h2}");
+        assert_eq!(
+            r.headers["location"], "https://gis.example.com:6443/arcgis/rest/info?f=json",
+            "h2: {h2}"
+        );
+    }
+    assert_eq!(up.count(), 0);
+}
+
+/// Where the HTTP listener serves (`HTTP_AND_HTTPS`), it is plain HTTP
+/// only: a ClientHello there is not answered with a handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_a_serving_http_port_gets_no_handshake() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"")
+        .await;
+    let tls = tls_connect(tg.http(), client_config(site.ca.roots(), &[b"http/1.1"])).await;
+    assert!(tls.is_err(), "a TLS handshake on the plain HTTP port");
+    assert_eq!(up.count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_post_is_redirected_with_308_and_never_forwarded() {
     let site = Site::new();

@@ -260,7 +260,6 @@ mod tests {
 
     use crate::certtool::*;
 
-
     fn provider() -> rustls::crypto::CryptoProvider {
         rustls::crypto::aws_lc_rs::default_provider()
     }

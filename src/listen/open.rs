@@ -30,64 +30,84 @@ pub(super) async fn open(
 ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
     let live = gw.live();
     let limits = live.settings.limits.clone();
-    match kind {
-        ListenerKind::Https => {
-            let tls = live.tls.as_ref()?;
-            let config = tls.config.clone();
-            drop(live);
-            let stream =
-                match tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        metrics::tls_handshake_error(handshake_error_reason(&e));
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return None;
-                    }
-                    Err(_) => {
-                        metrics::tls_handshake_error("timeout");
-                        return None;
-                    }
-                };
-            let session = stream.session();
-            let version = session.protocol_version().map(suites::version_name);
-            let suite = session
-                .negotiated_cipher_suite()
-                .map(|s| suites::suite_name(&s));
-            let group = session.negotiated_key_exchange_group().map(|g| g.name());
-            metrics::tls_handshake(
-                version.unwrap_or("other"),
-                suite.unwrap_or("unknown"),
-                suites::group_name(group),
-            );
-            let h2 = session.alpn_protocol() == Some(b"h2");
-            let info = Arc::new(ConnInfo {
-                kind,
-                peer,
-                local,
-                tls_version: version,
-                tls_suite: suite,
-                forwarded_for: headers::forwarded_for(peer.ip()),
-                activity: Activity::new(!h2, &limits),
-            });
-            Some(serve_http(gw, stream, info, h2, &limits, drain))
-        }
-        ListenerKind::Http | ListenerKind::Observability => {
-            drop(live);
-            let info = Arc::new(ConnInfo {
-                kind,
-                peer,
-                local,
-                tls_version: None,
-                tls_suite: None,
-                forwarded_for: headers::forwarded_for(peer.ip()),
-                activity: Activity::new(true, &limits),
-            });
-            Some(serve_http(gw, tcp, info, false, &limits, drain))
-        }
+    let tls = live.tls.as_ref().map(|t| t.config.clone());
+    // In HTTPS mode the HTTP listener only redirects; a browser that holds
+    // the site's HSTS upgrades `http://gis:6080/` to `https://gis:6080/`
+    // itself (RFC 6797 §8.3 keeps the port), so a ClientHello there gets a
+    // handshake and then the same redirect, to the HTTPS port.
+    let tls_on_http = kind == ListenerKind::Http && !live.settings.server.protocol.http_serves();
+    drop(live);
+    let tls = match kind {
+        ListenerKind::Https => Some(tls?),
+        ListenerKind::Http if tls_on_http => match tls {
+            Some(config) if starts_with_tls(&tcp, limits.header_read_timeout).await? => {
+                Some(config)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(config) = tls else {
+        let info = Arc::new(ConnInfo {
+            kind,
+            peer,
+            local,
+            tls_version: None,
+            tls_suite: None,
+            forwarded_for: headers::forwarded_for(peer.ip()),
+            activity: Activity::new(true, &limits),
+        });
+        return Some(serve_http(gw, tcp, info, false, &limits, drain));
+    };
+    let stream =
+        match tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                metrics::tls_handshake_error(handshake_error_reason(&e));
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return None;
+            }
+            Err(_) => {
+                metrics::tls_handshake_error("timeout");
+                return None;
+            }
+        };
+    let session = stream.session();
+    let version = session.protocol_version().map(suites::version_name);
+    let suite = session
+        .negotiated_cipher_suite()
+        .map(|s| suites::suite_name(&s));
+    let group = session.negotiated_key_exchange_group().map(|g| g.name());
+    metrics::tls_handshake(
+        version.unwrap_or("other"),
+        suite.unwrap_or("unknown"),
+        suites::group_name(group),
+    );
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let info = Arc::new(ConnInfo {
+        kind,
+        peer,
+        local,
+        tls_version: version,
+        tls_suite: suite,
+        forwarded_for: headers::forwarded_for(peer.ip()),
+        activity: Activity::new(!h2, &limits),
+    });
+    Some(serve_http(gw, stream, info, h2, &limits, drain))
+}
+
+/// Whether a connection's first byte opens a TLS handshake record (22);
+/// an HTTP request starts with a method's letter. `None` when the client
+/// sends nothing within `within` (the header-read timeout, which would
+/// close it anyway) or the connection fails.
+async fn starts_with_tls(tcp: &TcpStream, within: std::time::Duration) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(within, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0] == 22),
+        _ => None,
     }
 }
+
 /// A bounded label for why a handshake failed.
 fn handshake_error_reason(e: &io::Error) -> &'static str {
     use rustls::{Error as E, PeerIncompatible as P};
