@@ -1,6 +1,6 @@
 //! PEM, DER and PKCS#12 certificate and key files, and SHA-256 pins.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rustls::crypto::CryptoProvider;
@@ -39,7 +39,7 @@ pub fn certificate_files(data: &[u8]) {
     }
 }
 
-fn check_files(path: &PathBuf, data: &[u8]) {
+fn check_files(path: &Path, data: &[u8]) {
     let passwords = [Password::default(), Password::new(PASSWORD)];
     let shown = certtool::show(path, &passwords);
     if let Ok(chain) = load_cert_chain(path) {
@@ -65,7 +65,7 @@ fn check_files(path: &PathBuf, data: &[u8]) {
 
 /// Secrets must not reach logs: no run of 16 or more base64 characters of
 /// the file, and not the password, in `message` (its path aside).
-fn assert_quotes_nothing(message: &str, path: &PathBuf, data: &[u8]) {
+fn assert_quotes_nothing(message: &str, path: &Path, data: &[u8]) {
     let message = message.replace(&path.display().to_string(), "");
     assert!(!message.contains(PASSWORD), "{message}");
     let is_base64 = |b: &u8| b.is_ascii_alphanumeric() || b"+/=".contains(b);

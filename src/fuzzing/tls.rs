@@ -151,7 +151,7 @@ impl AsyncWrite for Peer<'_> {
             return Poll::Pending;
         }
         // Every other write is taken only in part.
-        let n = if this.calls % 2 == 0 {
+        let n = if this.calls.is_multiple_of(2) {
             buf.len().div_ceil(2)
         } else {
             buf.len()
