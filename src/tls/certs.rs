@@ -490,6 +490,12 @@ fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>, String> {
             rest.len()
         ));
     }
+    // x509-parser keeps a damaged extension as an error that only its
+    // accessor reports: without this a certificate with a damaged
+    // subjectAltName loaded here and was refused later by `cert_facts`
+    // (`cert show`, the served leaf). Found by fuzzing (fuzz/regressions).
+    cert.subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName extension: {e}"))?;
     Ok(cert)
 }
 
