@@ -1039,6 +1039,27 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_with_a_damaged_subject_alt_name_is_refused_when_its_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.pem");
+        // Found by the certificates fuzz target: it loaded, then `cert show`
+        // and the served leaf's checks refused it.
+        fs::write(
+            &path,
+            include_bytes!("../../fuzz/regressions/certificates/damaged-subjectaltname-loads-but-cannot-be-shown.pem"),
+        )
+        .unwrap();
+        match load_cert_chain(&path) {
+            Err(CertError::InvalidCertificate {
+                index: 1, reason, ..
+            }) => {
+                assert!(reason.contains("subjectAltName"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn fingerprints_match_openssl_when_openssl_is_installed() {
         if !openssl_available() {
             eprintln!("openssl not found on PATH; skipping the cross-check");
