@@ -14,6 +14,9 @@ pub mod demo;
 pub mod devpki;
 pub mod diff;
 pub mod error;
+// Fuzz target bodies, shared by fuzz/ and tests/fuzz_corpus.rs.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod headers;
 pub mod listen;

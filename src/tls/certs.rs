@@ -516,6 +516,12 @@ fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>, DerError> {
     if !rest.is_empty() {
         return Err(DerError::Trailing(rest.len()));
     }
+    // x509-parser keeps a damaged extension as an error that only its
+    // accessor reports: without this a certificate with a damaged
+    // subjectAltName loaded here and was refused later by `cert_facts`
+    // (`cert show`, the served leaf). Found by fuzzing (fuzz/regressions).
+    cert.subject_alternative_name()
+        .map_err(DerError::SubjectAltName)?;
     Ok(cert)
 }
 
@@ -1056,6 +1062,27 @@ mod tests {
             sha256_fingerprint(der.as_ref()).to_vec(),
             sha2::Sha256::digest(der.as_ref()).to_vec()
         );
+    }
+
+    #[test]
+    fn a_certificate_with_a_damaged_subject_alt_name_is_refused_when_its_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.pem");
+        // Found by the certificates fuzz target: it loaded, then `cert show`
+        // and the served leaf's checks refused it.
+        fs::write(
+            &path,
+            include_bytes!("../../fuzz/regressions/certificates/damaged-subjectaltname-loads-but-cannot-be-shown.pem"),
+        )
+        .unwrap();
+        match load_cert_chain(&path) {
+            Err(CertError::InvalidCertificate {
+                index: 1, reason, ..
+            }) => {
+                assert!(reason.contains("subjectAltName"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

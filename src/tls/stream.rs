@@ -62,8 +62,10 @@ pub type ServerStream = TlsStream<UnbufferedServerConnection>;
 /// Our connection to the upstream.
 pub type ClientStream = TlsStream<UnbufferedClientConnection>;
 
-pub struct TlsStream<C> {
-    tcp: TcpStream,
+/// Over a `TcpStream` in the gateway; over any byte stream `S` where
+/// something else plays the peer (the fuzz targets, `crate::fuzzing`).
+pub struct TlsStream<C, S = TcpStream> {
+    tcp: S,
     conn: C,
     /// `None` at rest (`rest`); allocated again when next needed.
     bufs: Option<Box<Buffers>>,
@@ -138,19 +140,22 @@ impl Side for UnbufferedClientConnection {
 }
 
 /// Completes a TLS handshake on `tcp` as the server.
-pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<ServerStream> {
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: S,
+    config: Arc<ServerConfig>,
+) -> io::Result<TlsStream<UnbufferedServerConnection, S>> {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
     TlsStream::handshake(tcp, conn, READ_SIZE).await
 }
 
 /// Completes a TLS handshake on `tcp` as the client of `name`; reads
 /// from the socket take up to `read_size` bytes.
-pub async fn connect(
-    tcp: TcpStream,
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: S,
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     read_size: usize,
-) -> io::Result<ClientStream> {
+) -> io::Result<TlsStream<UnbufferedClientConnection, S>> {
     let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
     TlsStream::handshake(tcp, conn, read_size.max(READ_SIZE)).await
 }
@@ -165,8 +170,14 @@ enum Step<T> {
     Closed,
 }
 
-impl<C: Side> TlsStream<C> {
-    async fn handshake(tcp: TcpStream, conn: C, read_size: usize) -> io::Result<Self> {
+impl<C> TlsStream<C> {
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+}
+
+impl<C: Side, S: AsyncRead + AsyncWrite + Unpin> TlsStream<C, S> {
+    async fn handshake(tcp: S, conn: C, read_size: usize) -> io::Result<Self> {
         let mut stream = TlsStream {
             tcp,
             conn,
@@ -207,10 +218,6 @@ impl<C: Side> TlsStream<C> {
             io::Result::Ok(())
         })
         .await;
-    }
-
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
     }
 
     /// The negotiated version, suite, ALPN protocol and so on.
@@ -669,7 +676,7 @@ impl Plaintext {
     }
 }
 
-impl<C: Side + Unpin> AsyncRead for TlsStream<C> {
+impl<C: Side + Unpin, S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<C, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -722,7 +729,7 @@ impl<C: Side + Unpin> AsyncRead for TlsStream<C> {
     }
 }
 
-impl<C: Side + Unpin> AsyncWrite for TlsStream<C> {
+impl<C: Side + Unpin, S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<C, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
