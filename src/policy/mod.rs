@@ -10,6 +10,7 @@ pub mod cors;
 pub mod path;
 pub mod query;
 pub mod redirect;
+mod utf8;
 
 pub use admin::{parse_ip_or_cidr, AdminDecision, AdminGate};
 pub use client_ip::client_ip;

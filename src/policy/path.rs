@@ -15,6 +15,8 @@
 
 use thiserror::Error;
 
+use super::utf8::Utf8Sequence;
+
 /// Why a path could not be canonicalised.
 ///
 /// `Display` is deliberately short and never echoes the input, so the message
@@ -166,12 +168,12 @@ fn check_raw_byte(b: u8) -> Result<(), PathError> {
 /// characters and normalising every other escape to upper-case hex.
 fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
     let bytes = segment.as_bytes();
-    let mut utf8 = Utf8Escapes::default();
+    let mut utf8 = Utf8Sequence::default();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b != b'%' {
-            utf8.end()?;
+            utf8.end().map_err(|_| PathError::InvalidUtf8)?;
             // Raw bytes were validated as ASCII by `check_raw_byte`.
             out.push(char::from(b));
             i += 1;
@@ -193,14 +195,14 @@ fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
             b'%' => return Err(PathError::EncodedPercent),
             0x00..=0x1F | 0x7F => return Err(PathError::EncodedControlCharacter),
             _ if is_unreserved(decoded) => {
-                utf8.end()?;
+                utf8.end().map_err(|_| PathError::InvalidUtf8)?;
                 out.push(char::from(decoded));
             }
             _ => {
                 if decoded < 0x80 {
-                    utf8.end()?;
+                    utf8.end().map_err(|_| PathError::InvalidUtf8)?;
                 } else {
-                    utf8.push(decoded)?;
+                    utf8.push(decoded).map_err(|_| PathError::InvalidUtf8)?;
                 }
                 out.push('%');
                 out.push(char::from(HEX_UPPER[usize::from(hi)]));
@@ -209,46 +211,7 @@ fn decode_segment(segment: &str, out: &mut String) -> Result<(), PathError> {
         }
         i += 3;
     }
-    utf8.end()
-}
-
-/// The escaped bytes above 0x7F of one character being decoded: they must
-/// spell UTF-8 (no overlong forms, surrogates or lone bytes), one whole
-/// character before the next unescaped byte or the end of the segment.
-#[derive(Default)]
-struct Utf8Escapes {
-    bytes: [u8; 4],
-    have: usize,
-    want: usize,
-}
-
-impl Utf8Escapes {
-    fn push(&mut self, b: u8) -> Result<(), PathError> {
-        if self.have == 0 {
-            self.want = match b {
-                0xC2..=0xDF => 2,
-                0xE0..=0xEF => 3,
-                0xF0..=0xF4 => 4,
-                _ => return Err(PathError::InvalidUtf8),
-            };
-        }
-        self.bytes[self.have] = b;
-        self.have += 1;
-        if self.have == self.want {
-            std::str::from_utf8(&self.bytes[..self.have]).map_err(|_| PathError::InvalidUtf8)?;
-            self.have = 0;
-        }
-        Ok(())
-    }
-
-    /// Something other than an escaped high byte: no character may be open.
-    fn end(&mut self) -> Result<(), PathError> {
-        if self.have == 0 {
-            Ok(())
-        } else {
-            Err(PathError::InvalidUtf8)
-        }
-    }
+    utf8.end().map_err(|_| PathError::InvalidUtf8)
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";

@@ -30,6 +30,7 @@
 use thiserror::Error;
 
 use super::path::hex_value;
+use super::utf8::Utf8Sequence;
 
 /// Why a query was refused. `Display` never echoes the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -86,7 +87,7 @@ pub fn check_query(query: &str) -> Result<(), QueryError> {
         match QUERY_CLASSES[usize::from(bytes[i])] {
             ALLOWED => {
                 // A raw ASCII byte inside a multi-byte sequence breaks it.
-                utf8.ascii()?;
+                utf8.end().map_err(|_| QueryError::InvalidUtf8)?;
                 i += 1;
             }
             PERCENT => {
@@ -96,61 +97,15 @@ pub fn check_query(query: &str) -> Result<(), QueryError> {
                 ) else {
                     return Err(QueryError::InvalidPercentEncoding);
                 };
-                utf8.push((hi << 4) | lo)?;
+                utf8.push((hi << 4) | lo)
+                    .map_err(|_| QueryError::InvalidUtf8)?;
                 i += 3;
             }
             NON_ASCII => return Err(QueryError::NonAscii),
             _ => return Err(QueryError::InvalidCharacter),
         }
     }
-    utf8.end()
-}
-
-/// The UTF-8 sequence being decoded from consecutive escapes.
-#[derive(Default)]
-struct Utf8Sequence {
-    bytes: [u8; 4],
-    /// Bytes of the sequence seen so far; 0 between sequences.
-    seen: usize,
-    /// Its length, from the lead byte.
-    len: usize,
-}
-
-impl Utf8Sequence {
-    fn push(&mut self, b: u8) -> Result<(), QueryError> {
-        if self.seen == 0 {
-            // RFC 3629 §4: C0, C1 (overlong) and F5-FF never lead; a
-            // continuation byte (80-BF) cannot start a sequence.
-            self.len = match b {
-                0x00..=0x7F => return Ok(()),
-                0xC2..=0xDF => 2,
-                0xE0..=0xEF => 3,
-                0xF0..=0xF4 => 4,
-                _ => return Err(QueryError::InvalidUtf8),
-            };
-        }
-        self.bytes[self.seen] = b;
-        self.seen += 1;
-        if self.seen == self.len {
-            // The standard library checks the rest: continuation bytes,
-            // overlong forms, surrogates, code points above U+10FFFF.
-            std::str::from_utf8(&self.bytes[..self.len]).map_err(|_| QueryError::InvalidUtf8)?;
-            self.seen = 0;
-        }
-        Ok(())
-    }
-
-    fn ascii(&self) -> Result<(), QueryError> {
-        match self.seen {
-            0 => Ok(()),
-            _ => Err(QueryError::InvalidUtf8),
-        }
-    }
-
-    /// A sequence still open at the end was truncated.
-    fn end(&self) -> Result<(), QueryError> {
-        self.ascii()
-    }
+    utf8.end().map_err(|_| QueryError::InvalidUtf8)
 }
 
 #[cfg(test)]
