@@ -1066,15 +1066,12 @@ mod tests {
 
     #[test]
     fn a_certificate_with_a_damaged_subject_alt_name_is_refused_when_its_file_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("damaged.pem");
         // Found by the certificates fuzz target: it loaded, then `cert show`
-        // and the served leaf's checks refused it.
-        fs::write(
-            &path,
-            include_bytes!("../../fuzz/regressions/certificates/damaged-subjectaltname-loads-but-cannot-be-shown.pem"),
-        )
-        .unwrap();
+        // and the served leaf's checks refused it. Read at run time, not
+        // embedded: no file outside src/ may end up in a build.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "fuzz/regressions/certificates/damaged-subjectaltname-loads-but-cannot-be-shown.pem",
+        );
         match load_cert_chain(&path) {
             Err(CertError::InvalidCertificate {
                 index: 1, reason, ..
