@@ -187,3 +187,45 @@ fn write_tls_seeds() {
         }
     }
 }
+
+/// Key files are made here, at test time, never committed (a secret
+/// scanner cannot tell a fuzzed fragment from a real key): the
+/// certificates property over a fresh PKCS#8 key, its certificate with it,
+/// cut short at every 64 bytes, and relabelled as encrypted.
+#[test]
+fn certificates_with_keys_made_at_test_time() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pem = key.serialize_pem();
+    let mut inputs = vec![
+        pem.clone().into_bytes(),
+        format!("{}{pem}", cert.pem()).into_bytes(),
+        pem.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
+            .into_bytes(),
+    ];
+    inputs.extend((1..pem.len() / 64).map(|n| pem.as_bytes()[..n * 64].to_vec()));
+    for data in inputs {
+        gisgate::fuzzing::certificate_files(&data);
+    }
+}
+
+/// No saved input holds a private key's PEM label: fuzzed fragments of
+/// keys look like keys to a secret scanner (see the test above).
+#[test]
+fn no_saved_input_holds_a_private_key() {
+    for kind in ["corpus", "regressions"] {
+        for name in REPLAYED {
+            for file in saved_inputs(kind, name) {
+                let data = std::fs::read(&file).unwrap();
+                assert!(
+                    !data.windows(11).any(|w| w == b"PRIVATE KEY"),
+                    "{} holds a private key label; make such inputs at test time",
+                    file.display()
+                );
+            }
+        }
+    }
+}
