@@ -37,26 +37,15 @@ pub fn make_csr(key_path: &Path, cn: &str, sans: &[String]) -> Result<String, Ce
 }
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    use std::path::Path;
-
+    use crate::certtool::test_support::openssl_available;
     use rcgen::KeyPair;
-
     use rustls_pki_types::pem::PemObject;
-
+    use std::fs;
+    use std::path::Path;
     use std::process::Command;
     use x509_parser::prelude::{FromDer, X509CertificationRequest};
-
-    fn openssl_available() -> bool {
-        Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
 
     fn csr_names(pem: &str) -> (String, Vec<String>) {
         let der =

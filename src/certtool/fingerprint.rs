@@ -246,19 +246,13 @@ impl ServerCertVerifier for RecordingVerifier {
 // ---- helpers shared with crate::devpki ----
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
-
-    use std::sync::Arc;
-
-    use rcgen::{CertificateParams, KeyPair};
-
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-
-    use crate::tls::certs::{cert_facts, colon_hex, sha256_fingerprint};
-
     use crate::certtool::*;
+    use crate::tls::certs::{cert_facts, colon_hex, sha256_fingerprint};
+    use rcgen::{CertificateParams, KeyPair};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
 
     fn provider() -> rustls::crypto::CryptoProvider {
         rustls::crypto::aws_lc_rs::default_provider()

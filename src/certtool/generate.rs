@@ -287,28 +287,17 @@ pub(crate) fn create_parent(path: &Path) -> Result<(), CertError> {
 }
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    use std::net::IpAddr;
-    use std::path::Path;
-
-    use time::OffsetDateTime;
-
+    use crate::certtool::test_support::openssl_available;
     use crate::tls::certs::{cert_facts, load_cert_chain, load_private_key, CertError, KeyType};
-
+    use std::fs;
+    use std::net::IpAddr;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
     use std::process::Command;
+    use time::OffsetDateTime;
     use x509_parser::prelude::{FromDer, X509Certificate};
-
-    fn openssl_available() -> bool {
-        Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

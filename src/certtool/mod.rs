@@ -14,3 +14,16 @@ pub use fingerprint::{
 };
 pub use generate::*;
 pub use show::{show, show_json, show_text, ShowError, PKCS12_PASSWORD_ENV};
+
+/// What the certificate tools' tests share.
+#[cfg(test)]
+mod test_support {
+    /// Whether `openssl` is installed, for the tests that check our output
+    /// with it.
+    pub(super) fn openssl_available() -> bool {
+        std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}

@@ -107,14 +107,11 @@ pub fn show_json(facts: &[CertFacts]) -> String {
 }
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    use std::path::{Path, PathBuf};
-
     use crate::certtool::*;
+    use std::fs;
+    use std::path::{Path, PathBuf};
 
     fn two_cert_file(dir: &Path, with_key: bool) -> PathBuf {
         let a = generate_self_signed(&GenerateOptions::new(
