@@ -44,7 +44,7 @@ fn raw_get(target: &str, extra_headers: &str) -> String {
 
 async fn refused_over_http1_tls(path: &str, expect: Expect) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = raw_https(&site, tg.https(), &raw_get(path, "")).await;
     assert_eq!(status_of(&r), expect.refused_status(), "{path} -> {r}");
@@ -53,7 +53,7 @@ async fn refused_over_http1_tls(path: &str, expect: Expect) {
 
 async fn refused_over_http2(path: &str, expect: Expect) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let req = Request::builder()
         .uri(format!("https://localhost{path}"))
@@ -67,7 +67,7 @@ async fn refused_over_http2(path: &str, expect: Expect) {
 
 async fn refused_on_the_plain_http_listener(path: &str, expect: Expect) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE_HTTP_AND_HTTPS).await;
     let r = raw_http(tg.http(), &raw_get(path, "")).await;
     assert_eq!(status_of(&r), expect.refused_status(), "{path} -> {r}");
@@ -78,7 +78,7 @@ async fn refused_on_the_plain_http_listener(path: &str, expect: Expect) {
 /// its canonical form; an ambiguous one is still 400.
 async fn from_an_allowed_address(path: &str, expect: Expect) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_https(&site, tg.https(), &raw_get(path, "")).await;
     match expect {
@@ -161,7 +161,7 @@ admin_spellings_also_over_h2! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_admin_request_is_refused_over_https() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = raw_https(
         &site,
@@ -176,7 +176,7 @@ async fn absolute_form_admin_request_is_refused_over_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_admin_request_is_refused_on_the_plain_http_listener() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE_HTTP_AND_HTTPS).await;
     let r = raw_http(
         tg.http(),
@@ -192,7 +192,7 @@ async fn absolute_form_admin_request_is_refused_on_the_plain_http_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn longer_name_sharing_the_admin_prefix_is_not_admin() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = raw_https(&site, tg.https(), &raw_get("/arcgis/adminx", "")).await;
     assert_eq!(status_of(&r), 200, "{r}");
@@ -202,7 +202,7 @@ async fn longer_name_sharing_the_admin_prefix_is_not_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_services_are_not_admin() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = https_get(&site, &tg, "/arcgis/rest/services?f=json", true).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -214,7 +214,7 @@ async fn rest_services_are_not_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_access_false_refuses_admin_even_from_loopback() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[admin]\ndirect_access = false\n").await;
     let r = https_get(&site, &tg, "/arcgis/admin/services", false).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -229,7 +229,7 @@ async fn direct_access_false_refuses_admin_even_from_loopback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_allow_list_admits_nobody() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[admin]\nallowed_ips = []\n").await;
     let r = https_get(&site, &tg, "/arcgis/admin", false).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -253,7 +253,7 @@ async fn ipv6_gateway(site: &Site, up: &TestUpstream, allowed: &str) -> Option<T
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_client_inside_an_ipv6_allow_list_is_admitted() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let Some(tg) = ipv6_gateway(&site, &up, "::1/128").await else {
         return;
     };
@@ -267,7 +267,7 @@ async fn ipv6_client_inside_an_ipv6_allow_list_is_admitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_client_outside_an_ipv4_allow_list_is_refused() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let Some(tg) = ipv6_gateway(&site, &up, "127.0.0.1/32").await else {
         return;
     };
@@ -280,7 +280,7 @@ async fn ipv6_client_outside_an_ipv4_allow_list_is_refused() {
 
 async fn admin_with_forwarded_for(overlay: &str, xff_lines: &[&str]) -> (u16, TestUpstream) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, overlay).await;
     let headers: String = xff_lines
         .iter()
@@ -346,7 +346,7 @@ async fn malformed_entry_right_of_an_allowed_address_fails_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarded_for_over_http2_never_gets_admin() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = https_request(
         &site,
@@ -364,7 +364,7 @@ async fn spoofed_forwarded_for_over_http2_never_gets_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_is_counted_with_route_admin_denied() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = https_get(&site, &tg, "/arcgis/admin", false).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -381,7 +381,7 @@ async fn refusal_is_counted_with_route_admin_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_body_does_not_echo_the_request() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, OUTSIDE).await;
     let r = raw_https(&site, tg.https(), &raw_get("/arcgis/admin/<script>", "")).await;
     assert!(matches!(status_of(&r), 400 | 403), "{r}");

@@ -219,7 +219,7 @@ async fn chromium_reads_only_what_cors_grants_follows_the_redirect_and_negotiate
     let Some(browser) = launch(&site, &[]) else {
         return;
     };
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let pages = PageServer::bind().await;
     let (maps, evil) = (pages.origin(MAPS), pages.origin(EVIL));
     // The page's gateway grants credentials to the web map's origin; a
@@ -277,7 +277,7 @@ async fn a_public_page_reaches_the_loopback_gateway_only_with_the_local_network_
     let Some(browser) = launch(&site, &[public_address]) else {
         return;
     };
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let cors = format!("[cors]\nallowed_origins = [\"{public}\"]\nallow_private_network = true");
     let gw = gateway(&site, &up, &cors).await;
     let _pages = pages.serve(&site, page(&https_url(&gw), &https_url(&gw)));
@@ -323,7 +323,7 @@ async fn with_hsts_a_browser_asks_for_https_on_the_http_port_and_lands() {
     let Some(browser) = launch(&site, &[]) else {
         return;
     };
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let gw = gateway(&site, &up, "[hsts]\nenabled = true").await;
     let tab = browser.new_tab().await;
     let http_port = gw.http().port();

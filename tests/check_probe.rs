@@ -45,7 +45,7 @@ fn assert_probe_fails_with(out: &Output, reason: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_of_a_good_upstream_reports_its_certificate_and_the_answer() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let path = site.write_config(&site.config(up.addr, ""));
     let out = check_probe(path, &[]).await;
     let (stdout, stderr) = streams(&out);
@@ -70,7 +70,7 @@ async fn probe_of_a_good_upstream_reports_its_certificate_and_the_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_with_a_matching_pin_says_it_matched() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let pin =
         gisgate::tls::certs::colon_hex(&gisgate::tls::certs::sha256_fingerprint(&up.cert_der));
     let text = site
@@ -93,7 +93,7 @@ async fn probe_with_a_matching_pin_says_it_matched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_with_a_wrong_pin_fails_naming_the_fingerprint_it_got() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let text = site
         .config(
             up.addr,
@@ -112,7 +112,7 @@ async fn probe_with_a_wrong_pin_fails_naming_the_fingerprint_it_got() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_against_a_certificate_from_an_unknown_ca_fails() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     other
         .distinguished_name
@@ -133,7 +133,7 @@ async fn probe_against_a_certificate_from_an_unknown_ca_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_with_a_server_name_the_certificate_does_not_cover_fails() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let text = site.config(up.addr, "[upstream]\nserver_name = \"gis.example.com\"\n");
     let out = check_probe(site.write_config(&text), &[]).await;
     assert_probe_fails_with(
@@ -154,7 +154,7 @@ async fn probe_of_a_port_where_nothing_listens_fails_with_connection_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_of_a_path_that_answers_non_2xx_fails_with_the_status() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let path = site.write_config(&site.config(up.addr, ""));
     // The test upstream answers /redirect with 302.
     let out = check_probe(path, &["--probe-path", "/redirect"]).await;

@@ -17,7 +17,7 @@ fn gisgate() -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_is_json_per_request_without_secrets_and_sigterm_exits_zero() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let (https, observe) = (free_port(), free_port());
     let text = site.config(
         up.addr,
@@ -234,7 +234,7 @@ fn cert_csr_is_accepted_by_openssl_req_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_fingerprint_prints_a_pin_that_the_gateway_accepts() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let url = format!("https://127.0.0.1:{}", up.addr.port());
     let out = tokio::task::spawn_blocking(move || {
         gisgate()

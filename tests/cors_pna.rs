@@ -57,7 +57,7 @@ async fn send_preflight(
     private_network: bool,
 ) -> (Reply, TestUpstream) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, overlay).await;
     let r = https_request(
         &site,
@@ -219,7 +219,7 @@ async fn gateway_preflight_answer_carries_hsts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_answered_by_the_gateway_is_counted_with_route_preflight() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, LISTED).await;
     let r = https_request(&site, tg.https(), false, preflight("/x", APP, false)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
@@ -285,7 +285,7 @@ async fn upstream_preflight_answer_gets_vary_on_origin_and_private_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_preflight_over_http2_gets_private_network_when_allowed() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, UNLISTED_PNA).await;
     let r = https_request(&site, tg.https(), true, preflight("/preflight", APP, true)).await;
     assert_eq!(r.version, http::Version::HTTP_2);
@@ -297,7 +297,7 @@ async fn upstream_preflight_over_http2_gets_private_network_when_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_get_from_a_listed_origin_gets_allow_origin_on_the_proxied_response() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, LISTED).await;
     let r = https_request(
         &site,
@@ -315,7 +315,7 @@ async fn simple_get_from_a_listed_origin_gets_allow_origin_on_the_proxied_respon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_get_from_an_unlisted_origin_gets_no_allow_origin() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, LISTED).await;
     let r = https_request(
         &site,
@@ -334,7 +334,7 @@ async fn simple_get_from_an_unlisted_origin_gets_no_allow_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_options_without_origin_is_an_ordinary_request() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, LISTED).await;
     let req = Request::builder()
         .method("OPTIONS")
@@ -353,7 +353,7 @@ async fn plain_options_without_origin_is_an_ordinary_request() {
 /// given `Origin` or none.
 async fn get_cors_star(origin: Option<&str>) -> Reply {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, LISTED).await;
     let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
     let r = https_request(&site, tg.https(), false, get("/cors-star", &headers)).await;

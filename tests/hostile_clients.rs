@@ -39,7 +39,7 @@ async fn until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Durati
 #[tokio::test]
 async fn an_http2_client_that_never_answers_ping_is_closed_after_its_idle_timeout() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[limits]\nidle_timeout = \"1s\"\n").await;
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
         .await
@@ -59,7 +59,7 @@ async fn an_http2_client_that_never_answers_ping_is_closed_after_its_idle_timeou
 #[tokio::test]
 async fn an_http1_client_that_never_reads_its_response_is_closed_and_the_upstream_released() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
         .await
@@ -90,7 +90,7 @@ async fn an_http1_client_that_never_reads_its_response_is_closed_and_the_upstrea
 #[tokio::test]
 async fn http2_streams_that_are_never_read_release_their_upstream_connections() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
     let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
         .await
@@ -122,7 +122,7 @@ async fn http2_streams_that_are_never_read_release_their_upstream_connections() 
 #[tokio::test]
 async fn a_response_that_keeps_flowing_is_not_cut_by_the_send_timeout() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
         .await
@@ -156,7 +156,7 @@ fn upstream_upgrade(up: &TestUpstream) -> Option<String> {
 #[tokio::test]
 async fn an_upgrade_other_than_websocket_is_not_forwarded_nor_tunnelled() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     // The upstream's /ws answers 101 to anything: asked for h2c, the
     // gateway must neither forward the Upgrade nor splice the 101.
@@ -174,7 +174,7 @@ async fn an_upgrade_other_than_websocket_is_not_forwarded_nor_tunnelled() {
 #[tokio::test]
 async fn a_101_that_does_not_name_websocket_is_refused() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(
         &site,
@@ -189,7 +189,7 @@ async fn a_101_that_does_not_name_websocket_is_refused() {
 #[tokio::test]
 async fn an_admin_request_inside_a_refused_upgrade_never_reaches_the_upstream() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n")
         .await;
@@ -213,7 +213,7 @@ async fn an_admin_request_inside_a_refused_upgrade_never_reaches_the_upstream() 
 #[tokio::test]
 async fn connect_is_405() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(
         &site,
@@ -327,7 +327,7 @@ async fn an_upstream_transfer_coding_other_than_chunked_is_502() {
 #[tokio::test]
 async fn a_malformed_request_body_is_the_clients_error_not_an_upstream_outage() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(
         &site,
@@ -354,7 +354,7 @@ fn head_of(size: usize) -> String {
 #[tokio::test]
 async fn max_header_bytes_is_exact_for_http1_heads() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     // The default limit, 65,536 bytes: heads of 66-80 KB were accepted.
     for (size, expect) in [(65_536, 200), (65_537, 431), (66_000, 431), (80_000, 431)] {
@@ -367,7 +367,7 @@ async fn max_header_bytes_is_exact_for_http1_heads() {
 #[tokio::test]
 async fn an_http2_header_block_over_the_limit_gets_a_431_response() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     // 32 bytes per field and the pseudo-headers count (RFC 9113 §6.5.2).
     let pad = "a".repeat(70_000);
@@ -401,7 +401,7 @@ async fn an_http2_header_block_over_the_limit_gets_a_431_response() {
 #[tokio::test]
 async fn a_raw_hash_in_the_request_target_is_refused_not_cut_off() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     // The http crate drops a fragment with all that follows: this reached
     // the upstream as /arcgis/rest, where Tomcat answers 400.
@@ -425,7 +425,7 @@ async fn a_raw_hash_in_the_request_target_is_refused_not_cut_off() {
 #[tokio::test]
 async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_line() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
         .await
@@ -466,7 +466,7 @@ async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_li
 #[tokio::test]
 async fn a_websocket_tunnel_idle_both_ways_is_closed_one_in_use_is_not() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[limits]\nidle_timeout = \"1s\"\n").await;
     let mut busy = websocket(&site, tg.https()).await;
     let mut idle = websocket(&site, tg.https()).await;

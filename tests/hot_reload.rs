@@ -34,7 +34,7 @@ async fn wait_for_max_age(site: &Site, tg: &TestGateway, want: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_write_is_picked_up() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, &hsts("100s")).await;
     wait_for_max_age(&site, &tg, "100").await;
     std::fs::write(&tg.config_path, site.config(up.addr, &hsts("200s"))).unwrap();
@@ -44,7 +44,7 @@ async fn in_place_write_is_picked_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editor_rename_on_save_is_picked_up() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, &hsts("100s")).await;
     let tmp = site.path(".gateway.toml.swp");
     std::fs::write(&tmp, site.config(up.addr, &hsts("300s"))).unwrap();
@@ -55,7 +55,7 @@ async fn editor_rename_on_save_is_picked_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_written_file_fails_and_the_whole_one_is_then_applied() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, &hsts("100s")).await;
     let full = site.config(up.addr, &hsts("400s"));
     // Truncate and write the first half: invalid TOML, must be refused.
@@ -79,7 +79,7 @@ async fn half_written_file_fails_and_the_whole_one_is_then_applied() {
 async fn a_valid_file_caught_mid_write_is_never_applied() {
     use std::io::Write as _;
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let settle = "[reload]\nsettle = \"3s\"\n";
     let admin = "\n[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n";
     let before = format!("{}{settle}", hsts("100s"));
@@ -128,7 +128,7 @@ async fn a_valid_file_caught_mid_write_is_never_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_whose_files_changed_before_the_swap_is_not_published() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let overlay = "[reload]\nwatch = false\n";
     let tg = site
         .gateway(&up, &format!("{}{overlay}", hsts("100s")))
@@ -146,7 +146,7 @@ async fn a_reload_whose_files_changed_before_the_swap_is_not_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_configmap_symlink_swap_is_picked_up() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     // The kubelet's layout: gateway.toml -> ..data/gateway.toml,
     // ..data -> ..<timestamp>/; an update swaps ..data atomically, so the
     // config file's own path never appears in an event.
@@ -180,7 +180,7 @@ async fn kubernetes_configmap_symlink_swap_is_picked_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_even_without_watching() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let overlay = format!("{}[reload]\nwatch = false\n", hsts("100s"));
     let tg = site.gateway(&up, &overlay).await;
     std::fs::write(
@@ -209,7 +209,7 @@ fn signal_hup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_configs_of_every_kind_keep_the_old_policy() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, &hsts("100s")).await;
     let other = site.ca.issue(&["localhost"]);
     std::fs::write(site.path("mismatch.crt"), &other.cert_pem).unwrap();
@@ -269,7 +269,7 @@ async fn invalid_configs_of_every_kind_keep_the_old_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_certificate_is_served_to_the_next_handshake() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let first = served_cert(&site, &tg).await;
     let rotated = site.ca.issue(&["localhost", "127.0.0.1"]);
@@ -294,7 +294,7 @@ async fn served_cert(site: &Site, tg: &TestGateway) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut sender = keep_alive_connection(&site, tg.https()).await;
     let admin = || {
@@ -323,7 +323,7 @@ async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_logs_what_changed_in_policy_terms() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[admin]\nallowed_ips = [\"192.168.1.0/24\"]\n[hsts]\nenabled = true\nmax_age = \"100s\"\n").await;
     std::fs::write(
         &tg.config_path,
@@ -354,7 +354,7 @@ async fn reload_logs_what_changed_in_policy_terms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_listen_address_is_rebound_and_the_old_one_closed() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let old = tg
         .gw
@@ -381,7 +381,7 @@ async fn changed_listen_address_is_rebound_and_the_old_one_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrowing_a_listen_address_on_the_same_port_says_a_restart_is_needed() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -417,7 +417,7 @@ async fn narrowing_a_listen_address_on_the_same_port_says_a_restart_is_needed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloading_under_load_fails_no_request() {
     let site = Arc::new(Site::new());
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, &hsts("100s")).await;
     let addr = tg.https();
     let ok = Arc::new(AtomicU64::new(0));
@@ -528,7 +528,7 @@ fn write_atomically(path: &Path, text: &str) {
 #[ignore]
 async fn reload_latency_report() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, &hsts("100s")).await;
     wait_for_max_age(&site, &tg, "100").await;
     let mut samples = Vec::new();

@@ -82,7 +82,7 @@ async fn assert_closed_cleanly<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_set_aside_serves_its_next_requests() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut sender = keep_alive_connection(&site, tg.https()).await;
     for (round, path) in ["/one", "/two", "/three"].into_iter().enumerate() {
@@ -99,7 +99,7 @@ async fn a_connection_set_aside_serves_its_next_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_of_the_next_request_sent_early_survive_the_set_aside() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
         .await
@@ -125,7 +125,7 @@ async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
     // hyper may still be reading or draining a body after the response:
     // such a connection keeps its buffers, and the next request works.
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut sender = keep_alive_connection(&site, tg.https()).await;
     let upload = Request::builder()
@@ -150,7 +150,7 @@ async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_set_aside_connection_is_closed_at_the_idle_timeout() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[limits]\nidle_timeout = \"3s\"\n").await;
     let mut tls = one_request_then_set_aside(&site, &tg).await;
     assert_closed_cleanly(&mut tls).await;
@@ -159,7 +159,7 @@ async fn a_set_aside_connection_is_closed_at_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_set_aside_connections_without_waiting_for_the_grace() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[limits]\nshutdown_grace = \"60s\"\n")
         .await;
@@ -177,7 +177,7 @@ async fn shutdown_closes_set_aside_connections_without_waiting_for_the_grace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_connections_are_set_aside_too() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut tcp = tokio::net::TcpStream::connect(tg.http()).await.unwrap();
     tcp.write_all(b"GET /arcgis/rest HTTP/1.1\r\nHost: localhost\r\n\r\n")

@@ -82,7 +82,7 @@ async fn handshakes_line(tg: &TestGateway, version: &str, group: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_offering_the_post_quantum_hybrid_gets_it_and_it_is_counted() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = client(&site, &[X25519MLKEM768, X25519], TLS13);
     let (group, _) = handshake(&tg, c).await;
@@ -93,7 +93,7 @@ async fn client_offering_the_post_quantum_hybrid_gets_it_and_it_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_offering_only_x25519_is_counted_as_x25519() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = client(&site, &[X25519], TLS13);
     assert_eq!(handshake(&tg, c).await.0, Some(NamedGroup::X25519));
@@ -103,7 +103,7 @@ async fn client_offering_only_x25519_is_counted_as_x25519() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_handshake_is_counted_with_its_ecdhe_group() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = client(&site, &[SECP256R1], TLS12);
     assert_eq!(handshake(&tg, c).await.0, Some(NamedGroup::secp256r1));
@@ -113,7 +113,7 @@ async fn tls12_handshake_is_counted_with_its_ecdhe_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumed_tls12_session_has_no_key_exchange_and_is_counted_as_none() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = client(&site, &[X25519], TLS12);
     handshake(&tg, c.clone()).await;

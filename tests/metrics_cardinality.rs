@@ -17,7 +17,7 @@ fn series(exposition: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_values_stay_bounded_under_distinct_paths_and_clients() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
         .await;

@@ -16,7 +16,7 @@ async fn observe(tg: &TestGateway, path: &str) -> (StatusCode, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_outcome_is_counted_with_listener_route_and_status() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -81,7 +81,7 @@ async fn each_request_outcome_is_counted_with_listener_route_and_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_ok_and_readiness_turns_503_while_draining() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[limits]\nshutdown_grace = \"2s\"\n")
         .await;
@@ -110,7 +110,7 @@ async fn health_is_ok_and_readiness_turns_503_while_draining() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_config_reports_the_loaded_policy() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -159,7 +159,7 @@ async fn ssl_certificate_resource_matches_openssl_fingerprints() {
     let site = Site::new();
     let sni = site.ca.issue(&["maps.example.com"]);
     site.ca.write("maps", &sni);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"maps.crt\"\nkey = \"maps.key\"\n")
         .await;
@@ -231,7 +231,7 @@ async fn certificate_expiry_is_exported_for_every_certificate_and_follows_rotati
     let site = Site::new();
     let sni = site.ca.issue(&["maps.example.com"]);
     site.ca.write("maps", &sni);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let overlay = "[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"maps.crt\"\nkey = \"maps.key\"\n";
     let tg = site.gateway(&up, overlay).await;
     let serial = |issued: &Issued| {

@@ -95,7 +95,7 @@ async fn gateway_serving_pfx(enc: Encryption) -> (Site, TestUpstream, TestGatewa
     let site = Site::new();
     export_pfx(&site, "gateway", &site.gateway_cert, "arcgis export 1", enc);
     write_password(&site, "gateway.pass", "arcgis export 1");
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway_from_text(&pfx_config(&site, up.addr, ""))
         .await;
@@ -123,7 +123,7 @@ async fn a_pfx_in_an_sni_entry_is_served_for_its_name() {
     let site = Site::new();
     let maps = site.ca.issue_rsa(&["maps.example.com"]);
     export_pfx(&site, "maps", &maps, "", Encryption::Modern);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -158,7 +158,7 @@ async fn a_pfx_storing_the_ca_before_the_leaf_is_still_served_leaf_first() {
     assert_eq!(stored.certs[0].cert.as_der(), ca_der(&site).as_ref());
     std::fs::write(site.path("gateway.pfx"), bytes).unwrap();
     write_password(&site, "gateway.pass", "pw");
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway_from_text(&pfx_config(&site, up.addr, ""))
         .await;

@@ -413,7 +413,7 @@ async fn a_real_prometheus_scrapes_the_gateway_and_sees_what_it_served() {
     let Some(program) = prometheus() else { return };
     let _alone = ONE_GATEWAY_AT_A_TIME.lock().await;
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = gateway(&site, &up).await;
     send(&site, &tg, 1, 1, 1).await;
     let observe = tg.observe.unwrap();
@@ -470,7 +470,7 @@ async fn the_alert_rules_run_in_a_real_prometheus_on_what_the_gateway_exposes() 
     let Some(program) = prometheus() else { return };
     let _alone = ONE_GATEWAY_AT_A_TIME.lock().await;
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = gateway(&site, &up).await;
     send(&site, &tg, 2, 1, 0).await;
     let mut prom = Prometheus::start(&program, tg.observe.unwrap(), Rules::Gisgate);
@@ -536,7 +536,7 @@ async fn prometheus_reads_each_metric_with_the_type_the_readme_gives() {
     let Some(program) = prometheus() else { return };
     let _alone = ONE_GATEWAY_AT_A_TIME.lock().await;
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = gateway(&site, &up).await;
     send(&site, &tg, 1, 1, 1).await;
     let mut prom = Prometheus::start(&program, tg.observe.unwrap(), Rules::None);
@@ -590,7 +590,7 @@ async fn a_certificate_near_its_expiry_raises_its_alert_in_a_real_prometheus() {
     let _alone = ONE_GATEWAY_AT_A_TIME.lock().await;
     let site = Site::new();
     expiring_gateway_cert(&site);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = gateway(&site, &up).await;
     let mut prom = Prometheus::start(&program, tg.observe.unwrap(), Rules::Gisgate);
     prom.target_up().await;

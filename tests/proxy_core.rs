@@ -13,7 +13,7 @@ use http_body_util::Full;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_client_is_proxied_to_the_upstream() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, "").await;
     let r = https_get(&site, &tg, "/arcgis/rest/info?f=json", false).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -27,7 +27,7 @@ async fn http1_client_is_proxied_to_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_client_reaches_an_http1_upstream_and_back() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = https_get(&site, &tg, "/arcgis/rest/services?f=json", true).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -38,7 +38,7 @@ async fn http2_client_reaches_an_http1_upstream_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_offering_both_protocols_gets_http1_with_host_kept() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, "").await;
     let r = https_request(&site, tg.https(), true, get("/x", &[])).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -64,7 +64,7 @@ async fn http2_only_upstream_gets_http2_with_the_client_host_as_authority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_reach_the_upstream_and_host_is_kept() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let req = get(
         "/arcgis/rest/info",
@@ -124,7 +124,7 @@ const CLIENT_ADDRESS_HEADERS: [&str; 9] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_supplied_address_headers_never_reach_the_upstream() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let forged: Vec<(&str, &str)> = CLIENT_ADDRESS_HEADERS
         .iter()
@@ -153,7 +153,7 @@ async fn client_supplied_address_headers_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxy_forwarded_for_is_appended() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
         .await;
@@ -174,7 +174,7 @@ async fn trusted_proxy_forwarded_for_is_appended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_location_is_rewritten_to_the_public_origin() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let public = format!("localhost:{}", tg.https().port());
     let mut req = get("/redirect", &[("host", &public)]);
@@ -188,7 +188,7 @@ async fn upstream_location_is_rewritten_to_the_public_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_502() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     // A port where nothing listens: bind one and drop it.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -217,7 +217,7 @@ async fn upstream_signed_by_another_ca_is_502() {
     // The upstream presents a certificate from a CA the gateway does not trust.
     let foreign = other.issue(&["localhost"]);
     std::fs::write(site.path("ca.crt"), &site.ca.cert_pem).unwrap();
-    let up = TestUpstream::start(&foreign, false).await;
+    let up = TestUpstream::start(&foreign, Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = https_get(&site, &tg, "/x", false).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
@@ -236,7 +236,7 @@ async fn upstream_signed_by_another_ca_is_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_response_timeout_is_504() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[upstream]\nresponse_timeout = \"200ms\"\n")
         .await;
@@ -252,7 +252,7 @@ async fn upstream_response_timeout_is_504() {
 async fn pin_alone_trusts_a_self_signed_cn_only_sha1_certificate() {
     let site = Site::new();
     let (chain, key, der) = sha1_cn_only_cert(&site);
-    let up = TestUpstream::start_with(chain, key, false).await;
+    let up = TestUpstream::start_with(chain, key, Http::V1).await;
     let pin = gisgate::tls::certs::colon_hex(&gisgate::tls::certs::sha256_fingerprint(&der));
     // No `ca`: the pin alone decides (the base config's CA line removed).
     let overlay = format!("[upstream]\nserver_name = \"gis.internal\"\npin_sha256 = [\"{pin}\"]\n");
@@ -268,7 +268,7 @@ async fn pin_alone_trusts_a_self_signed_cn_only_sha1_certificate() {
 async fn wrong_pin_is_refused_with_502() {
     let site = Site::new();
     let (chain, key, _) = sha1_cn_only_cert(&site);
-    let up = TestUpstream::start_with(chain, key, false).await;
+    let up = TestUpstream::start_with(chain, key, Http::V1).await;
     let wrong = "00".repeat(32);
     let text = site
         .config(
@@ -285,7 +285,7 @@ async fn wrong_pin_is_refused_with_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_and_pin_must_both_pass() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let right =
         gisgate::tls::certs::colon_hex(&gisgate::tls::certs::sha256_fingerprint(&up.cert_der));
     let tg = site
@@ -313,7 +313,7 @@ async fn ca_and_pin_must_both_pass() {
 async fn server_name_override_is_used_for_verification() {
     let site = Site::new();
     let named = site.ca.issue(&["gis.internal"]);
-    let up = TestUpstream::start(&named, false).await;
+    let up = TestUpstream::start(&named, Http::V1).await;
     let tg = site
         .gateway(&up, "[upstream]\nserver_name = \"gis.internal\"\n")
         .await;
@@ -335,7 +335,7 @@ async fn server_name_override_is_used_for_verification() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     const SIZE: usize = 64 * 1024 * 1024;
     let down = https_get(&site, &tg, &format!("/big/{SIZE}"), false).await;
@@ -354,7 +354,7 @@ async fn large_bodies_stream_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_passed_through_and_echoes() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     websocket_echoes(&site, &tg, &up).await;
 }
@@ -362,7 +362,7 @@ async fn websocket_upgrade_is_passed_through_and_echoes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_takes_http1_when_http2_is_preferred() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, "[upstream]\nprefer_http2 = true\n").await;
     websocket_echoes(&site, &tg, &up).await;
     assert_eq!(up.last().version, http::Version::HTTP_11);
@@ -405,7 +405,7 @@ async fn websocket_echoes(site: &Site, tg: &TestGateway, up: &TestUpstream) {
 async fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let mut tcp = tokio::net::TcpStream::connect(tg.https()).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03\x01garbage")
@@ -424,7 +424,7 @@ async fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_dying_mid_response_ends_only_that_response() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(
         &site,
@@ -443,7 +443,7 @@ async fn upstream_dying_mid_response_ends_only_that_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[limits]\nmax_header_bytes = 8192\n")
         .await;
@@ -462,7 +462,7 @@ async fn oversized_headers_get_431() {
 async fn slowloris_client_is_cut_off_after_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[limits]\nheader_read_timeout = \"300ms\"\n")
         .await;
@@ -492,7 +492,7 @@ async fn slowloris_client_is_cut_off_after_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connection_survives_past_the_header_timeout() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -518,7 +518,7 @@ async fn idle_keep_alive_connection_survives_past_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let addr = tg.https();
     let in_flight = {
@@ -624,7 +624,7 @@ async fn served_connection(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_are_served_and_one_more_waits_until_a_slot_frees() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     // A long header timeout: the slot must free because the client closed,
     // not because the gateway gave up on an idle connection.
     let tg = site

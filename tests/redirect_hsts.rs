@@ -67,7 +67,7 @@ async fn not_found_upstream(site: &Site) -> (SocketAddr, tokio::task::JoinHandle
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_get_is_redirected_with_308_to_the_public_https_port() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(
         tg.http(),
@@ -94,7 +94,7 @@ async fn http_get_is_redirected_with_308_to_the_public_https_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_on_the_http_port_is_redirected_to_the_https_port() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[hsts]\nenabled = true").await;
     for h2 in [false, true] {
         let req = Request::builder()
@@ -127,7 +127,7 @@ async fn tls_on_the_http_port_is_redirected_to_the_https_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_on_a_serving_http_port_gets_no_handshake() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"")
         .await;
@@ -139,7 +139,7 @@ async fn tls_on_a_serving_http_port_gets_no_handshake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_post_is_redirected_with_308_and_never_forwarded() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(
         tg.http(),
@@ -159,7 +159,7 @@ async fn http_post_is_redirected_with_308_and_never_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_head_is_redirected_with_308() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(tg.http(), &raw("HEAD", "/arcgis/", "gis.example.com")).await;
     assert_eq!(status_of(&r), 308, "{r}");
@@ -172,7 +172,7 @@ async fn http_head_is_redirected_with_308() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_redirect_status_301_is_used() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[server]\nredirect_status = 301\n").await;
     let r = raw_http(tg.http(), &raw("GET", "/x", "gis.example.com")).await;
     assert_eq!(status_of(&r), 301, "{r}");
@@ -185,7 +185,7 @@ async fn configured_redirect_status_301_is_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_https_port_443_is_omitted_from_the_location() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[server]\npublic_https_port = 443\n")
         .await;
@@ -199,7 +199,7 @@ async fn public_https_port_443_is_omitted_from_the_location() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_host_overrides_the_request_host() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[server]\npublic_host = \"maps.example.org\"\n")
         .await;
@@ -213,7 +213,7 @@ async fn public_host_overrides_the_request_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_location_carries_the_canonical_path() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(
         tg.http(),
@@ -229,7 +229,7 @@ async fn redirect_location_carries_the_canonical_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_is_counted_with_route_redirect() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(tg.http(), &raw("GET", "/x", "gis.example.com")).await;
     assert_eq!(status_of(&r), 308);
@@ -246,7 +246,7 @@ async fn redirect_is_counted_with_route_redirect() {
 /// without any Location.
 async fn assert_bad_host(request: &str) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(tg.http(), request).await;
     assert_eq!(status_of(&r), 400, "{request:?} -> {r}");
@@ -318,7 +318,7 @@ async fn encoded_line_break_in_path_gets_400_without_injected_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_host_on_the_https_listener_gets_400() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_https(&site, tg.https(), &raw("GET", "/x", "evil.com/x")).await;
     assert_eq!(status_of(&r), 400, "{r}");
@@ -330,7 +330,7 @@ async fn bad_host_on_the_https_listener_gets_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_a_proxied_https_response() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = https_get(&site, &tg, "/arcgis/rest/info", false).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -340,7 +340,7 @@ async fn hsts_is_on_a_proxied_https_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_an_http2_response() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = https_get(&site, &tg, "/arcgis/rest/info", true).await;
     assert_eq!(r.version, http::Version::HTTP_2);
@@ -350,7 +350,7 @@ async fn hsts_is_on_an_http2_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_max_age_follows_the_configured_duration() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[hsts]\nenabled = true\nmax_age = \"2h\"\n")
         .await;
@@ -361,7 +361,7 @@ async fn hsts_max_age_follows_the_configured_duration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_a_403_admin_refusal() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = https_get(&site, &tg, "/arcgis/admin", false).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -371,7 +371,7 @@ async fn hsts_is_on_a_403_admin_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_a_400_for_a_bad_path() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = raw_https(&site, tg.https(), &raw("GET", "/a%2fb", "localhost")).await;
     assert_eq!(status_of(&r), 400, "{r}");
@@ -400,7 +400,7 @@ async fn hsts_is_on_an_upstream_404_and_replaces_the_upstreams_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_hsts_is_replaced_by_the_gateways() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = https_get(&site, &tg, "/hsts", false).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -410,7 +410,7 @@ async fn upstream_hsts_is_replaced_by_the_gateways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_on_the_http_listener_never_carries_hsts() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = raw_http(tg.http(), &raw("GET", "/x", "gis.example.com")).await;
     assert_eq!(status_of(&r), 308);
@@ -423,7 +423,7 @@ async fn redirect_on_the_http_listener_never_carries_hsts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_host_400_on_the_http_listener_never_carries_hsts() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, HSTS_ON).await;
     let r = raw_http(tg.http(), &raw("GET", "/x", "a@b")).await;
     assert_eq!(status_of(&r), 400);
@@ -436,7 +436,7 @@ async fn bad_host_400_on_the_http_listener_never_carries_hsts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_hsts_never_reaches_a_plain_http_client() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"\n")
         .await;
@@ -494,7 +494,7 @@ async fn hsts_preload_with_less_than_a_year_is_a_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_https_mode_proxies_the_http_listener_with_forwarded_proto_http() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"\n")
         .await;
@@ -515,7 +515,7 @@ async fn http_and_https_mode_proxies_the_http_listener_with_forwarded_proto_http
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_mode_needs_no_tls_section_and_has_no_https_listener() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let mut table: toml::Table = site
         .config(up.addr, "[server]\nprotocol = \"HTTP\"\n")
         .parse()
@@ -533,7 +533,7 @@ async fn http_mode_needs_no_tls_section_and_has_no_https_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_literal_host_keeps_its_brackets_in_the_location() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = raw_http(tg.http(), &raw("GET", "/x", "[::1]:6080")).await;
     assert_eq!(status_of(&r), 308, "{r}");

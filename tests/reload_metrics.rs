@@ -8,7 +8,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_reload_gauge_follows_failure_and_success() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     // Reloads only on request: a watcher reacting to the same writes would
     // make the counts racy.
     let overlay = "[reload]\nwatch = false\n";

@@ -17,7 +17,7 @@ fn raw_get(target: &str) -> String {
 
 async fn is_400_over_http1(target: &str) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(&site, tg.https(), &raw_get(target)).await;
     assert_eq!(status_of(&raw), 400, "{target} -> {raw}");
@@ -26,7 +26,7 @@ async fn is_400_over_http1(target: &str) {
 
 async fn is_400_over_http2(target: &str) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let req = Request::builder()
         .uri(format!("https://localhost{target}"))
@@ -97,7 +97,7 @@ async fn raw_json_with_quotes_in_the_query_is_400_over_http1() {
 
 async fn forwarded_unchanged(target: &str, h2: bool) {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let r = https_get(&site, &tg, target, h2).await;
     assert_eq!(r.status.as_u16(), 200, "{target}");
@@ -132,7 +132,7 @@ async fn a_percent_encoded_json_and_sql_query_reaches_the_upstream_unchanged() {
 async fn a_path_with_utf8_escapes_reaches_the_upstream_with_upper_case_hex() {
     for h2 in [false, true] {
         let site = Site::new();
-        let up = site.upstream(false).await;
+        let up = site.upstream(Http::V1).await;
         let tg = site.gateway(&up, "").await;
         let r = https_get(
             &site,

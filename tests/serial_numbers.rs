@@ -86,7 +86,7 @@ async fn check_cert_show_metrics_and_sslcertificates_print_the_serial_as_openssl
     assert_eq!(zero, "0DEFFB0F1122334455667788");
     assert_eq!(high, "9A00FF0102030405");
 
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let overlay = "[tls]\ncert = \"zero.crt\"\nkey = \"zero.key\"\n[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"high.crt\"\nkey = \"high.key\"\n";
     let config = site.write_config(&site.config(up.addr, overlay));
 

@@ -103,7 +103,7 @@ async fn probe(addr: std::net::SocketAddr, path: &str) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_nothing_in_flight_exits_at_once_though_probes_kept_their_connections() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let gw = run_gateway(&site, &up, "").await;
     // The kubelet's probe and Prometheus' scrape keep their connections.
     let _healthz = probe(gw.observe, "/healthz").await;
@@ -133,7 +133,7 @@ async fn sigterm_with_nothing_in_flight_exits_at_once_though_probes_kept_their_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_websocket_tunnel_gets_the_shutdown_grace_then_closes() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let gw = run_gateway(&site, &up, "[limits]\nshutdown_grace = \"3s\"\n").await;
     let mut ws = websocket(&site, gw.https).await;
     let mut buf = [0u8; 4096];

@@ -86,7 +86,7 @@ async fn hostile_clients_beside_normal_ones_leave_the_gateway_serving_and_bounde
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let site = Arc::new(Site::new());
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let (https, observe) = (free_port(), free_port());
     let text = site.config(
         up.addr,

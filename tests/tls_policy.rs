@@ -186,7 +186,7 @@ fn accept_any_cert_client() -> ClientConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_only_client_is_refused_when_only_tls13_is_enabled() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[tls]\nprotocols = [\"TLSv1.3\"]\n")
         .await;
@@ -202,7 +202,7 @@ async fn tls12_only_client_is_refused_when_only_tls13_is_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_only_client_is_refused_when_only_tls12_is_enabled() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[tls]\nprotocols = [\"TLSv1.2\"]\n")
         .await;
@@ -216,7 +216,7 @@ async fn tls13_only_client_is_refused_when_only_tls12_is_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_client_is_served_tls12_when_only_tls12_is_enabled() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[tls]\nprotocols = [\"TLSv1.2\"]\n")
         .await;
@@ -238,7 +238,7 @@ async fn tls12_client_is_served_tls12_when_only_tls12_is_enabled() {
 async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = client(&site, provider(), TLS13);
     let mut hello = Vec::new();
@@ -274,7 +274,7 @@ async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_offering_only_an_unlisted_suite_is_refused() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, TWO_SUITES).await;
     let c = client(
         &site,
@@ -292,7 +292,7 @@ async fn client_offering_only_an_unlisted_suite_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_client_offering_only_unlisted_suites_is_refused() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, TWO_SUITES).await;
     let c = client(
         &site,
@@ -310,7 +310,7 @@ async fn tls12_client_offering_only_unlisted_suites_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_client_offering_several_suites_gets_the_listed_one() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, TWO_SUITES).await;
     let c = client(
         &site,
@@ -337,7 +337,7 @@ async fn tls13_client_offering_several_suites_gets_the_listed_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_client_offering_several_suites_gets_the_listed_one() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, TWO_SUITES).await;
     let c = client(
         &site,
@@ -363,7 +363,7 @@ async fn tls12_client_offering_several_suites_gets_the_listed_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_config_lists_exactly_the_configured_suites() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, TWO_SUITES).await;
     let config = security_config(&tg).await;
     assert_eq!(
@@ -379,7 +379,7 @@ async fn security_config_lists_exactly_the_configured_suites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arcgis_default_suite_list_loads_as_a_toml_array() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let array: Vec<String> = ARCGIS_DEFAULT_SUITES
         .split(", ")
         .map(|s| format!("\"{s}\""))
@@ -405,7 +405,7 @@ async fn security_config_lists_only_suites_the_loaded_rsa_key_can_serve() {
     let site = Site::new();
     let rsa = site.ca.issue_rsa(&["localhost", "127.0.0.1"]);
     site.ca.write("gateway", &rsa);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -426,7 +426,7 @@ async fn security_config_lists_only_suites_the_loaded_rsa_key_can_serve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arcgis_default_suite_list_loads_as_one_comma_separated_string() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -446,7 +446,7 @@ async fn arcgis_default_suite_list_loads_as_one_comma_separated_string() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suites_of_a_disabled_version_are_not_offered() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -493,7 +493,7 @@ async fn rsa_certificate_is_served_with_an_ecdhe_rsa_suite() {
     let site = Site::new();
     let rsa = site.ca.issue_rsa(&["localhost"]);
     site.ca.write("rsa", &rsa);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -523,7 +523,7 @@ async fn sni_site() -> (Site, TestUpstream, TestGateway, Issued, Issued) {
     let b = site.ca.issue_rsa(&["b.example.com"]);
     site.ca.write("a", &a);
     site.ca.write("b", &b);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -590,7 +590,7 @@ async fn wildcard_sni_entry_covers_one_label() {
     let site = Site::new();
     let w = site.ca.issue(&["*.maps.example.com"]);
     site.ca.write("w", &w);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,
@@ -609,7 +609,7 @@ async fn wildcard_sni_entry_covers_one_label() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_handshake_is_counted_by_version_and_cipher() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = client(
         &site,
@@ -632,7 +632,7 @@ async fn completed_handshake_is_counted_by_version_and_cipher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_session_is_resumed_by_a_second_connection() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = Arc::new(client(&site, provider(), TLS13));
     let first = connect_as(tg.https(), c.clone(), "localhost")
@@ -654,7 +654,7 @@ async fn tls13_session_is_resumed_by_a_second_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_session_is_resumed_by_a_second_connection() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = Arc::new(client(&site, provider(), TLS12));
     let first = connect_as(tg.https(), c.clone(), "localhost")
@@ -673,7 +673,7 @@ async fn tls12_session_is_resumed_by_a_second_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_resumed_after_a_reload_never_uses_a_suite_the_reload_removed() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[tls]\ncipher_suites = [\"TLS_AES_256_GCM_SHA384\", \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n")
         .await;
@@ -701,7 +701,7 @@ async fn session_resumed_after_a_reload_never_uses_a_suite_the_reload_removed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_session_cannot_be_resumed_after_a_reload_disables_tls12() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let c = Arc::new(client(&site, provider(), TLS12));
     let first = connect_as(tg.https(), c.clone(), "localhost")
@@ -722,7 +722,7 @@ async fn tls12_session_cannot_be_resumed_after_a_reload_disables_tls12() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocols_load_as_one_comma_separated_string_like_arcgis_writes_them() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(&up, "[tls]\nprotocols = \"TLSv1.2, TLSv1.3\"\n")
         .await;
@@ -745,7 +745,7 @@ async fn wildcard_sni_entry_does_not_cover_two_labels() {
     let site = Site::new();
     let w = site.ca.issue(&["*.maps.example.com"]);
     site.ca.write("w", &w);
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site
         .gateway(
             &up,

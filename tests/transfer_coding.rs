@@ -21,7 +21,7 @@ fn chunked_post(transfer_encodings: &[&str]) -> String {
 /// The raw answer, having checked that nothing reached the upstream.
 async fn refused(transfer_encodings: &[&str], status: u16) -> String {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(&site, tg.https(), &chunked_post(transfer_encodings)).await;
     assert_eq!(status_of(&raw), status, "{transfer_encodings:?} -> {raw}");
@@ -73,7 +73,7 @@ async fn chunked_on_two_header_lines_is_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_chunked_body_is_forwarded_whole() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     let raw = raw_https(&site, tg.https(), &chunked_post(&["chunked"])).await;
     assert_eq!(status_of(&raw), 200, "{raw}");

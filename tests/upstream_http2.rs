@@ -18,7 +18,7 @@ const PREFER_HTTP2: &str = "[upstream]\nprefer_http2 = true\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_share_one_http2_connection_with_the_client_host_as_authority() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, PREFER_HTTP2).await;
     let mut client = keep_alive_connection(&site, tg.https()).await;
     // More requests than one connection's streams: each stream must be
@@ -42,7 +42,7 @@ async fn requests_share_one_http2_connection_with_the_client_host_as_authority()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_without_h2_gets_http1_with_host_kept() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, PREFER_HTTP2).await;
     for _ in 0..3 {
         let r = https_get(&site, &tg, "/x", true).await;
@@ -57,7 +57,7 @@ async fn an_upstream_without_h2_gets_http1_with_host_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_connection_opens_another_so_slow_requests_hold_up_no_one() {
     let site = Arc::new(Site::new());
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, PREFER_HTTP2).await;
     // 120 requests the upstream holds for a minute, from 120 client
     // connections: more than one HTTP/2 connection's 100 streams.
@@ -88,7 +88,7 @@ async fn a_full_connection_opens_another_so_slow_requests_hold_up_no_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_cut_short_gives_its_stream_back() {
     let site = Site::new();
-    let up = site.upstream(true).await;
+    let up = site.upstream(Http::V2).await;
     let tg = site.gateway(&up, PREFER_HTTP2).await;
     // 110 clients each read the head of a 1 MiB response, then go away
     // (the gateway sees each one go long before the next has shaken hands).

@@ -31,7 +31,7 @@ async fn concurrent_gets(site: &Arc<Site>, tg: &TestGateway, path: &str, n: usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_turn_share_one_upstream_connection() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     assert_eq!(
         https_get(&site, &tg, "/x", false).await.status,
@@ -58,7 +58,7 @@ async fn requests_in_turn_share_one_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_upstream_closed_is_not_reused() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     for _ in 0..3 {
         let r = https_get(&site, &tg, "/close", false).await;
@@ -77,7 +77,7 @@ async fn a_connection_the_upstream_closed_is_not_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_cut_short_does_not_return_its_connection() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "").await;
     // /die promises 1000 bytes and fails after 10: the client sees the
     // response cut off, and the connection it came on is not reused.
@@ -97,7 +97,7 @@ async fn a_response_cut_short_does_not_return_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_beyond_pool_max_idle_reuses_its_connections_then_trims_them() {
     let site = Arc::new(Site::new());
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[upstream]\npool_max_idle = 2\n").await;
     concurrent_gets(&site, &tg, "/delay/300", 12).await;
     let after_burst = up.conns.handshakes();
@@ -128,7 +128,7 @@ async fn a_burst_beyond_pool_max_idle_reuses_its_connections_then_trims_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_max_idle_zero_keeps_no_connection() {
     let site = Site::new();
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     let tg = site.gateway(&up, "[upstream]\npool_max_idle = 0\n").await;
     for _ in 0..3 {
         assert_eq!(
@@ -142,7 +142,7 @@ async fn pool_max_idle_zero_keeps_no_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_sessions_resume_through_a_burst_of_new_connections() {
     let site = Arc::new(Site::new());
-    let up = site.upstream(false).await;
+    let up = site.upstream(Http::V1).await;
     // No idle connections kept: every request opens its own, the worst
     // case for the upstream's handshake cost.
     let tg = site.gateway(&up, "[upstream]\npool_max_idle = 0\n").await;

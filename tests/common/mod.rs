@@ -25,6 +25,10 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use gisgate::gateway::Gateway;
 use gisgate::listen::ListenerKind;
 
+mod env;
+#[allow(unused_imports)] // not every test file starts an environment
+pub use env::{Env, Http, Running};
+
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
@@ -246,22 +250,17 @@ impl Drop for TestUpstream {
 }
 
 impl TestUpstream {
-    pub async fn start(issued: &Issued, h2: bool) -> TestUpstream {
+    pub async fn start(issued: &Issued, http: Http) -> TestUpstream {
         let (chain, key) = issued.chain_and_key();
-        Self::start_with(chain, key, h2).await
+        Self::start_with(chain, key, http).await
     }
 
     pub async fn start_with(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
-        h2: bool,
+        http: Http,
     ) -> TestUpstream {
-        let alpn: Vec<Vec<u8>> = if h2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
-        Self::start_alpn(chain, key, alpn).await
+        Self::start_alpn(chain, key, http.server_alpn()).await
     }
 
     /// An upstream that speaks only HTTP/2: it refuses http/1.1 in ALPN.
@@ -541,8 +540,8 @@ impl Site {
         self.dir.path().join(name)
     }
 
-    pub async fn upstream(&self, h2: bool) -> TestUpstream {
-        TestUpstream::start(&self.upstream_cert, h2).await
+    pub async fn upstream(&self, http: Http) -> TestUpstream {
+        TestUpstream::start(&self.upstream_cert, http).await
     }
 
     /// The base config for an upstream, with `overlay` (TOML) merged over it.

@@ -1,0 +1,136 @@
+//! The test environment in one expression: a site (test CA and
+//! certificates), the in-process GIS upstream, and a gateway in front of it
+//! with a config overlay, as in
+//! `Env::new().upstream(Http::V2).config("[hsts]\nenabled = true").start()`.
+//! The upstream stops when the environment is dropped; the gateway's
+//! listeners are tasks of the test's runtime and end with it.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use super::{get, https_request, raw_http, raw_https, Reply, Site, TestGateway, TestUpstream};
+
+/// The HTTP version a peer speaks over TLS (by ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http {
+    /// HTTP/1.1 only.
+    V1,
+    /// HTTP/2 offered first, HTTP/1.1 as well (a client chooses).
+    V2,
+}
+
+impl Http {
+    /// The ALPN protocols a server speaking this offers, most preferred first.
+    pub fn server_alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Http::V1 => vec![b"http/1.1".to_vec()],
+            Http::V2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+
+    /// For the helpers that still take a flag: HTTP/2 or not.
+    pub fn is_h2(self) -> bool {
+        self == Http::V2
+    }
+}
+
+/// What to start: the upstream's protocols and the gateway's config overlay.
+#[must_use = "nothing runs until `start`"]
+pub struct Env {
+    upstream: Http,
+    overlay: String,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+impl Env {
+    /// An HTTP/1.1 upstream and the base config (`Site::config`).
+    pub fn new() -> Env {
+        Env {
+            upstream: Http::V1,
+            overlay: String::new(),
+        }
+    }
+
+    /// The protocols the upstream offers in ALPN.
+    pub fn upstream(mut self, http: Http) -> Env {
+        self.upstream = http;
+        self
+    }
+
+    /// TOML merged over the base config, table by table.
+    pub fn config(mut self, overlay: &str) -> Env {
+        self.overlay = overlay.to_string();
+        self
+    }
+
+    /// Makes the site, starts the upstream, then the gateway in front of it.
+    pub async fn start(self) -> Running {
+        let site = Site::new();
+        let upstream = site.upstream(self.upstream).await;
+        let gateway = site.gateway(&upstream, &self.overlay).await;
+        Running {
+            site,
+            upstream,
+            gateway,
+        }
+    }
+}
+
+/// A started environment. Its parts are public for what the shortcuts
+/// below do not cover.
+pub struct Running {
+    pub site: Site,
+    pub upstream: TestUpstream,
+    pub gateway: TestGateway,
+}
+
+impl Running {
+    /// The gateway's HTTPS listener.
+    pub fn https(&self) -> SocketAddr {
+        self.gateway.https()
+    }
+
+    /// The gateway's plain-HTTP listener.
+    pub fn http(&self) -> SocketAddr {
+        self.gateway.http()
+    }
+
+    /// A GET of `path` over a fresh HTTP/1.1 HTTPS connection.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Http::V1, get(path, &[])).await
+    }
+
+    /// One request over a fresh HTTPS connection speaking `http`.
+    pub async fn request(&self, http: Http, req: Request<Full<Bytes>>) -> Reply {
+        https_request(&self.site, self.https(), http.is_h2(), req).await
+    }
+
+    /// Raw bytes over TLS to the HTTPS listener, read until it closes.
+    pub async fn raw_https(&self, request: &str) -> String {
+        raw_https(&self.site, self.https(), request).await
+    }
+
+    /// Raw bytes to the plain-HTTP listener, read until it closes.
+    pub async fn raw_http(&self, request: &str) -> String {
+        raw_http(self.http(), request).await
+    }
+
+    /// The gateway's metrics page.
+    pub async fn metrics(&self) -> String {
+        self.gateway.metrics().await
+    }
+
+    /// The metrics page once it contains `line` (see
+    /// [`TestGateway::metrics_with`]).
+    pub async fn metrics_with(&self, line: &str) -> String {
+        self.gateway.metrics_with(line).await
+    }
+}
