@@ -160,80 +160,68 @@ admin_spellings_also_over_h2! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_admin_request_is_refused_over_https() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = raw_https(
-        &site,
-        tg.https(),
-        &raw_get("https://localhost/arcgis/admin", ""),
-    )
-    .await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env
+        .raw_https(&raw_get("https://localhost/arcgis/admin", ""))
+        .await;
     assert_eq!(status_of(&r), 403, "{r}");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_admin_request_is_refused_on_the_plain_http_listener() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE_HTTP_AND_HTTPS).await;
-    let r = raw_http(
-        tg.http(),
-        &raw_get("http://localhost/arcgis/x/..;/admin", ""),
-    )
-    .await;
+    let env = Env::new().config(OUTSIDE_HTTP_AND_HTTPS).start().await;
+    let r = env
+        .raw_http(&raw_get("http://localhost/arcgis/x/..;/admin", ""))
+        .await;
     assert_eq!(status_of(&r), 403, "{r}");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 // ---------------------------------------------------------------- not admin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn longer_name_sharing_the_admin_prefix_is_not_admin() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = raw_https(&site, tg.https(), &raw_get("/arcgis/adminx", "")).await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env.raw_https(&raw_get("/arcgis/adminx", "")).await;
     assert_eq!(status_of(&r), 200, "{r}");
-    assert_eq!(up.paths(), ["/arcgis/adminx"]);
+    assert_eq!(env.upstream.paths(), ["/arcgis/adminx"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_services_are_not_admin() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = https_get(&site, &tg, "/arcgis/rest/services?f=json", true).await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env
+        .request(Http::V2, get("/arcgis/rest/services?f=json", &[]))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(up.paths(), ["/arcgis/rest/services"]);
+    assert_eq!(env.upstream.paths(), ["/arcgis/rest/services"]);
 }
 
 // ---------------------------------------------------------------- direct access
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_access_false_refuses_admin_even_from_loopback() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[admin]\ndirect_access = false\n").await;
-    let r = https_get(&site, &tg, "/arcgis/admin/services", false).await;
+    let env = Env::new()
+        .config("[admin]\ndirect_access = false\n")
+        .start()
+        .await;
+    let r = env.get("/arcgis/admin/services").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
     // Everything else still passes.
-    assert_eq!(
-        https_get(&site, &tg, "/arcgis/rest", false).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(env.get("/arcgis/rest").await.status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_allow_list_admits_nobody() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[admin]\nallowed_ips = []\n").await;
-    let r = https_get(&site, &tg, "/arcgis/admin", false).await;
+    let env = Env::new()
+        .config("[admin]\nallowed_ips = []\n")
+        .start()
+        .await;
+    let r = env.get("/arcgis/admin").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 // ---------------------------------------------------------------- IPv6
@@ -279,20 +267,15 @@ async fn ipv6_client_outside_an_ipv4_allow_list_is_refused() {
 // ---------------------------------------------------------------- X-Forwarded-For
 
 async fn admin_with_forwarded_for(overlay: &str, xff_lines: &[&str]) -> (u16, TestUpstream) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, overlay).await;
+    let env = Env::new().config(overlay).start().await;
     let headers: String = xff_lines
         .iter()
         .map(|v| format!("X-Forwarded-For: {v}\r\n"))
         .collect();
-    let r = raw_https(&site, tg.https(), &raw_get("/arcgis/admin", &headers)).await;
+    let r = env.raw_https(&raw_get("/arcgis/admin", &headers)).await;
     // Whatever the verdict, the gateway keeps serving.
-    assert_eq!(
-        https_get(&site, &tg, "/arcgis/rest", false).await.status,
-        StatusCode::OK
-    );
-    (status_of(&r), up)
+    assert_eq!(env.get("/arcgis/rest").await.status, StatusCode::OK);
+    (status_of(&r), env.upstream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,31 +328,26 @@ async fn malformed_entry_right_of_an_allowed_address_fails_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarded_for_over_http2_never_gets_admin() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = https_request(
-        &site,
-        tg.https(),
-        true,
-        get("/arcgis/admin", &[("x-forwarded-for", "10.9.9.9")]),
-    )
-    .await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env
+        .request(
+            Http::V2,
+            get("/arcgis/admin", &[("x-forwarded-for", "10.9.9.9")]),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 // ---------------------------------------------------------------- metrics
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_is_counted_with_route_admin_denied() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = https_get(&site, &tg, "/arcgis/admin", false).await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env.get("/arcgis/admin").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     eventually(Duration::from_secs(5), || async {
-        tg.metrics().await.lines().any(|l| {
+        env.metrics().await.lines().any(|l| {
             l.starts_with(
                 "gisgate_requests_total{listener=\"https\",route=\"admin_denied\",status=\"403\"}",
             )
@@ -380,10 +358,8 @@ async fn refusal_is_counted_with_route_admin_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_body_does_not_echo_the_request() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = raw_https(&site, tg.https(), &raw_get("/arcgis/admin/<script>", "")).await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env.raw_https(&raw_get("/arcgis/admin/<script>", "")).await;
     assert!(matches!(status_of(&r), 400 | 403), "{r}");
     assert!(!r.contains("<script>"), "{r}");
 }
