@@ -218,13 +218,11 @@ async fn gateway_preflight_answer_carries_hsts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_answered_by_the_gateway_is_counted_with_route_preflight() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, LISTED).await;
-    let r = https_request(&site, tg.https(), false, preflight("/x", APP, false)).await;
+    let env = Env::new().config(LISTED).start().await;
+    let r = env.request(Http::V1, preflight("/x", APP, false)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     eventually(Duration::from_secs(5), || async {
-        tg.metrics().await.lines().any(|l| {
+        env.metrics().await.lines().any(|l| {
             l.starts_with(
                 "gisgate_requests_total{listener=\"https\",route=\"preflight\",status=\"204\"}",
             )
@@ -284,10 +282,14 @@ async fn upstream_preflight_answer_gets_vary_on_origin_and_private_network() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_preflight_over_http2_gets_private_network_when_allowed() {
-    let site = Site::new();
-    let up = site.upstream(Http::V2).await;
-    let tg = site.gateway(&up, UNLISTED_PNA).await;
-    let r = https_request(&site, tg.https(), true, preflight("/preflight", APP, true)).await;
+    let env = Env::new()
+        .upstream(Http::V2)
+        .config(UNLISTED_PNA)
+        .start()
+        .await;
+    let r = env
+        .request(Http::V2, preflight("/preflight", APP, true))
+        .await;
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(header(&r.headers, ACAPN), Some("true"));
 }
@@ -296,54 +298,46 @@ async fn upstream_preflight_over_http2_gets_private_network_when_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_get_from_a_listed_origin_gets_allow_origin_on_the_proxied_response() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, LISTED).await;
-    let r = https_request(
-        &site,
-        tg.https(),
-        false,
-        get("/arcgis/rest/info?f=json", &[("origin", APP)]),
-    )
-    .await;
+    let env = Env::new().config(LISTED).start().await;
+    let r = env
+        .request(
+            Http::V1,
+            get("/arcgis/rest/info?f=json", &[("origin", APP)]),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(up.paths(), ["/arcgis/rest/info"]);
+    assert_eq!(env.upstream.paths(), ["/arcgis/rest/info"]);
     assert_eq!(header(&r.headers, ACCESS_CONTROL_ALLOW_ORIGIN), Some(APP));
     assert!(vary_tokens(&r.headers).contains(&"origin".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_get_from_an_unlisted_origin_gets_no_allow_origin() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, LISTED).await;
-    let r = https_request(
-        &site,
-        tg.https(),
-        false,
-        get(
-            "/arcgis/rest/info",
-            &[("origin", "https://evil.example.net")],
-        ),
-    )
-    .await;
+    let env = Env::new().config(LISTED).start().await;
+    let r = env
+        .request(
+            Http::V1,
+            get(
+                "/arcgis/rest/info",
+                &[("origin", "https://evil.example.net")],
+            ),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(!r.headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_options_without_origin_is_an_ordinary_request() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, LISTED).await;
+    let env = Env::new().config(LISTED).start().await;
     let req = Request::builder()
         .method("OPTIONS")
         .uri("https://localhost/arcgis/rest/info")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let r = https_request(&site, tg.https(), false, req).await;
+    let r = env.request(Http::V1, req).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(up.last().method, "OPTIONS");
+    assert_eq!(env.upstream.last().method, "OPTIONS");
 }
 
 // ---------------------------------------------------------------- upstream CORS headers
