@@ -38,10 +38,11 @@ async fn until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Durati
 
 #[tokio::test]
 async fn an_http2_client_that_never_answers_ping_is_closed_after_its_idle_timeout() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[limits]\nidle_timeout = \"1s\"\n").await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
+    let env = Env::new()
+        .config("[limits]\nidle_timeout = \"1s\"\n")
+        .start()
+        .await;
+    let mut tls = tls_connect(env.https(), client_config(env.site.ca.roots(), &[b"h2"]))
         .await
         .unwrap();
     // The client preface and an empty SETTINGS frame; then it answers
@@ -51,29 +52,36 @@ async fn an_http2_client_that_never_answers_ping_is_closed_after_its_idle_timeou
         .unwrap();
     until_closed(&mut tls, BOUNDED).await;
     eventually(Duration::from_secs(10), || async {
-        tg.gw.open_connections() == 0
+        env.gateway.gw.open_connections() == 0
     })
     .await;
 }
 
 #[tokio::test]
 async fn an_http1_client_that_never_reads_its_response_is_closed_and_the_upstream_released() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let env = Env::new()
+        .config("[limits]\nsend_timeout = \"1s\"\n")
+        .start()
+        .await;
+    let mut tls = tls_connect(
+        env.https(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     tls.write_all(b"GET /big/200000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     // The response is under way: the upstream connection is open.
-    eventually(Duration::from_secs(10), || async { up.conns.open() == 1 }).await;
+    eventually(Duration::from_secs(10), || async {
+        env.upstream.conns.open() == 1
+    })
+    .await;
     // Never read: after the send timeout the gateway gives up the client
     // and closes the upstream connection mid-response (never pooled).
-    eventually(BOUNDED, || async { up.conns.open() == 0 }).await;
+    eventually(BOUNDED, || async { env.upstream.conns.open() == 0 }).await;
     eventually(Duration::from_secs(10), || async {
-        tg.gw.open_connections() == 0
+        env.gateway.gw.open_connections() == 0
     })
     .await;
     let mut got = 0usize;
@@ -89,10 +97,11 @@ async fn an_http1_client_that_never_reads_its_response_is_closed_and_the_upstrea
 
 #[tokio::test]
 async fn http2_streams_that_are_never_read_release_their_upstream_connections() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
-    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
+    let env = Env::new()
+        .config("[limits]\nsend_timeout = \"1s\"\n")
+        .start()
+        .await;
+    let tls = tls_connect(env.https(), client_config(env.site.ca.roots(), &[b"h2"]))
         .await
         .unwrap();
     let (mut sender, conn) =
@@ -112,8 +121,12 @@ async fn http2_streams_that_are_never_read_release_their_upstream_connections() 
         assert_eq!(response.status(), StatusCode::OK);
         held.push(response);
     }
-    assert_eq!(up.conns.open(), 20, "one upstream connection per stream");
-    eventually(BOUNDED, || async { up.conns.open() == 0 }).await;
+    assert_eq!(
+        env.upstream.conns.open(),
+        20,
+        "one upstream connection per stream"
+    );
+    eventually(BOUNDED, || async { env.upstream.conns.open() == 0 }).await;
     let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(ended.is_ok(), "the gateway closed the client connection");
     drop(held);
@@ -121,12 +134,16 @@ async fn http2_streams_that_are_never_read_release_their_upstream_connections() 
 
 #[tokio::test]
 async fn a_response_that_keeps_flowing_is_not_cut_by_the_send_timeout() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[limits]\nsend_timeout = \"1s\"\n").await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let env = Env::new()
+        .config("[limits]\nsend_timeout = \"1s\"\n")
+        .start()
+        .await;
+    let mut tls = tls_connect(
+        env.https(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     tls.write_all(b"GET /big/20000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
@@ -155,47 +172,40 @@ fn upstream_upgrade(up: &TestUpstream) -> Option<String> {
 
 #[tokio::test]
 async fn an_upgrade_other_than_websocket_is_not_forwarded_nor_tunnelled() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     // The upstream's /ws answers 101 to anything: asked for h2c, the
     // gateway must neither forward the Upgrade nor splice the 101.
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
-    )
+    let raw = env.raw_https("GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
     .await;
     assert_eq!(status_of(&raw), 502, "{raw}");
-    assert_eq!(upstream_upgrade(&up), None);
-    assert!(!up.last().headers.contains_key("http2-settings"));
+    assert_eq!(upstream_upgrade(&env.upstream), None);
+    assert!(!env.upstream.last().headers.contains_key("http2-settings"));
 }
 
 #[tokio::test]
 async fn a_101_that_does_not_name_websocket_is_refused() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /upgrade-other HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
+    let env = Env::new().start().await;
+    let raw = env.raw_https("GET /upgrade-other HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     .await;
     assert_eq!(status_of(&raw), 502, "{raw}");
-    assert_eq!(upstream_upgrade(&up).as_deref(), Some("websocket"));
+    assert_eq!(
+        upstream_upgrade(&env.upstream).as_deref(),
+        Some("websocket")
+    );
 }
 
 #[tokio::test]
 async fn an_admin_request_inside_a_refused_upgrade_never_reaches_the_upstream() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n")
+    let env = Env::new()
+        .config("[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n")
+        .start()
         .await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let mut tls = tls_connect(
+        env.https(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     tls.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nGET /arcgis/admin/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
@@ -204,26 +214,21 @@ async fn an_admin_request_inside_a_refused_upgrade_never_reaches_the_upstream() 
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 502"), "{text}");
     assert!(
-        !up.paths().iter().any(|p| p.contains("admin")),
+        !env.upstream.paths().iter().any(|p| p.contains("admin")),
         "an admin request reached the upstream: {:?}",
-        up.paths()
+        env.upstream.paths()
     );
 }
 
 #[tokio::test]
 async fn connect_is_405() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "CONNECT localhost:6443 HTTP/1.1\r\nHost: localhost:6443\r\n\r\n",
-    )
-    .await;
+    let env = Env::new().start().await;
+    let raw = env
+        .raw_https("CONNECT localhost:6443 HTTP/1.1\r\nHost: localhost:6443\r\n\r\n")
+        .await;
     assert_eq!(status_of(&raw), 405, "{raw}");
     assert!(header_of(&raw, "allow").is_some());
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 /// An upstream that answers every request head with the same raw bytes,
@@ -326,18 +331,12 @@ async fn an_upstream_transfer_coding_other_than_chunked_is_502() {
 
 #[tokio::test]
 async fn a_malformed_request_body_is_the_clients_error_not_an_upstream_outage() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZZ\r\n",
-    )
+    let env = Env::new().start().await;
+    let raw = env.raw_https("POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZZ\r\n")
     .await;
     assert_eq!(status_of(&raw), 400, "{raw}");
     assert!(raw.contains("request body"), "{raw}");
-    let metrics = tg.metrics().await;
+    let metrics = env.metrics().await;
     assert!(
         !metrics.contains("gisgate_upstream_errors_total{kind=\"connect\"}"),
         "a client's body counted as an upstream outage:\n{metrics}"
@@ -353,31 +352,26 @@ fn head_of(size: usize) -> String {
 
 #[tokio::test]
 async fn max_header_bytes_is_exact_for_http1_heads() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     // The default limit, 65,536 bytes: heads of 66-80 KB were accepted.
     for (size, expect) in [(65_536, 200), (65_537, 431), (66_000, 431), (80_000, 431)] {
-        let raw = raw_https(&site, tg.https(), &head_of(size)).await;
+        let raw = env.raw_https(&head_of(size)).await;
         assert_eq!(status_of(&raw), expect, "a head of {size} bytes");
     }
-    assert_eq!(up.count(), 1);
+    assert_eq!(env.upstream.count(), 1);
 }
 
 #[tokio::test]
 async fn an_http2_header_block_over_the_limit_gets_a_431_response() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     // 32 bytes per field and the pseudo-headers count (RFC 9113 §6.5.2).
     let pad = "a".repeat(70_000);
-    let reply = https_request(
-        &site,
-        tg.https(),
-        true,
-        get("/arcgis/rest/info", &[("x-pad", pad.as_str())]),
-    )
-    .await;
+    let reply = env
+        .request(
+            Http::V2,
+            get("/arcgis/rest/info", &[("x-pad", pad.as_str())]),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     // The gateway's own answer, not the HTTP/2 layer's 431 followed by a
     // REFUSED_STREAM reset, which curl retries five times and then fails.
@@ -387,49 +381,42 @@ async fn an_http2_header_block_over_the_limit_gets_a_431_response() {
         reply.body
     );
     let pad = "a".repeat(60_000);
-    let reply = https_request(
-        &site,
-        tg.https(),
-        true,
-        get("/arcgis/rest/info", &[("x-pad", pad.as_str())]),
-    )
-    .await;
+    let reply = env
+        .request(
+            Http::V2,
+            get("/arcgis/rest/info", &[("x-pad", pad.as_str())]),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(up.count(), 1);
+    assert_eq!(env.upstream.count(), 1);
 }
 
 #[tokio::test]
 async fn a_raw_hash_in_the_request_target_is_refused_not_cut_off() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     // The http crate drops a fragment with all that follows: this reached
     // the upstream as /arcgis/rest, where Tomcat answers 400.
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /arcgis/rest#/../admin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
+    let raw = env
+        .raw_https(
+            "GET /arcgis/rest#/../admin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+    assert_eq!(status_of(&raw), 400, "{raw}");
+    let raw = env.raw_https("GET /arcgis/rest/services?f=json#x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     .await;
     assert_eq!(status_of(&raw), 400, "{raw}");
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /arcgis/rest/services?f=json#x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status_of(&raw), 400, "{raw}");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test]
 async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_line() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let env = Env::new().start().await;
+    let mut tls = tls_connect(
+        env.https(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     // A clean request with a '#' in a header and one in a body, then
     // (the connection set aside in between) a dribbled request line.
     let body = "GET /x#y HTTP/1.1\r\n";
@@ -448,7 +435,7 @@ async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_li
         assert!(n > 0, "{seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert_eq!(up.count(), 2, "{seen}");
+    assert_eq!(env.upstream.count(), 2, "{seen}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     for b in "GET /arcgis/rest#/../admin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         .bytes()
@@ -460,16 +447,17 @@ async fn a_hash_is_found_on_a_kept_alive_connection_and_in_a_dribbled_request_li
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.starts_with("HTTP/1.1 400"), "{rest}");
-    assert_eq!(up.count(), 2);
+    assert_eq!(env.upstream.count(), 2);
 }
 
 #[tokio::test]
 async fn a_websocket_tunnel_idle_both_ways_is_closed_one_in_use_is_not() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[limits]\nidle_timeout = \"1s\"\n").await;
-    let mut busy = websocket(&site, tg.https()).await;
-    let mut idle = websocket(&site, tg.https()).await;
+    let env = Env::new()
+        .config("[limits]\nidle_timeout = \"1s\"\n")
+        .start()
+        .await;
+    let mut busy = websocket(&env.site, env.https()).await;
+    let mut idle = websocket(&env.site, env.https()).await;
     let mut buf = [0u8; 64];
     // Used every 300 ms for 3 s: stays open.
     for _ in 0..10 {
@@ -484,7 +472,7 @@ async fn a_websocket_tunnel_idle_both_ways_is_closed_one_in_use_is_not() {
     // Idle all that time: closed.
     until_closed(&mut idle, BOUNDED).await;
     eventually(Duration::from_secs(10), || async {
-        tg.gw.open_connections() == 1
+        env.gateway.gw.open_connections() == 1
     })
     .await;
 }
