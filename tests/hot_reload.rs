@@ -33,42 +33,40 @@ async fn wait_for_max_age(site: &Site, tg: &TestGateway, want: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_write_is_picked_up() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, &hsts("100s")).await;
-    wait_for_max_age(&site, &tg, "100").await;
-    std::fs::write(&tg.config_path, site.config(up.addr, &hsts("200s"))).unwrap();
-    wait_for_max_age(&site, &tg, "200").await;
+    let env = Env::new().config(&hsts("100s")).start().await;
+    wait_for_max_age(&env.site, &env.gateway, "100").await;
+    std::fs::write(
+        &env.gateway.config_path,
+        env.site.config(env.upstream.addr, &hsts("200s")),
+    )
+    .unwrap();
+    wait_for_max_age(&env.site, &env.gateway, "200").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editor_rename_on_save_is_picked_up() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, &hsts("100s")).await;
-    let tmp = site.path(".gateway.toml.swp");
-    std::fs::write(&tmp, site.config(up.addr, &hsts("300s"))).unwrap();
-    std::fs::rename(&tmp, &tg.config_path).unwrap();
-    wait_for_max_age(&site, &tg, "300").await;
+    let env = Env::new().config(&hsts("100s")).start().await;
+    let tmp = env.site.path(".gateway.toml.swp");
+    std::fs::write(&tmp, env.site.config(env.upstream.addr, &hsts("300s"))).unwrap();
+    std::fs::rename(&tmp, &env.gateway.config_path).unwrap();
+    wait_for_max_age(&env.site, &env.gateway, "300").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_written_file_fails_and_the_whole_one_is_then_applied() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, &hsts("100s")).await;
-    let full = site.config(up.addr, &hsts("400s"));
+    let env = Env::new().config(&hsts("100s")).start().await;
+    let full = env.site.config(env.upstream.addr, &hsts("400s"));
     // Truncate and write the first half: invalid TOML, must be refused.
-    std::fs::write(&tg.config_path, &full[..full.len() / 2]).unwrap();
-    let failed = tg.gw.reload().await;
+    std::fs::write(&env.gateway.config_path, &full[..full.len() / 2]).unwrap();
+    let failed = env.gateway.gw.reload().await;
     assert!(failed.is_err(), "a half-written file is refused");
     assert_eq!(
-        current_max_age(&site, &tg).await,
+        current_max_age(&env.site, &env.gateway).await,
         "max-age=100",
         "the old policy stays"
     );
-    std::fs::write(&tg.config_path, &full).unwrap();
-    wait_for_max_age(&site, &tg, "400").await;
+    std::fs::write(&env.gateway.config_path, &full).unwrap();
+    wait_for_max_age(&env.site, &env.gateway, "400").await;
 }
 
 /// A non-atomic rewrite (`cat > gateway.toml`, an editor writing in
@@ -208,12 +206,10 @@ fn signal_hup() {
 /// Each broken file leaves the running policy in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_configs_of_every_kind_keep_the_old_policy() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, &hsts("100s")).await;
-    let other = site.ca.issue(&["localhost"]);
-    std::fs::write(site.path("mismatch.crt"), &other.cert_pem).unwrap();
-    let base = site.config(up.addr, &hsts("700s"));
+    let env = Env::new().config(&hsts("100s")).start().await;
+    let other = env.site.ca.issue(&["localhost"]);
+    std::fs::write(env.site.path("mismatch.crt"), &other.cert_pem).unwrap();
+    let base = env.site.config(env.upstream.addr, &hsts("700s"));
     let broken: Vec<(&str, String)> = vec![
         ("syntax error", format!("{base}\n[admin\n")),
         (
@@ -240,8 +236,8 @@ async fn invalid_configs_of_every_kind_keep_the_old_policy() {
         ),
     ];
     for (what, text) in broken {
-        std::fs::write(&tg.config_path, &text).unwrap();
-        let result = tg.gw.reload().await;
+        std::fs::write(&env.gateway.config_path, &text).unwrap();
+        let result = env.gateway.gw.reload().await;
         let err = result
             .err()
             .unwrap_or_else(|| panic!("{what}: was accepted"));
@@ -250,33 +246,34 @@ async fn invalid_configs_of_every_kind_keep_the_old_policy() {
             "{what}: error names the file: {err}"
         );
         assert_eq!(
-            current_max_age(&site, &tg).await,
+            current_max_age(&env.site, &env.gateway).await,
             "max-age=100",
             "{what}: old policy stays"
         );
     }
-    let m = tg.metrics().await;
+    let m = env.metrics().await;
     assert!(
         m.contains("gisgate_config_reloads_total{result=\"failure\"}"),
         "{m}"
     );
     // And a good file is applied after all that.
-    std::fs::write(&tg.config_path, &base).unwrap();
-    tg.gw.reload().await.unwrap();
-    assert_eq!(current_max_age(&site, &tg).await, "max-age=700");
+    std::fs::write(&env.gateway.config_path, &base).unwrap();
+    env.gateway.gw.reload().await.unwrap();
+    assert_eq!(
+        current_max_age(&env.site, &env.gateway).await,
+        "max-age=700"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_certificate_is_served_to_the_next_handshake() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let first = served_cert(&site, &tg).await;
-    let rotated = site.ca.issue(&["localhost", "127.0.0.1"]);
+    let env = Env::new().start().await;
+    let first = served_cert(&env.site, &env.gateway).await;
+    let rotated = env.site.ca.issue(&["localhost", "127.0.0.1"]);
     // Kubernetes Secret style: both files replaced.
-    site.ca.write("gateway", &rotated);
+    env.site.ca.write("gateway", &rotated);
     eventually(WITHIN, || async {
-        served_cert(&site, &tg).await == rotated.der.as_ref()
+        served_cert(&env.site, &env.gateway).await == rotated.der.as_ref()
     })
     .await;
     assert_ne!(first, rotated.der.as_ref());
@@ -293,10 +290,8 @@ async fn served_cert(site: &Site, tg: &TestGateway) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut sender = keep_alive_connection(&site, tg.https()).await;
+    let env = Env::new().start().await;
+    let mut sender = keep_alive_connection(&env.site, env.https()).await;
     let admin = || {
         let mut r = get("/arcgis/admin/", &[("host", "localhost")]);
         *r.uri_mut() = "/arcgis/admin/".parse().unwrap();
@@ -307,11 +302,14 @@ async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list()
         StatusCode::OK
     );
     std::fs::write(
-        &tg.config_path,
-        site.config(up.addr, "[admin]\nallowed_ips = [\"10.0.0.0/8\"]\n"),
+        &env.gateway.config_path,
+        env.site.config(
+            env.upstream.addr,
+            "[admin]\nallowed_ips = [\"10.0.0.0/8\"]\n",
+        ),
     )
     .unwrap();
-    tg.gw.reload().await.unwrap();
+    env.gateway.gw.reload().await.unwrap();
     let r = request_on(&mut sender, admin()).await.unwrap();
     assert_eq!(
         r.status,
@@ -322,18 +320,16 @@ async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_logs_what_changed_in_policy_terms() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[admin]\nallowed_ips = [\"192.168.1.0/24\"]\n[hsts]\nenabled = true\nmax_age = \"100s\"\n").await;
+    let env = Env::new().config("[admin]\nallowed_ips = [\"192.168.1.0/24\"]\n[hsts]\nenabled = true\nmax_age = \"100s\"\n").start().await;
     std::fs::write(
-        &tg.config_path,
-        site.config(
-            up.addr,
+        &env.gateway.config_path,
+        env.site.config(
+            env.upstream.addr,
             "[admin]\nallowed_ips = [\"10.0.0.0/8\"]\n[hsts]\nenabled = true\nmax_age = \"200s\"\n",
         ),
     )
     .unwrap();
-    let r = tg.gw.reload().await.unwrap();
+    let r = env.gateway.gw.reload().await.unwrap();
     assert!(
         r.changes
             .contains(&"admin.allowed_ips: +10.0.0.0/8 -192.168.1.0/24".to_string()),
@@ -347,16 +343,15 @@ async fn reload_logs_what_changed_in_policy_terms() {
         r.changes
     );
     // Same content again: nothing changed.
-    let again = tg.gw.reload().await.unwrap();
+    let again = env.gateway.gw.reload().await.unwrap();
     assert!(again.changes.is_empty(), "{:?}", again.changes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_listen_address_is_rebound_and_the_old_one_closed() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let old = tg
+    let env = Env::new().start().await;
+    let old = env
+        .gateway
         .gw
         .local_addr(gisgate::listen::ListenerKind::Https)
         .unwrap();
@@ -365,12 +360,15 @@ async fn changed_listen_address_is_rebound_and_the_old_one_closed() {
         .local_addr()
         .unwrap();
     std::fs::write(
-        &tg.config_path,
-        site.config(up.addr, &format!("[server]\nhttps_listen = \"{free}\"\n")),
+        &env.gateway.config_path,
+        env.site.config(
+            env.upstream.addr,
+            &format!("[server]\nhttps_listen = \"{free}\"\n"),
+        ),
     )
     .unwrap();
-    tg.gw.reload().await.unwrap();
-    let r = https_request(&site, free, false, get("/x", &[])).await;
+    env.gateway.gw.reload().await.unwrap();
+    let r = https_request(&env.site, free, false, get("/x", &[])).await;
     assert_eq!(r.status, StatusCode::OK);
     eventually(WITHIN, || async {
         tokio::net::TcpStream::connect(old).await.is_err()
@@ -527,20 +525,19 @@ fn write_atomically(path: &Path, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn reload_latency_report() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, &hsts("100s")).await;
-    wait_for_max_age(&site, &tg, "100").await;
+    let env = Env::new().config(&hsts("100s")).start().await;
+    wait_for_max_age(&env.site, &env.gateway, "100").await;
     let mut samples = Vec::new();
     for i in 1..=20u32 {
         let want = format!("max-age={}", 1000 + i);
         let written = std::time::Instant::now();
         write_atomically(
-            &tg.config_path,
-            &site.config(up.addr, &hsts(&format!("{}s", 1000 + i))),
+            &env.gateway.config_path,
+            &env.site
+                .config(env.upstream.addr, &hsts(&format!("{}s", 1000 + i))),
         );
         loop {
-            if current_max_age(&site, &tg).await == want {
+            if current_max_age(&env.site, &env.gateway).await == want {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
