@@ -81,29 +81,28 @@ async fn assert_closed_cleanly<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_set_aside_serves_its_next_requests() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut sender = keep_alive_connection(&site, tg.https()).await;
+    let env = Env::new().start().await;
+    let mut sender = keep_alive_connection(&env.site, env.https()).await;
     for (round, path) in ["/one", "/two", "/three"].into_iter().enumerate() {
         let r = request_on(&mut sender, get(path, &[("host", "localhost")]))
             .await
             .expect("the same connection still serves");
         assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(up.last().path, path);
-        set_aside(&tg, round as u64 + 1).await;
+        assert_eq!(env.upstream.last().path, path);
+        set_aside(&env.gateway, round as u64 + 1).await;
     }
-    assert_eq!(up.count(), 3);
+    assert_eq!(env.upstream.count(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_of_the_next_request_sent_early_survive_the_set_aside() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let env = Env::new().start().await;
+    let mut tls = tls_connect(
+        env.https(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     // The first request and the start of the second in one write: hyper
     // reads the second's first bytes while answering the first.
     tls.write_all(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\nGET /sec")
@@ -111,13 +110,13 @@ async fn bytes_of_the_next_request_sent_early_survive_the_set_aside() {
         .unwrap();
     let first = read_response(&mut tls).await;
     assert_eq!(status_of(&first), 200, "{first}");
-    set_aside(&tg, 1).await;
+    set_aside(&env.gateway, 1).await;
     tls.write_all(b"ond HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let second = read_response(&mut tls).await;
     assert_eq!(status_of(&second), 200, "{second}");
-    assert_eq!(up.paths(), ["/first", "/second"]);
+    assert_eq!(env.upstream.paths(), ["/first", "/second"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,10 +148,11 @@ async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_set_aside_connection_is_closed_at_the_idle_timeout() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[limits]\nidle_timeout = \"3s\"\n").await;
-    let mut tls = one_request_then_set_aside(&site, &tg).await;
+    let env = Env::new()
+        .config("[limits]\nidle_timeout = \"3s\"\n")
+        .start()
+        .await;
+    let mut tls = one_request_then_set_aside(&env.site, &env.gateway).await;
     assert_closed_cleanly(&mut tls).await;
 }
 
@@ -176,15 +176,13 @@ async fn shutdown_closes_set_aside_connections_without_waiting_for_the_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_connections_are_set_aside_too() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut tcp = tokio::net::TcpStream::connect(tg.http()).await.unwrap();
+    let env = Env::new().start().await;
+    let mut tcp = tokio::net::TcpStream::connect(env.http()).await.unwrap();
     tcp.write_all(b"GET /arcgis/rest HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     assert_eq!(status_of(&read_response(&mut tcp).await), 308);
-    set_aside(&tg, 1).await;
+    set_aside(&env.gateway, 1).await;
     tcp.write_all(b"GET /arcgis/rest HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
