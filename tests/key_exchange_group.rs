@@ -81,45 +81,40 @@ async fn handshakes_line(tg: &TestGateway, version: &str, group: &str) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_offering_the_post_quantum_hybrid_gets_it_and_it_is_counted() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = client(&site, &[X25519MLKEM768, X25519], TLS13);
-    let (group, _) = handshake(&tg, c).await;
+    let env = Env::new().start().await;
+    let c = client(&env.site, &[X25519MLKEM768, X25519], TLS13);
+    let (group, _) = handshake(&env.gateway, c).await;
     assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
-    handshakes_line(&tg, "TLSv1.3", "X25519MLKEM768").await;
+    handshakes_line(&env.gateway, "TLSv1.3", "X25519MLKEM768").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_offering_only_x25519_is_counted_as_x25519() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = client(&site, &[X25519], TLS13);
-    assert_eq!(handshake(&tg, c).await.0, Some(NamedGroup::X25519));
-    handshakes_line(&tg, "TLSv1.3", "X25519").await;
+    let env = Env::new().start().await;
+    let c = client(&env.site, &[X25519], TLS13);
+    assert_eq!(handshake(&env.gateway, c).await.0, Some(NamedGroup::X25519));
+    handshakes_line(&env.gateway, "TLSv1.3", "X25519").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_handshake_is_counted_with_its_ecdhe_group() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = client(&site, &[SECP256R1], TLS12);
-    assert_eq!(handshake(&tg, c).await.0, Some(NamedGroup::secp256r1));
-    handshakes_line(&tg, "TLSv1.2", "secp256r1").await;
+    let env = Env::new().start().await;
+    let c = client(&env.site, &[SECP256R1], TLS12);
+    assert_eq!(
+        handshake(&env.gateway, c).await.0,
+        Some(NamedGroup::secp256r1)
+    );
+    handshakes_line(&env.gateway, "TLSv1.2", "secp256r1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumed_tls12_session_has_no_key_exchange_and_is_counted_as_none() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = client(&site, &[X25519], TLS12);
-    handshake(&tg, c.clone()).await;
-    let (group, kind) = handshake(&tg, c).await;
+    let env = Env::new().start().await;
+    let c = client(&env.site, &[X25519], TLS12);
+    handshake(&env.gateway, c.clone()).await;
+    let (group, kind) = handshake(&env.gateway, c).await;
     assert_eq!(kind, Some(HandshakeKind::Resumed));
     assert_eq!(group, None);
-    handshakes_line(&tg, "TLSv1.2", "none").await;
-    handshakes_line(&tg, "TLSv1.2", "X25519").await;
+    handshakes_line(&env.gateway, "TLSv1.2", "none").await;
+    handshakes_line(&env.gateway, "TLSv1.2", "X25519").await;
 }
