@@ -16,12 +16,11 @@ fn series(exposition: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_values_stay_bounded_under_distinct_paths_and_clients() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+    let env = Env::new()
+        .config("[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+        .start()
         .await;
-    let tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"h2"]))
+    let tls = tls_connect(env.https(), client_config(env.site.ca.roots(), &[b"h2"]))
         .await
         .unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
@@ -45,17 +44,17 @@ async fn label_values_stay_bounded_under_distinct_paths_and_clients() {
     // A request is counted when its response body is done, which can be
     // after the client has the head: wait for its series before counting.
     eventually(std::time::Duration::from_secs(10), || async {
-        tg.metrics()
+        env.metrics()
             .await
             .contains("gisgate_requests_total{listener=\"https\",route=\"proxy\",status=\"200\"}")
     })
     .await;
-    let before_text = tg.metrics().await;
+    let before_text = env.metrics().await;
     let before = series(&before_text).len();
     for i in 1..=1000 {
         assert_eq!(send(i).await.unwrap().status(), StatusCode::OK);
     }
-    let m = tg.metrics().await;
+    let m = env.metrics().await;
     let grown: Vec<&str> = series(&m)
         .into_iter()
         .filter(|l| {
