@@ -12,37 +12,33 @@ use http_body_util::Full;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_client_is_proxied_to_the_upstream() {
-    let site = Site::new();
-    let up = site.upstream(Http::V2).await;
-    let tg = site.gateway(&up, "").await;
-    let r = https_get(&site, &tg, "/arcgis/rest/info?f=json", false).await;
+    let env = Env::new().upstream(Http::V2).start().await;
+    let r = env.get("/arcgis/rest/info?f=json").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, Bytes::from_static(b"{\"ok\":true}"));
     assert_eq!(r.version, http::Version::HTTP_11);
-    let seen = up.last();
+    let seen = env.upstream.last();
     assert_eq!(seen.path, "/arcgis/rest/info");
     assert_eq!(seen.query.as_deref(), Some("f=json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_client_reaches_an_http1_upstream_and_back() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = https_get(&site, &tg, "/arcgis/rest/services?f=json", true).await;
+    let env = Env::new().start().await;
+    let r = env
+        .request(Http::V2, get("/arcgis/rest/services?f=json", &[]))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.version, http::Version::HTTP_2);
-    assert_eq!(up.last().version, http::Version::HTTP_11);
+    assert_eq!(env.upstream.last().version, http::Version::HTTP_11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_offering_both_protocols_gets_http1_with_host_kept() {
-    let site = Site::new();
-    let up = site.upstream(Http::V2).await;
-    let tg = site.gateway(&up, "").await;
-    let r = https_request(&site, tg.https(), true, get("/x", &[])).await;
+    let env = Env::new().upstream(Http::V2).start().await;
+    let r = env.request(Http::V2, get("/x", &[])).await;
     assert_eq!(r.status, StatusCode::OK);
-    let seen = up.last();
+    let seen = env.upstream.last();
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(seen.headers["host"], "localhost");
 }
@@ -63,9 +59,7 @@ async fn http2_only_upstream_gets_http2_with_the_client_host_as_authority() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_reach_the_upstream_and_host_is_kept() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     let req = get(
         "/arcgis/rest/info",
         &[
@@ -80,9 +74,9 @@ async fn forwarded_headers_reach_the_upstream_and_host_is_kept() {
     );
     let mut req = req;
     *req.uri_mut() = "/arcgis/rest/info".parse().unwrap();
-    let r = https_request(&site, tg.https(), false, req).await;
+    let r = env.request(Http::V1, req).await;
     assert_eq!(r.status, StatusCode::OK);
-    let h = up.last().headers;
+    let h = env.upstream.last().headers;
     assert_eq!(h["host"], "gis.example.com:8443");
     assert_eq!(
         h["x-forwarded-for"], "127.0.0.1",
@@ -123,9 +117,7 @@ const CLIENT_ADDRESS_HEADERS: [&str; 9] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_supplied_address_headers_never_reach_the_upstream() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     let forged: Vec<(&str, &str)> = CLIENT_ADDRESS_HEADERS
         .iter()
         .map(|name| (*name, "10.9.9.9"))
@@ -136,9 +128,15 @@ async fn client_supplied_address_headers_never_reach_the_upstream() {
         ])
         .collect();
     for h2 in [false, true] {
-        let r = https_request(&site, tg.https(), h2, get("/arcgis/rest/info", &forged)).await;
+        let r = https_request(
+            &env.site,
+            env.https(),
+            h2,
+            get("/arcgis/rest/info", &forged),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK);
-        let h = up.last().headers;
+        let h = env.upstream.last().headers;
         for name in CLIENT_ADDRESS_HEADERS {
             assert!(
                 !h.contains_key(name),
@@ -152,34 +150,27 @@ async fn client_supplied_address_headers_never_reach_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxy_forwarded_for_is_appended() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+    let env = Env::new()
+        .config("[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+        .start()
         .await;
-    let r = https_request(
-        &site,
-        tg.https(),
-        false,
-        get("/x", &[("x-forwarded-for", "203.0.113.5")]),
-    )
-    .await;
+    let r = env
+        .request(Http::V1, get("/x", &[("x-forwarded-for", "203.0.113.5")]))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
-        up.last().headers["x-forwarded-for"],
+        env.upstream.last().headers["x-forwarded-for"],
         "203.0.113.5, 127.0.0.1"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_location_is_rewritten_to_the_public_origin() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let public = format!("localhost:{}", tg.https().port());
+    let env = Env::new().start().await;
+    let public = format!("localhost:{}", env.https().port());
     let mut req = get("/redirect", &[("host", &public)]);
     *req.uri_mut() = "/redirect".parse().unwrap();
-    let r = https_request(&site, tg.https(), false, req).await;
+    let r = env.request(Http::V1, req).await;
     assert_eq!(r.status, StatusCode::FOUND);
     let expected = format!("https://{public}/arcgis/rest/services?f=json");
     assert_eq!(r.headers["location"], expected.as_str());
@@ -187,24 +178,23 @@ async fn upstream_location_is_rewritten_to_the_public_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_502() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     // A port where nothing listens: bind one and drop it.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let text = site.config(dead, "");
-    std::fs::write(&tg.config_path, text).unwrap();
-    tg.gw.reload().await.unwrap();
-    let r = https_get(&site, &tg, "/x", false).await;
+    let text = env.site.config(dead, "");
+    std::fs::write(&env.gateway.config_path, text).unwrap();
+    env.gateway.gw.reload().await.unwrap();
+    let r = env.get("/x").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(
         !String::from_utf8_lossy(&r.body).contains("127.0.0.1"),
         "error bodies do not leak addresses"
     );
-    assert!(tg
+    assert!(env
+        .gateway
         .metrics()
         .await
         .contains("gisgate_upstream_errors_total{kind=\"connect\"}"));
@@ -235,14 +225,14 @@ async fn upstream_signed_by_another_ca_is_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_response_timeout_is_504() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[upstream]\nresponse_timeout = \"200ms\"\n")
+    let env = Env::new()
+        .config("[upstream]\nresponse_timeout = \"200ms\"\n")
+        .start()
         .await;
-    let r = https_get(&site, &tg, "/delay/2000", false).await;
+    let r = env.get("/delay/2000").await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(tg
+    assert!(env
+        .gateway
         .metrics()
         .await
         .contains("gisgate_upstream_errors_total{kind=\"timeout\"}"));
@@ -334,11 +324,9 @@ async fn server_name_override_is_used_for_verification() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     const SIZE: usize = 64 * 1024 * 1024;
-    let down = https_get(&site, &tg, &format!("/big/{SIZE}"), false).await;
+    let down = env.get(&format!("/big/{SIZE}")).await;
     assert_eq!(down.status, StatusCode::OK);
     assert_eq!(down.body.len(), SIZE);
     let upload = Request::builder()
@@ -346,32 +334,29 @@ async fn large_bodies_stream_both_ways() {
         .uri("https://localhost/upload")
         .body(Full::new(Bytes::from(vec![7u8; SIZE])))
         .unwrap();
-    let r = https_request(&site, tg.https(), true, upload).await;
+    let r = env.request(Http::V2, upload).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, Bytes::from(SIZE.to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_passed_through_and_echoes() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    websocket_echoes(&site, &tg, &up).await;
+    let env = Env::new().start().await;
+    websocket_echoes(&env.site, &env.gateway, &env.upstream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_takes_http1_when_http2_is_preferred() {
-    let site = Site::new();
-    let up = site.upstream(Http::V2).await;
-    let tg = site.gateway(&up, "[upstream]\nprefer_http2 = true\n").await;
-    websocket_echoes(&site, &tg, &up).await;
-    assert_eq!(up.last().version, http::Version::HTTP_11);
+    let env = Env::new()
+        .upstream(Http::V2)
+        .config("[upstream]\nprefer_http2 = true\n")
+        .start()
+        .await;
+    websocket_echoes(&env.site, &env.gateway, &env.upstream).await;
+    assert_eq!(env.upstream.last().version, http::Version::HTTP_11);
     // Other requests still go over HTTP/2.
-    assert_eq!(
-        https_get(&site, &tg, "/x", false).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(up.last().version, http::Version::HTTP_2);
+    assert_eq!(env.get("/x").await.status, StatusCode::OK);
+    assert_eq!(env.upstream.last().version, http::Version::HTTP_2);
 }
 
 /// A WebSocket handshake through the gateway, then bytes echoed back.
@@ -423,39 +408,29 @@ async fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_dying_mid_response_ends_only_that_response() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /die HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    )
-    .await;
+    let env = Env::new().start().await;
+    let raw = env
+        .raw_https("GET /die HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     assert_eq!(status_of(&raw), 200);
     assert!(raw.len() < 1000, "the response is cut short, not padded");
-    assert_eq!(
-        https_get(&site, &tg, "/x", false).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(env.get("/x").await.status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[limits]\nmax_header_bytes = 8192\n")
+    let env = Env::new()
+        .config("[limits]\nmax_header_bytes = 8192\n")
+        .start()
         .await;
     let big = "a".repeat(10_000);
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        &format!("GET /x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"),
-    )
-    .await;
+    let raw = env
+        .raw_https(&format!(
+            "GET /x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"
+        ))
+        .await;
     assert_eq!(status_of(&raw), 431, "{raw}");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
