@@ -66,24 +66,20 @@ async fn not_found_upstream(site: &Site) -> (SocketAddr, tokio::task::JoinHandle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_get_is_redirected_with_308_to_the_public_https_port() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(
-        tg.http(),
-        &raw(
+    let env = Env::new().start().await;
+    let r = env
+        .raw_http(&raw(
             "GET",
             "/arcgis/rest/services?f=json&token=a%20b",
             "gis.example.com:6080",
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(status_of(&r), 308, "{r}");
     assert_eq!(
         header_of(&r, "location"),
         Some("https://gis.example.com:6443/arcgis/rest/services?f=json&token=a%20b")
     );
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 /// A browser holding the site's HSTS turns `http://gis:6080/` into
@@ -93,16 +89,14 @@ async fn http_get_is_redirected_with_308_to_the_public_https_port() {
 /// (tests/browser.rs sees the same from Chromium).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_on_the_http_port_is_redirected_to_the_https_port() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[hsts]\nenabled = true").await;
+    let env = Env::new().config("[hsts]\nenabled = true").start().await;
     for h2 in [false, true] {
         let req = Request::builder()
             .uri(format!(
                 "https://gis.example.com:{}/arcgis/rest/info?f=json",
-                tg.http().port()
+                env.http().port()
             ))
-            .header("host", format!("gis.example.com:{}", tg.http().port()))
+            .header("host", format!("gis.example.com:{}", env.http().port()))
             .body(Full::new(Bytes::new()))
             .unwrap();
         let req = if h2 {
@@ -112,39 +106,37 @@ async fn tls_on_the_http_port_is_redirected_to_the_https_port() {
         } else {
             req
         };
-        let r = https_request(&site, tg.http(), h2, req).await;
+        let r = https_request(&env.site, env.http(), h2, req).await;
         assert_eq!(r.status.as_u16(), 308, "h2: {h2}");
         assert_eq!(
             r.headers["location"], "https://gis.example.com:6443/arcgis/rest/info?f=json",
             "h2: {h2}"
         );
     }
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 /// Where the HTTP listener serves (`HTTP_AND_HTTPS`), it is plain HTTP
 /// only: a ClientHello there is not answered with a handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_on_a_serving_http_port_gets_no_handshake() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"")
+    let env = Env::new()
+        .config("[server]\nprotocol = \"HTTP_AND_HTTPS\"")
+        .start()
         .await;
-    let tls = tls_connect(tg.http(), client_config(site.ca.roots(), &[b"http/1.1"])).await;
+    let tls = tls_connect(
+        env.http(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await;
     assert!(tls.is_err(), "a TLS handshake on the plain HTTP port");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_post_is_redirected_with_308_and_never_forwarded() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(
-        tg.http(),
-        "POST /arcgis/rest/services/x/FeatureServer/0/applyEdits?f=json HTTP/1.1\r\nHost: gis.example.com\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\nConnection: close\r\n\r\nedits=%5B",
-    )
+    let env = Env::new().start().await;
+    let r = env.raw_http("POST /arcgis/rest/services/x/FeatureServer/0/applyEdits?f=json HTTP/1.1\r\nHost: gis.example.com\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\nConnection: close\r\n\r\nedits=%5B")
     .await;
     assert_eq!(status_of(&r), 308, "{r}");
     assert_eq!(
@@ -153,15 +145,15 @@ async fn http_post_is_redirected_with_308_and_never_forwarded() {
             "https://gis.example.com:6443/arcgis/rest/services/x/FeatureServer/0/applyEdits?f=json"
         )
     );
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_head_is_redirected_with_308() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(tg.http(), &raw("HEAD", "/arcgis/", "gis.example.com")).await;
+    let env = Env::new().start().await;
+    let r = env
+        .raw_http(&raw("HEAD", "/arcgis/", "gis.example.com"))
+        .await;
     assert_eq!(status_of(&r), 308, "{r}");
     assert_eq!(
         header_of(&r, "location"),
@@ -171,10 +163,11 @@ async fn http_head_is_redirected_with_308() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_redirect_status_301_is_used() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[server]\nredirect_status = 301\n").await;
-    let r = raw_http(tg.http(), &raw("GET", "/x", "gis.example.com")).await;
+    let env = Env::new()
+        .config("[server]\nredirect_status = 301\n")
+        .start()
+        .await;
+    let r = env.raw_http(&raw("GET", "/x", "gis.example.com")).await;
     assert_eq!(status_of(&r), 301, "{r}");
     assert_eq!(
         header_of(&r, "location"),
@@ -184,12 +177,13 @@ async fn configured_redirect_status_301_is_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_https_port_443_is_omitted_from_the_location() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[server]\npublic_https_port = 443\n")
+    let env = Env::new()
+        .config("[server]\npublic_https_port = 443\n")
+        .start()
         .await;
-    let r = raw_http(tg.http(), &raw("GET", "/x?y=1", "gis.example.com:80")).await;
+    let r = env
+        .raw_http(&raw("GET", "/x?y=1", "gis.example.com:80"))
+        .await;
     assert_eq!(
         header_of(&r, "location"),
         Some("https://gis.example.com/x?y=1")
@@ -198,12 +192,11 @@ async fn public_https_port_443_is_omitted_from_the_location() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_host_overrides_the_request_host() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[server]\npublic_host = \"maps.example.org\"\n")
+    let env = Env::new()
+        .config("[server]\npublic_host = \"maps.example.org\"\n")
+        .start()
         .await;
-    let r = raw_http(tg.http(), &raw("GET", "/x", "internal-name:6080")).await;
+    let r = env.raw_http(&raw("GET", "/x", "internal-name:6080")).await;
     assert_eq!(
         header_of(&r, "location"),
         Some("https://maps.example.org:6443/x")
@@ -212,14 +205,14 @@ async fn public_host_overrides_the_request_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_location_carries_the_canonical_path() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(
-        tg.http(),
-        &raw("GET", "/arcgis//rest/./x/../services", "gis.example.com"),
-    )
-    .await;
+    let env = Env::new().start().await;
+    let r = env
+        .raw_http(&raw(
+            "GET",
+            "/arcgis//rest/./x/../services",
+            "gis.example.com",
+        ))
+        .await;
     assert_eq!(
         header_of(&r, "location"),
         Some("https://gis.example.com:6443/arcgis/rest/services")
@@ -228,12 +221,10 @@ async fn redirect_location_carries_the_canonical_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_is_counted_with_route_redirect() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(tg.http(), &raw("GET", "/x", "gis.example.com")).await;
+    let env = Env::new().start().await;
+    let r = env.raw_http(&raw("GET", "/x", "gis.example.com")).await;
     assert_eq!(status_of(&r), 308);
-    let m = tg.metrics().await;
+    let m = env.metrics().await;
     assert!(
         m.contains("gisgate_requests_total{listener=\"http\",route=\"redirect\",status=\"308\"}"),
         "{m}"
@@ -317,63 +308,52 @@ async fn encoded_line_break_in_path_gets_400_without_injected_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_host_on_the_https_listener_gets_400() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_https(&site, tg.https(), &raw("GET", "/x", "evil.com/x")).await;
+    let env = Env::new().start().await;
+    let r = env.raw_https(&raw("GET", "/x", "evil.com/x")).await;
     assert_eq!(status_of(&r), 400, "{r}");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 // ---------------------------------------------------------------- HSTS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_a_proxied_https_response() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = https_get(&site, &tg, "/arcgis/rest/info", false).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.get("/arcgis/rest/info").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(hsts_of(&r), [HSTS_VALUE]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_an_http2_response() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = https_get(&site, &tg, "/arcgis/rest/info", true).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.request(Http::V2, get("/arcgis/rest/info", &[])).await;
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(hsts_of(&r), [HSTS_VALUE]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_max_age_follows_the_configured_duration() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[hsts]\nenabled = true\nmax_age = \"2h\"\n")
+    let env = Env::new()
+        .config("[hsts]\nenabled = true\nmax_age = \"2h\"\n")
+        .start()
         .await;
-    let r = https_get(&site, &tg, "/x", false).await;
+    let r = env.get("/x").await;
     assert_eq!(hsts_of(&r), ["max-age=7200"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_a_403_admin_refusal() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = https_get(&site, &tg, "/arcgis/admin", false).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.get("/arcgis/admin").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(hsts_of(&r), [HSTS_VALUE]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_on_a_400_for_a_bad_path() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = raw_https(&site, tg.https(), &raw("GET", "/a%2fb", "localhost")).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.raw_https(&raw("GET", "/a%2fb", "localhost")).await;
     assert_eq!(status_of(&r), 400, "{r}");
     assert_eq!(header_values(&r, "strict-transport-security"), [HSTS_VALUE]);
 }
@@ -399,20 +379,16 @@ async fn hsts_is_on_an_upstream_404_and_replaces_the_upstreams_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_hsts_is_replaced_by_the_gateways() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = https_get(&site, &tg, "/hsts", false).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.get("/hsts").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(hsts_of(&r), [HSTS_VALUE], "exactly one value, ours");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_on_the_http_listener_never_carries_hsts() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = raw_http(tg.http(), &raw("GET", "/x", "gis.example.com")).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.raw_http(&raw("GET", "/x", "gis.example.com")).await;
     assert_eq!(status_of(&r), 308);
     assert!(
         header_values(&r, "strict-transport-security").is_empty(),
@@ -422,10 +398,8 @@ async fn redirect_on_the_http_listener_never_carries_hsts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_host_400_on_the_http_listener_never_carries_hsts() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, HSTS_ON).await;
-    let r = raw_http(tg.http(), &raw("GET", "/x", "a@b")).await;
+    let env = Env::new().config(HSTS_ON).start().await;
+    let r = env.raw_http(&raw("GET", "/x", "a@b")).await;
     assert_eq!(status_of(&r), 400);
     assert!(
         header_values(&r, "strict-transport-security").is_empty(),
@@ -435,12 +409,11 @@ async fn bad_host_400_on_the_http_listener_never_carries_hsts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_hsts_never_reaches_a_plain_http_client() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"\n")
+    let env = Env::new()
+        .config("[server]\nprotocol = \"HTTP_AND_HTTPS\"\n")
+        .start()
         .await;
-    let (status, headers, _) = plain_request(tg.http(), "GET", "/hsts", &[]).await;
+    let (status, headers, _) = plain_request(env.http(), "GET", "/hsts", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!headers.contains_key(http::header::STRICT_TRANSPORT_SECURITY));
 }
@@ -493,23 +466,19 @@ async fn hsts_preload_with_less_than_a_year_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_https_mode_proxies_the_http_listener_with_forwarded_proto_http() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[server]\nprotocol = \"HTTP_AND_HTTPS\"\n")
+    let env = Env::new()
+        .config("[server]\nprotocol = \"HTTP_AND_HTTPS\"\n")
+        .start()
         .await;
-    let (status, _, body) = plain_request(tg.http(), "GET", "/arcgis/rest/info?f=json", &[]).await;
+    let (status, _, body) = plain_request(env.http(), "GET", "/arcgis/rest/info?f=json", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, Bytes::from_static(b"{\"ok\":true}"));
-    let seen = up.last();
+    let seen = env.upstream.last();
     assert_eq!(seen.path, "/arcgis/rest/info");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     // The HTTPS listener serves too.
-    assert_eq!(
-        https_get(&site, &tg, "/x", false).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(up.last().headers["x-forwarded-proto"], "https");
+    assert_eq!(env.get("/x").await.status, StatusCode::OK);
+    assert_eq!(env.upstream.last().headers["x-forwarded-proto"], "https");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,10 +501,8 @@ async fn http_mode_needs_no_tls_section_and_has_no_https_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_literal_host_keeps_its_brackets_in_the_location() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(tg.http(), &raw("GET", "/x", "[::1]:6080")).await;
+    let env = Env::new().start().await;
+    let r = env.raw_http(&raw("GET", "/x", "[::1]:6080")).await;
     assert_eq!(status_of(&r), 308, "{r}");
     assert_eq!(header_of(&r, "location"), Some("https://[::1]:6443/x"));
 }
