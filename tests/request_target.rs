@@ -96,12 +96,10 @@ async fn raw_json_with_quotes_in_the_query_is_400_over_http1() {
 }
 
 async fn forwarded_unchanged(target: &str, h2: bool) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = https_get(&site, &tg, target, h2).await;
+    let env = Env::new().start().await;
+    let r = https_get(&env.site, &env.gateway, target, h2).await;
     assert_eq!(r.status.as_u16(), 200, "{target}");
-    let seen = up.last();
+    let seen = env.upstream.last();
     let (path, query) = target.split_once('?').unwrap();
     assert_eq!(seen.path, path);
     assert_eq!(seen.query.as_deref(), Some(query));
@@ -131,19 +129,17 @@ async fn a_percent_encoded_json_and_sql_query_reaches_the_upstream_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_with_utf8_escapes_reaches_the_upstream_with_upper_case_hex() {
     for h2 in [false, true] {
-        let site = Site::new();
-        let up = site.upstream(Http::V1).await;
-        let tg = site.gateway(&up, "").await;
+        let env = Env::new().start().await;
         let r = https_get(
-            &site,
-            &tg,
+            &env.site,
+            &env.gateway,
             "/arcgis/rest/services/Caf%c3%a9_%E2%82%AC/MapServer",
             h2,
         )
         .await;
         assert_eq!(r.status.as_u16(), 200);
         assert_eq!(
-            up.last().path,
+            env.upstream.last().path,
             "/arcgis/rest/services/Caf%C3%A9_%E2%82%AC/MapServer"
         );
     }
