@@ -185,44 +185,41 @@ fn accept_any_cert_client() -> ClientConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_only_client_is_refused_when_only_tls13_is_enabled() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[tls]\nprotocols = [\"TLSv1.3\"]\n")
+    let env = Env::new()
+        .config("[tls]\nprotocols = [\"TLSv1.3\"]\n")
+        .start()
         .await;
-    let c = client(&site, provider(), TLS12);
-    assert!(connect_as(tg.https(), Arc::new(c), "localhost")
+    let c = client(&env.site, provider(), TLS12);
+    assert!(connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .is_err());
-    assert_eq!(up.count(), 0);
-    tg.metrics_with("gisgate_tls_handshake_errors_total{reason=\"protocol_version\"}")
+    assert_eq!(env.upstream.count(), 0);
+    env.metrics_with("gisgate_tls_handshake_errors_total{reason=\"protocol_version\"}")
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_only_client_is_refused_when_only_tls12_is_enabled() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[tls]\nprotocols = [\"TLSv1.2\"]\n")
+    let env = Env::new()
+        .config("[tls]\nprotocols = [\"TLSv1.2\"]\n")
+        .start()
         .await;
-    let c = client(&site, provider(), TLS13);
-    assert!(connect_as(tg.https(), Arc::new(c), "localhost")
+    let c = client(&env.site, provider(), TLS13);
+    assert!(connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .is_err());
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_client_is_served_tls12_when_only_tls12_is_enabled() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[tls]\nprotocols = [\"TLSv1.2\"]\n")
+    let env = Env::new()
+        .config("[tls]\nprotocols = [\"TLSv1.2\"]\n")
+        .start()
         .await;
     // A client that would prefer TLS 1.3 gets TLS 1.2.
-    let c = client_config(site.ca.roots(), &[b"http/1.1"]);
-    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+    let c = client_config(env.site.ca.roots(), &[b"http/1.1"]);
+    let tls = connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .unwrap();
     assert_eq!(negotiated(&tls).0, rustls::ProtocolVersion::TLSv1_2);
@@ -273,47 +270,41 @@ async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_offering_only_an_unlisted_suite_is_refused() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, TWO_SUITES).await;
+    let env = Env::new().config(TWO_SUITES).start().await;
     let c = client(
-        &site,
+        &env.site,
         offering(&[CipherSuite::TLS13_AES_256_GCM_SHA384]),
         TLS13,
     );
-    assert!(connect_as(tg.https(), Arc::new(c), "localhost")
+    assert!(connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .is_err());
-    assert_eq!(up.count(), 0);
-    tg.metrics_with("gisgate_tls_handshake_errors_total{reason=\"no_shared_cipher\"}")
+    assert_eq!(env.upstream.count(), 0);
+    env.metrics_with("gisgate_tls_handshake_errors_total{reason=\"no_shared_cipher\"}")
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_client_offering_only_unlisted_suites_is_refused() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, TWO_SUITES).await;
+    let env = Env::new().config(TWO_SUITES).start().await;
     let c = client(
-        &site,
+        &env.site,
         offering(&[
             CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
             CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
         ]),
         TLS12,
     );
-    assert!(connect_as(tg.https(), Arc::new(c), "localhost")
+    assert!(connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_client_offering_several_suites_gets_the_listed_one() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, TWO_SUITES).await;
+    let env = Env::new().config(TWO_SUITES).start().await;
     let c = client(
-        &site,
+        &env.site,
         offering(&[
             CipherSuite::TLS13_AES_256_GCM_SHA384,
             CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
@@ -321,7 +312,7 @@ async fn tls13_client_offering_several_suites_gets_the_listed_one() {
         ]),
         TLS13,
     );
-    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+    let tls = connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .unwrap();
     assert_eq!(
@@ -336,11 +327,9 @@ async fn tls13_client_offering_several_suites_gets_the_listed_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_client_offering_several_suites_gets_the_listed_one() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, TWO_SUITES).await;
+    let env = Env::new().config(TWO_SUITES).start().await;
     let c = client(
-        &site,
+        &env.site,
         offering(&[
             CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
             CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -348,7 +337,7 @@ async fn tls12_client_offering_several_suites_gets_the_listed_one() {
         ]),
         TLS12,
     );
-    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+    let tls = connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .unwrap();
     assert_eq!(
@@ -362,10 +351,8 @@ async fn tls12_client_offering_several_suites_gets_the_listed_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_config_lists_exactly_the_configured_suites() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, TWO_SUITES).await;
-    let config = security_config(&tg).await;
+    let env = Env::new().config(TWO_SUITES).start().await;
+    let config = security_config(&env.gateway).await;
     assert_eq!(
         offered_suites(&config),
         [
@@ -608,19 +595,17 @@ async fn wildcard_sni_entry_covers_one_label() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_handshake_is_counted_by_version_and_cipher() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     let c = client(
-        &site,
+        &env.site,
         offering(&[CipherSuite::TLS13_AES_128_GCM_SHA256]),
         TLS13,
     );
-    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+    let tls = connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .unwrap();
     assert_eq!(one_request(tls).await, StatusCode::OK);
-    let m = tg.metrics().await;
+    let m = env.metrics().await;
     assert!(
         m.lines().any(|l| l.starts_with(
             "gisgate_tls_handshakes_total{version=\"TLSv1.3\",cipher=\"TLS_AES_128_GCM_SHA256\",group=\""
@@ -631,11 +616,9 @@ async fn completed_handshake_is_counted_by_version_and_cipher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_session_is_resumed_by_a_second_connection() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = Arc::new(client(&site, provider(), TLS13));
-    let first = connect_as(tg.https(), c.clone(), "localhost")
+    let env = Env::new().start().await;
+    let c = Arc::new(client(&env.site, provider(), TLS13));
+    let first = connect_as(env.https(), c.clone(), "localhost")
         .await
         .unwrap();
     assert_eq!(
@@ -643,7 +626,7 @@ async fn tls13_session_is_resumed_by_a_second_connection() {
         Some(HandshakeKind::Full)
     );
     assert_eq!(one_request(first).await, StatusCode::OK);
-    let second = connect_as(tg.https(), c, "localhost").await.unwrap();
+    let second = connect_as(env.https(), c, "localhost").await.unwrap();
     assert_eq!(
         second.get_ref().1.handshake_kind(),
         Some(HandshakeKind::Resumed)
@@ -653,15 +636,13 @@ async fn tls13_session_is_resumed_by_a_second_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_session_is_resumed_by_a_second_connection() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = Arc::new(client(&site, provider(), TLS12));
-    let first = connect_as(tg.https(), c.clone(), "localhost")
+    let env = Env::new().start().await;
+    let c = Arc::new(client(&env.site, provider(), TLS12));
+    let first = connect_as(env.https(), c.clone(), "localhost")
         .await
         .unwrap();
     assert_eq!(one_request(first).await, StatusCode::OK);
-    let second = connect_as(tg.https(), c, "localhost").await.unwrap();
+    let second = connect_as(env.https(), c, "localhost").await.unwrap();
     assert_eq!(
         second.get_ref().1.handshake_kind(),
         Some(HandshakeKind::Resumed)
@@ -672,67 +653,65 @@ async fn tls12_session_is_resumed_by_a_second_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_resumed_after_a_reload_never_uses_a_suite_the_reload_removed() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[tls]\ncipher_suites = [\"TLS_AES_256_GCM_SHA384\", \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n")
-        .await;
+    let env = Env::new().config("[tls]\ncipher_suites = [\"TLS_AES_256_GCM_SHA384\", \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n").start().await;
     let c = Arc::new(client(
-        &site,
+        &env.site,
         offering(&[
             CipherSuite::TLS13_AES_256_GCM_SHA384,
             CipherSuite::TLS13_AES_128_GCM_SHA256,
         ]),
         TLS13,
     ));
-    let first = connect_as(tg.https(), c.clone(), "localhost")
+    let first = connect_as(env.https(), c.clone(), "localhost")
         .await
         .unwrap();
     assert_eq!(negotiated(&first).1, CipherSuite::TLS13_AES_256_GCM_SHA384);
     assert_eq!(one_request(first).await, StatusCode::OK);
 
-    std::fs::write(&tg.config_path, site.config(up.addr, TWO_SUITES)).unwrap();
-    tg.gw.reload().await.unwrap();
+    std::fs::write(
+        &env.gateway.config_path,
+        env.site.config(env.upstream.addr, TWO_SUITES),
+    )
+    .unwrap();
+    env.gateway.gw.reload().await.unwrap();
 
-    let second = connect_as(tg.https(), c, "localhost").await.unwrap();
+    let second = connect_as(env.https(), c, "localhost").await.unwrap();
     assert_eq!(negotiated(&second).1, CipherSuite::TLS13_AES_128_GCM_SHA256);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_session_cannot_be_resumed_after_a_reload_disables_tls12() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = Arc::new(client(&site, provider(), TLS12));
-    let first = connect_as(tg.https(), c.clone(), "localhost")
+    let env = Env::new().start().await;
+    let c = Arc::new(client(&env.site, provider(), TLS12));
+    let first = connect_as(env.https(), c.clone(), "localhost")
         .await
         .unwrap();
     assert_eq!(one_request(first).await, StatusCode::OK);
 
     std::fs::write(
-        &tg.config_path,
-        site.config(up.addr, "[tls]\nprotocols = [\"TLSv1.3\"]\n"),
+        &env.gateway.config_path,
+        env.site
+            .config(env.upstream.addr, "[tls]\nprotocols = [\"TLSv1.3\"]\n"),
     )
     .unwrap();
-    tg.gw.reload().await.unwrap();
+    env.gateway.gw.reload().await.unwrap();
 
-    assert!(connect_as(tg.https(), c, "localhost").await.is_err());
+    assert!(connect_as(env.https(), c, "localhost").await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocols_load_as_one_comma_separated_string_like_arcgis_writes_them() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[tls]\nprotocols = \"TLSv1.2, TLSv1.3\"\n")
+    let env = Env::new()
+        .config("[tls]\nprotocols = \"TLSv1.2, TLSv1.3\"\n")
+        .start()
         .await;
     assert_eq!(
-        security_config(&tg).await["httpsProtocols"],
+        security_config(&env.gateway).await["httpsProtocols"],
         "TLSv1.2,TLSv1.3"
     );
     let tls = connect_as(
-        tg.https(),
-        Arc::new(client(&site, provider(), TLS12)),
+        env.https(),
+        Arc::new(client(&env.site, provider(), TLS12)),
         "localhost",
     )
     .await
