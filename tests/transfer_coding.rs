@@ -72,14 +72,12 @@ async fn chunked_on_two_header_lines_is_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_chunked_body_is_forwarded_whole() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(&site, tg.https(), &chunked_post(&["chunked"])).await;
+    let env = Env::new().start().await;
+    let raw = env.raw_https(&chunked_post(&["chunked"])).await;
     assert_eq!(status_of(&raw), 200, "{raw}");
     assert!(
         raw.ends_with("\r\n\r\n5"),
         "the upstream counted 5 bytes: {raw}"
     );
-    assert_eq!(up.paths(), ["/upload"]);
+    assert_eq!(env.upstream.paths(), ["/upload"]);
 }
