@@ -17,10 +17,12 @@ const PREFER_HTTP2: &str = "[upstream]\nprefer_http2 = true\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_share_one_http2_connection_with_the_client_host_as_authority() {
-    let site = Site::new();
-    let up = site.upstream(Http::V2).await;
-    let tg = site.gateway(&up, PREFER_HTTP2).await;
-    let mut client = keep_alive_connection(&site, tg.https()).await;
+    let env = Env::new()
+        .upstream(Http::V2)
+        .config(PREFER_HTTP2)
+        .start()
+        .await;
+    let mut client = keep_alive_connection(&env.site, env.https()).await;
     // More requests than one connection's streams: each stream must be
     // given back when its response ends, or a second connection opens.
     for i in 0..150 {
@@ -31,9 +33,13 @@ async fn requests_share_one_http2_connection_with_the_client_host_as_authority()
         let r = request_on(&mut client, req).await.unwrap();
         assert_eq!(r.status, StatusCode::OK, "{method} #{i}");
     }
-    assert_eq!(up.count(), 150);
-    assert_eq!(up.conns.handshakes(), 1, "one upstream connection");
-    let seen = up.last();
+    assert_eq!(env.upstream.count(), 150);
+    assert_eq!(
+        env.upstream.conns.handshakes(),
+        1,
+        "one upstream connection"
+    );
+    let seen = env.upstream.last();
     seen.assert_http2_for_host("gis.example.com");
     assert_eq!(seen.path, "/arcgis/rest/info");
     assert_eq!(seen.query.as_deref(), Some("f=json"));
@@ -41,17 +47,19 @@ async fn requests_share_one_http2_connection_with_the_client_host_as_authority()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_without_h2_gets_http1_with_host_kept() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, PREFER_HTTP2).await;
+    let env = Env::new().config(PREFER_HTTP2).start().await;
     for _ in 0..3 {
-        let r = https_get(&site, &tg, "/x", true).await;
+        let r = env.request(Http::V2, get("/x", &[])).await;
         assert_eq!(r.status, StatusCode::OK);
     }
-    let seen = up.last();
+    let seen = env.upstream.last();
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(seen.headers["host"], "localhost");
-    assert_eq!(up.conns.handshakes(), 1, "the pool's connection reused");
+    assert_eq!(
+        env.upstream.conns.handshakes(),
+        1,
+        "the pool's connection reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,23 +95,25 @@ async fn a_full_connection_opens_another_so_slow_requests_hold_up_no_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_cut_short_gives_its_stream_back() {
-    let site = Site::new();
-    let up = site.upstream(Http::V2).await;
-    let tg = site.gateway(&up, PREFER_HTTP2).await;
+    let env = Env::new()
+        .upstream(Http::V2)
+        .config(PREFER_HTTP2)
+        .start()
+        .await;
     // 110 clients each read the head of a 1 MiB response, then go away
     // (the gateway sees each one go long before the next has shaken hands).
     for _ in 0..110 {
-        let mut client = keep_alive_connection(&site, tg.https()).await;
+        let mut client = keep_alive_connection(&env.site, env.https()).await;
         client.ready().await.unwrap();
         let response = client.send_request(get("/big/1048576", &[])).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         drop(response);
         drop(client);
     }
-    let r = https_get(&site, &tg, "/x", false).await;
+    let r = env.get("/x").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
-        up.conns.handshakes(),
+        env.upstream.conns.handshakes(),
         1,
         "the abandoned responses' streams were given back"
     );
