@@ -30,68 +30,60 @@ async fn concurrent_gets(site: &Arc<Site>, tg: &TestGateway, path: &str, n: usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_turn_share_one_upstream_connection() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    assert_eq!(
-        https_get(&site, &tg, "/x", false).await.status,
-        StatusCode::OK
-    );
-    let after_first = up.conns.handshakes();
+    let env = Env::new().start().await;
+    assert_eq!(env.get("/x").await.status, StatusCode::OK);
+    let after_first = env.upstream.conns.handshakes();
     for i in 0..10 {
         // HEAD answers have no body to read: the connection must come back
         // all the same.
         let method = if i % 2 == 0 { "HEAD" } else { "GET" };
         let mut req = get("/x", &[]);
         *req.method_mut() = method.parse().unwrap();
-        let r = https_request(&site, tg.https(), i % 3 == 0, req).await;
+        let r = https_request(&env.site, env.https(), i % 3 == 0, req).await;
         assert_eq!(r.status, StatusCode::OK, "{method}");
     }
     assert_eq!(
-        up.conns.handshakes(),
+        env.upstream.conns.handshakes(),
         after_first,
         "no new upstream connection"
     );
-    assert_eq!(up.count(), 11);
+    assert_eq!(env.upstream.count(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_upstream_closed_is_not_reused() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     for _ in 0..3 {
-        let r = https_get(&site, &tg, "/close", false).await;
+        let r = env.get("/close").await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.body.as_ref(), b"closing");
-        let r = https_get(&site, &tg, "/x", false).await;
+        let r = env.get("/x").await;
         assert_eq!(
             r.status,
             StatusCode::OK,
             "the next request gets a live connection"
         );
     }
-    assert_eq!(up.count(), 6);
+    assert_eq!(env.upstream.count(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_cut_short_does_not_return_its_connection() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     // /die promises 1000 bytes and fails after 10: the client sees the
     // response cut off, and the connection it came on is not reused.
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /die HTTP/1.1\r\nhost: localhost\r\n\r\n",
-    )
-    .await;
+    let raw = env
+        .raw_https("GET /die HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    let before = up.conns.handshakes();
-    let r = https_get(&site, &tg, "/x", false).await;
+    let before = env.upstream.conns.handshakes();
+    let r = env.get("/x").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(up.conns.handshakes(), before + 1, "a fresh connection");
+    assert_eq!(
+        env.upstream.conns.handshakes(),
+        before + 1,
+        "a fresh connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,16 +119,17 @@ async fn a_burst_beyond_pool_max_idle_reuses_its_connections_then_trims_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_max_idle_zero_keeps_no_connection() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "[upstream]\npool_max_idle = 0\n").await;
+    let env = Env::new()
+        .config("[upstream]\npool_max_idle = 0\n")
+        .start()
+        .await;
     for _ in 0..3 {
-        assert_eq!(
-            https_get(&site, &tg, "/x", false).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(env.get("/x").await.status, StatusCode::OK);
     }
-    eventually(Duration::from_secs(10), || async { up.conns.open() == 0 }).await;
+    eventually(Duration::from_secs(10), || async {
+        env.upstream.conns.open() == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
