@@ -407,17 +407,6 @@ async fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_dying_mid_response_ends_only_that_response() {
-    let env = Env::new().start().await;
-    let raw = env
-        .raw_https("GET /die HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await;
-    assert_eq!(status_of(&raw), 200);
-    assert!(raw.len() < 1000, "the response is cut short, not padded");
-    assert_eq!(env.get("/x").await.status, StatusCode::OK);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
     let env = Env::new()
         .config("[limits]\nmax_header_bytes = 8192\n")
