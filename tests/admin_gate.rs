@@ -43,53 +43,45 @@ fn raw_get(target: &str, extra_headers: &str) -> String {
 }
 
 async fn refused_over_http1_tls(path: &str, expect: Expect) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
-    let r = raw_https(&site, tg.https(), &raw_get(path, "")).await;
+    let env = Env::new().config(OUTSIDE).start().await;
+    let r = env.raw_https(&raw_get(path, "")).await;
     assert_eq!(status_of(&r), expect.refused_status(), "{path} -> {r}");
-    assert_eq!(up.count(), 0, "{path} reached the upstream");
+    assert_eq!(env.upstream.count(), 0, "{path} reached the upstream");
 }
 
 async fn refused_over_http2(path: &str, expect: Expect) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE).await;
+    let env = Env::new().config(OUTSIDE).start().await;
     let req = Request::builder()
         .uri(format!("https://localhost{path}"))
         .body(Full::new(Bytes::new()))
         .expect("an HTTP/2 client can send this path");
-    let r = https_request(&site, tg.https(), true, req).await;
+    let r = env.request(Http::V2, req).await;
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(r.status.as_u16(), expect.refused_status(), "{path}");
-    assert_eq!(up.count(), 0, "{path} reached the upstream");
+    assert_eq!(env.upstream.count(), 0, "{path} reached the upstream");
 }
 
 async fn refused_on_the_plain_http_listener(path: &str, expect: Expect) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, OUTSIDE_HTTP_AND_HTTPS).await;
-    let r = raw_http(tg.http(), &raw_get(path, "")).await;
+    let env = Env::new().config(OUTSIDE_HTTP_AND_HTTPS).start().await;
+    let r = env.raw_http(&raw_get(path, "")).await;
     assert_eq!(status_of(&r), expect.refused_status(), "{path} -> {r}");
-    assert_eq!(up.count(), 0, "{path} reached the upstream");
+    assert_eq!(env.upstream.count(), 0, "{path} reached the upstream");
 }
 
 /// From the default allow list (loopback), an admin path is forwarded as
 /// its canonical form; an ambiguous one is still 400.
 async fn from_an_allowed_address(path: &str, expect: Expect) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_https(&site, tg.https(), &raw_get(path, "")).await;
+    let env = Env::new().start().await;
+    let r = env.raw_https(&raw_get(path, "")).await;
     match expect {
         Expect::Admin(canonical) => {
             assert_eq!(status_of(&r), 200, "{path} -> {r}");
-            assert_eq!(up.last().path, canonical, "{path}");
-            assert_eq!(up.count(), 1);
+            assert_eq!(env.upstream.last().path, canonical, "{path}");
+            assert_eq!(env.upstream.count(), 1);
         }
         Expect::BadPath => {
             assert_eq!(status_of(&r), 400, "{path} -> {r}");
-            assert_eq!(up.count(), 0);
+            assert_eq!(env.upstream.count(), 0);
         }
     }
 }
