@@ -56,17 +56,11 @@ async fn send_preflight(
     origin: &str,
     private_network: bool,
 ) -> (Reply, TestUpstream) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, overlay).await;
-    let r = https_request(
-        &site,
-        tg.https(),
-        false,
-        preflight(path, origin, private_network),
-    )
-    .await;
-    (r, up)
+    let env = Env::new().config(overlay).start().await;
+    let r = env
+        .request(Http::V1, preflight(path, origin, private_network))
+        .await;
+    (r, env.upstream)
 }
 
 // ---------------------------------------------------------------- gateway answers
@@ -346,11 +340,9 @@ async fn plain_options_without_origin_is_an_ordinary_request() {
 /// and exposes a header) through a gateway that lists origins, with the
 /// given `Origin` or none.
 async fn get_cors_star(origin: Option<&str>) -> Reply {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, LISTED).await;
+    let env = Env::new().config(LISTED).start().await;
     let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
-    let r = https_request(&site, tg.https(), false, get("/cors-star", &headers)).await;
+    let r = env.request(Http::V1, get("/cors-star", &headers)).await;
     assert_eq!(r.status, StatusCode::OK);
     r
 }
