@@ -236,17 +236,15 @@ async fn redirect_is_counted_with_route_redirect() {
 /// Sends `request` to the redirecting HTTP listener and checks it got 400
 /// without any Location.
 async fn assert_bad_host(request: &str) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let r = raw_http(tg.http(), request).await;
+    let env = Env::new().start().await;
+    let r = env.raw_http(request).await;
     assert_eq!(status_of(&r), 400, "{request:?} -> {r}");
     assert!(header_of(&r, "location").is_none(), "{r}");
     assert!(
         !r.to_ascii_lowercase().contains("evil"),
         "nothing of the request is echoed: {r}"
     );
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
