@@ -16,26 +16,22 @@ fn raw_get(target: &str) -> String {
 }
 
 async fn is_400_over_http1(target: &str) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(&site, tg.https(), &raw_get(target)).await;
+    let env = Env::new().start().await;
+    let raw = env.raw_https(&raw_get(target)).await;
     assert_eq!(status_of(&raw), 400, "{target} -> {raw}");
-    assert_eq!(up.count(), 0, "{target} reached the upstream");
+    assert_eq!(env.upstream.count(), 0, "{target} reached the upstream");
 }
 
 async fn is_400_over_http2(target: &str) {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
+    let env = Env::new().start().await;
     let req = Request::builder()
         .uri(format!("https://localhost{target}"))
         .body(Full::new(Bytes::new()))
         .expect("an HTTP/2 client can send this target");
-    let r = https_request(&site, tg.https(), true, req).await;
+    let r = env.request(Http::V2, req).await;
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(r.status.as_u16(), 400, "{target}");
-    assert_eq!(up.count(), 0, "{target} reached the upstream");
+    assert_eq!(env.upstream.count(), 0, "{target} reached the upstream");
 }
 
 /// One module per target, with one test per protocol.
