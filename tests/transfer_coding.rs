@@ -20,15 +20,17 @@ fn chunked_post(transfer_encodings: &[&str]) -> String {
 
 /// The raw answer, having checked that nothing reached the upstream.
 async fn refused(transfer_encodings: &[&str], status: u16) -> String {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let raw = raw_https(&site, tg.https(), &chunked_post(transfer_encodings)).await;
+    let env = Env::new().start().await;
+    let raw = env.raw_https(&chunked_post(transfer_encodings)).await;
     assert_eq!(status_of(&raw), status, "{transfer_encodings:?} -> {raw}");
-    assert_eq!(up.count(), 0, "{transfer_encodings:?} reached the upstream");
+    assert_eq!(
+        env.upstream.count(),
+        0,
+        "{transfer_encodings:?} reached the upstream"
+    );
     // Metrics are the process's, shared by this file's tests: the line,
     // not its count.
-    tg.metrics_with(&format!(
+    env.metrics_with(&format!(
         "gisgate_requests_total{{listener=\"https\",route=\"rejected\",status=\"{status}\"}}"
     ))
     .await;
