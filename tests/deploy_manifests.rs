@@ -1,7 +1,9 @@
 //! The deployment bundle in `deploy/` agrees with the code and with itself.
 //!
 //! No container engine or cluster runs here, so every manifest is parsed
-//! (YAML with serde-saphyr, the Dockerfile line by line) and cross-checked:
+//! (YAML with serde-saphyr, the pod's containers, volumes and ConfigMaps
+//! into typed structs named as in the Kubernetes API, the Dockerfile line
+//! by line) and cross-checked:
 //! ports, probe paths, mount paths, the config file the image and the pod
 //! run, the certificate files that config names, metric names in alerts.
 //! The configs themselves go through gisgate's own validation in a
@@ -319,12 +321,14 @@ fn container_ports(container: &Value) -> BTreeMap<String, u16> {
         .collect()
 }
 
-fn configmaps_in_repo() -> BTreeMap<String, Value> {
+/// The ConfigMaps defined in deploy/kubernetes, by name.
+fn configmaps_in_repo() -> BTreeMap<String, k8s::ConfigMap> {
     let mut out = BTreeMap::new();
     for file in kustomize_resources() {
         for doc in yaml_docs(&format!("{K8S}/{file}")) {
             if doc.get("kind").and_then(Value::as_str) == Some("ConfigMap") {
-                out.insert(str_at(&doc, &["metadata", "name"]).to_string(), doc);
+                let cm: k8s::ConfigMap = typed(doc, &file);
+                out.insert(cm.metadata.name.clone(), cm);
             }
         }
     }
@@ -336,6 +340,129 @@ fn kustomize_resources() -> Vec<String> {
         at(&manifest("kustomization.yaml"), &["resources"]),
         "kustomization resources",
     )
+}
+
+/// A manifest document as its Kubernetes type: fields the cross-checks
+/// rely on are required, so a manifest missing one fails here by name.
+fn typed<T: serde::de::DeserializeOwned>(doc: Value, what: &str) -> T {
+    serde_json::from_value(doc).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// The parts of the Kubernetes API types (core/v1, apps/v1) that decide
+/// which files a container sees, with the API's field names.
+mod k8s {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Deployment {
+        pub spec: DeploymentSpec,
+    }
+
+    #[derive(Deserialize)]
+    pub struct DeploymentSpec {
+        pub template: PodTemplateSpec,
+    }
+
+    #[derive(Deserialize)]
+    pub struct PodTemplateSpec {
+        pub spec: PodSpec,
+    }
+
+    #[derive(Deserialize)]
+    pub struct PodSpec {
+        pub containers: Vec<Container>,
+        #[serde(default)]
+        pub volumes: Vec<Volume>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Container {
+        pub name: String,
+        #[serde(default)]
+        pub volume_mounts: Vec<VolumeMount>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct VolumeMount {
+        pub name: String,
+        pub mount_path: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Volume {
+        pub name: String,
+        pub config_map: Option<KeySource>,
+        pub secret: Option<KeySource>,
+        pub projected: Option<ProjectedVolume>,
+    }
+
+    impl Volume {
+        /// The ConfigMaps and Secrets whose keys this volume shows as
+        /// files, each with its kind.
+        pub fn sources(&self) -> Vec<(&'static str, &KeySource)> {
+            let direct = [("ConfigMap", &self.config_map), ("Secret", &self.secret)];
+            let projected = self.projected.iter().flat_map(|p| {
+                p.sources
+                    .iter()
+                    .flat_map(|s| [("ConfigMap", &s.config_map), ("Secret", &s.secret)])
+            });
+            direct
+                .into_iter()
+                .chain(projected)
+                .filter_map(|(kind, s)| Some((kind, s.as_ref()?)))
+                .collect()
+        }
+    }
+
+    /// A ConfigMap or Secret volume source (`secretName` in a Secret
+    /// volume, `name` elsewhere).
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct KeySource {
+        name: Option<String>,
+        secret_name: Option<String>,
+        pub items: Option<Vec<KeyToPath>>,
+    }
+
+    impl KeySource {
+        pub fn name(&self) -> Option<&str> {
+            self.name.as_deref().or(self.secret_name.as_deref())
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct KeyToPath {
+        pub key: String,
+        pub path: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ProjectedVolume {
+        pub sources: Vec<VolumeProjection>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct VolumeProjection {
+        pub config_map: Option<KeySource>,
+        pub secret: Option<KeySource>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ConfigMap {
+        pub metadata: ObjectMeta,
+        pub data: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ObjectMeta {
+        pub name: String,
+    }
 }
 
 /// Where one file in a mounted volume comes from.
@@ -354,98 +481,62 @@ enum Source {
 /// Every file the gisgate container sees through its volume mounts:
 /// container path -> where it comes from.
 fn pod_files(d: &Value) -> BTreeMap<String, Source> {
-    let spec = pod_spec(d);
+    let deployment: k8s::Deployment = typed(d.clone(), "deployment.yaml");
+    let spec = &deployment.spec.template.spec;
     let cms = configmaps_in_repo();
+    let container = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "gisgate")
+        .expect("the pod's containers have one named gisgate");
     let mut files = BTreeMap::new();
-    let mounts = at(gisgate_container(d), &["volumeMounts"]);
-    for m in array(mounts, "volumeMounts") {
-        let mount_path = str_at(m, &["mountPath"]);
-        let volume = named(
-            at(spec, &["volumes"]),
-            str_at(m, &["name"]),
-            "the pod's volumes",
-        );
-        let mut add = |rel: &str, src: Source| {
-            files.insert(format!("{}/{rel}", mount_path.trim_end_matches('/')), src);
-        };
-        // items: explicit key -> path; otherwise every key under its own name.
-        let items = |source: &Value, keys: Vec<String>| -> Vec<(String, String)> {
-            match source.get("items") {
-                Some(items) => array(items, "items")
-                    .iter()
-                    .map(|i| {
-                        (
-                            str_at(i, &["key"]).to_string(),
-                            str_at(i, &["path"]).to_string(),
-                        )
-                    })
-                    .collect(),
-                None => keys.into_iter().map(|k| (k.clone(), k)).collect(),
-            }
-        };
-        let mut sources: Vec<(&'static str, &Value)> = Vec::new();
-        if let Some(cm) = volume.get("configMap") {
-            sources.push(("ConfigMap", cm));
-        }
-        if let Some(s) = volume.get("secret") {
-            sources.push(("Secret", s));
-        }
-        if let Some(p) = volume.get("projected") {
-            for s in array(at(p, &["sources"]), "projected sources") {
-                if let Some(cm) = s.get("configMap") {
-                    sources.push(("ConfigMap", cm));
-                }
-                if let Some(sec) = s.get("secret") {
-                    sources.push(("Secret", sec));
-                }
-            }
-        }
+    for m in &container.volume_mounts {
+        let volume = spec
+            .volumes
+            .iter()
+            .find(|v| v.name == m.name)
+            .unwrap_or_else(|| panic!("the pod's volumes have no entry named {:?}", m.name));
+        let sources = volume.sources();
         assert!(
             !sources.is_empty(),
             "volume {} is neither a ConfigMap, a Secret nor projected",
-            str_at(volume, &["name"])
+            volume.name
         );
         for (kind, src) in sources {
             let name = src
-                .get("name")
-                .or_else(|| src.get("secretName"))
-                .and_then(Value::as_str)
+                .name()
                 .unwrap_or_else(|| panic!("a {kind} volume source without a name"))
                 .to_string();
-            match (kind, cms.get(&name)) {
-                ("ConfigMap", Some(cm)) => {
-                    let keys = at(cm, &["data"])
-                        .as_object()
-                        .expect("ConfigMap data is a map")
-                        .keys()
-                        .cloned()
-                        .collect();
-                    for (key, path) in items(src, keys) {
-                        add(
-                            &path,
-                            Source::RepoConfigMap {
-                                name: name.clone(),
-                                key,
-                            },
-                        );
-                    }
-                }
-                _ => {
-                    assert!(
-                        src.get("items").is_some(),
-                        "{kind} {name} is not in deploy/kubernetes: list its items so the mounted file names are known"
-                    );
-                    for (key, path) in items(src, Vec::new()) {
-                        add(
-                            &path,
-                            Source::External {
-                                kind,
-                                name: name.clone(),
-                                key,
-                            },
-                        );
-                    }
-                }
+            let repo_cm = cms.get(&name).filter(|_| kind == "ConfigMap");
+            if repo_cm.is_none() {
+                assert!(
+                    src.items.is_some(),
+                    "{kind} {name} is not in deploy/kubernetes: list its items so the mounted file names are known"
+                );
+            }
+            // items: explicit key -> path; otherwise every key under its own name.
+            let items: Vec<(String, String)> = match (&src.items, repo_cm) {
+                (Some(items), _) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                (None, Some(cm)) => cm.data.keys().map(|k| (k.clone(), k.clone())).collect(),
+                (None, None) => Vec::new(),
+            };
+            for (key, path) in items {
+                let source = match repo_cm {
+                    Some(_) => Source::RepoConfigMap {
+                        name: name.clone(),
+                        key,
+                    },
+                    None => Source::External {
+                        kind,
+                        name: name.clone(),
+                        key,
+                    },
+                };
+                let at = format!("{}/{path}", m.mount_path.trim_end_matches('/'));
+                files.insert(at, source);
             }
         }
     }
@@ -472,7 +563,7 @@ fn lay_out_pod(d: &Value, root: &Path) -> PathBuf {
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         match src {
             Source::RepoConfigMap { name, key } => {
-                let content = str_at(&cms[name], &["data", key]);
+                let content = &cms[name].data[key];
                 std::fs::write(&dest, content).unwrap();
             }
             Source::External { kind, key, .. } if *kind == "Secret" && key == "tls.key" => {
@@ -737,7 +828,7 @@ fn the_configmap_holds_the_same_gateway_toml_as_deploy_gateway_container_toml() 
     let Some(Source::RepoConfigMap { name, key }) = files.get(&config_path) else {
         panic!("{config_path} is not mounted from a ConfigMap in deploy/kubernetes: {files:?}");
     };
-    let in_cm = str_at(&cms[name], &["data", key]);
+    let in_cm = &cms[name].data[key];
     let file = read("deploy/gateway.container.toml");
     assert_eq!(
         toml_table(in_cm, "configmap.yaml gateway.toml"),
