@@ -123,10 +123,8 @@ async fn bytes_of_the_next_request_sent_early_survive_the_set_aside() {
 async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
     // hyper may still be reading or draining a body after the response:
     // such a connection keeps its buffers, and the next request works.
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut sender = keep_alive_connection(&site, tg.https()).await;
+    let env = Env::new().start().await;
+    let mut sender = keep_alive_connection(&env.site, env.https()).await;
     let upload = Request::builder()
         .method("POST")
         .uri("https://localhost/upload")
@@ -137,13 +135,13 @@ async fn a_request_with_a_body_is_not_followed_by_a_set_aside() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, "100000");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(tg.gw.connections_set_aside(), 0);
+    assert_eq!(env.gateway.gw.connections_set_aside(), 0);
     let r = request_on(&mut sender, get("/after", &[("host", "localhost")]))
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
     // The GET had no body: now the connection is set aside.
-    set_aside(&tg, 1).await;
+    set_aside(&env.gateway, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,13 +156,12 @@ async fn a_set_aside_connection_is_closed_at_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_set_aside_connections_without_waiting_for_the_grace() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[limits]\nshutdown_grace = \"60s\"\n")
+    let env = Env::new()
+        .config("[limits]\nshutdown_grace = \"60s\"\n")
+        .start()
         .await;
-    let mut tls = one_request_then_set_aside(&site, &tg).await;
-    let gw = tg.gw.clone();
+    let mut tls = one_request_then_set_aside(&env.site, &env.gateway).await;
+    let gw = env.gateway.gw.clone();
     let drained = tokio::spawn(async move { gw.shutdown().await });
     assert_closed_cleanly(&mut tls).await;
     // The drain ends once that connection is gone, long before its grace.
