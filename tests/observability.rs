@@ -15,25 +15,10 @@ async fn observe(tg: &TestGateway, path: &str) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_outcome_is_counted_with_listener_route_and_status() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            "[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n[cors]\nallowed_origins = [\"https://app.example.com\"]\n",
-        )
-        .await;
-    assert_eq!(
-        https_get(&site, &tg, "/arcgis/rest/info", false)
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        https_get(&site, &tg, "/arcgis/admin", false).await.status,
-        StatusCode::FORBIDDEN
-    );
-    let (redirect, _, _) = plain_request(tg.http(), "GET", "/arcgis/rest/info", &[]).await;
+    let env = Env::new().config("[admin]\nallowed_ips = [\"10.9.9.9/32\"]\n[cors]\nallowed_origins = [\"https://app.example.com\"]\n").start().await;
+    assert_eq!(env.get("/arcgis/rest/info").await.status, StatusCode::OK);
+    assert_eq!(env.get("/arcgis/admin").await.status, StatusCode::FORBIDDEN);
+    let (redirect, _, _) = plain_request(env.http(), "GET", "/arcgis/rest/info", &[]).await;
     assert_eq!(redirect, StatusCode::PERMANENT_REDIRECT);
     let preflight = http::Request::builder()
         .method("OPTIONS")
@@ -43,20 +28,15 @@ async fn each_request_outcome_is_counted_with_listener_route_and_status() {
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     assert_eq!(
-        https_request(&site, tg.https(), false, preflight)
-            .await
-            .status,
+        env.request(Http::V1, preflight).await.status,
         StatusCode::NO_CONTENT
     );
-    let raw = raw_https(
-        &site,
-        tg.https(),
-        "GET /a/%2561 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let raw = env
+        .raw_https("GET /a/%2561 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
     assert_eq!(status_of(&raw), 400);
 
-    let m = tg.metrics().await;
+    let m = env.metrics().await;
     for line in [
         "gisgate_requests_total{listener=\"https\",route=\"proxy\",status=\"200\"}",
         "gisgate_requests_total{listener=\"https\",route=\"admin_denied\",status=\"403\"}",
@@ -80,16 +60,15 @@ async fn each_request_outcome_is_counted_with_listener_route_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_ok_and_readiness_turns_503_while_draining() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[limits]\nshutdown_grace = \"2s\"\n")
+    let env = Env::new()
+        .config("[limits]\nshutdown_grace = \"2s\"\n")
+        .start()
         .await;
-    assert_eq!(observe(&tg, "/healthz").await.0, StatusCode::OK);
-    assert_eq!(observe(&tg, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(observe(&env.gateway, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(observe(&env.gateway, "/readyz").await.0, StatusCode::OK);
     // Hold a request in flight so the drain lasts long enough to look.
-    let addr = tg.https();
-    let roots = site.ca.roots();
+    let addr = env.https();
+    let roots = env.site.ca.roots();
     let slow = tokio::spawn(async move {
         let tls = tls_connect(addr, client_config(roots, &[b"http/1.1"]))
             .await
@@ -97,10 +76,10 @@ async fn health_is_ok_and_readiness_turns_503_while_draining() {
         send_on(tls, false, get("/delay/1000", &[("host", "localhost")])).await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let gw = tg.gw.clone();
+    let gw = env.gateway.gw.clone();
     let drain = tokio::spawn(async move { gw.shutdown().await });
     eventually(Duration::from_secs(5), || async {
-        observe(&tg, "/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE
+        observe(&env.gateway, "/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
@@ -109,12 +88,7 @@ async fn health_is_ok_and_readiness_turns_503_while_draining() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_config_reports_the_loaded_policy() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            r#"
+    let env = Env::new().config(r#"
 [tls]
 protocols = "TLSv1.2,TLSv1.3"
 cipher_suites = "TLS_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
@@ -125,10 +99,8 @@ allowed_ips = ["10.0.0.0/8", "192.168.1.5"]
 direct_access = false
 [cors]
 allow_private_network = true
-"#,
-        )
-        .await;
-    let (status, body) = observe(&tg, "/security/config?f=json").await;
+"#).start().await;
+    let (status, body) = observe(&env.gateway, "/security/config?f=json").await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Protocol"], "HTTPS");
@@ -148,9 +120,9 @@ allow_private_network = true
         !text.contains("key") && !text.contains("begin"),
         "no secrets: {body}"
     );
-    let (_, pretty) = observe(&tg, "/security/config?f=pjson").await;
+    let (_, pretty) = observe(&env.gateway, "/security/config?f=pjson").await;
     assert!(pretty.contains("\n  \"Protocol\": \"HTTPS\""), "{pretty}");
-    let (_, html) = observe(&tg, "/security/config?f=html").await;
+    let (_, html) = observe(&env.gateway, "/security/config?f=html").await;
     assert!(html.contains("<th>Protocol</th><td>HTTPS</td>"), "{html}");
 }
 
