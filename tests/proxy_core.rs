@@ -389,20 +389,15 @@ async fn websocket_echoes(site: &Site, tg: &TestGateway, up: &TestUpstream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let mut tcp = tokio::net::TcpStream::connect(tg.https()).await.unwrap();
+    let env = Env::new().start().await;
+    let mut tcp = tokio::net::TcpStream::connect(env.https()).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03\x01garbage")
         .await
         .unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
-    assert_eq!(
-        https_get(&site, &tg, "/x", false).await.status,
-        StatusCode::OK
-    );
-    tg.metrics_with("gisgate_tls_handshake_errors_total{reason=")
+    assert_eq!(env.get("/x").await.status, StatusCode::OK);
+    env.metrics_with("gisgate_tls_handshake_errors_total{reason=")
         .await;
 }
 
@@ -425,14 +420,16 @@ async fn oversized_headers_get_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_client_is_cut_off_after_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[limits]\nheader_read_timeout = \"300ms\"\n")
+    let env = Env::new()
+        .config("[limits]\nheader_read_timeout = \"300ms\"\n")
+        .start()
         .await;
-    let mut tls = tls_connect(tg.https(), client_config(site.ca.roots(), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let mut tls = tls_connect(
+        env.https(),
+        client_config(env.site.ca.roots(), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .unwrap();
@@ -450,20 +447,16 @@ async fn slowloris_client_is_cut_off_after_the_header_timeout() {
         }
     }
     assert!(closed, "the slow client was never disconnected");
-    assert_eq!(up.count(), 0);
+    assert_eq!(env.upstream.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connection_survives_past_the_header_timeout() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            "[limits]\nheader_read_timeout = \"200ms\"\nidle_timeout = \"30s\"\n",
-        )
+    let env = Env::new()
+        .config("[limits]\nheader_read_timeout = \"200ms\"\nidle_timeout = \"30s\"\n")
+        .start()
         .await;
-    let mut sender = keep_alive_connection(&site, tg.https()).await;
+    let mut sender = keep_alive_connection(&env.site, env.https()).await;
     let r = request_on(&mut sender, get("/x", &[("host", "localhost")]))
         .await
         .unwrap();
@@ -481,12 +474,10 @@ async fn idle_keep_alive_connection_survives_past_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let addr = tg.https();
+    let env = Env::new().start().await;
+    let addr = env.https();
     let in_flight = {
-        let site_ca = site.ca.roots();
+        let site_ca = env.site.ca.roots();
         tokio::spawn(async move {
             let tls = tls_connect(addr, client_config(site_ca, &[b"http/1.1"]))
                 .await
@@ -495,10 +486,10 @@ async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections()
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let gw = tg.gw.clone();
+    let gw = env.gateway.gw.clone();
     let shutdown = tokio::spawn(async move { gw.shutdown().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!tg.gw.is_ready(), "/readyz reports draining");
+    assert!(!env.gateway.gw.is_ready(), "/readyz reports draining");
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "new connections are refused while draining"
