@@ -234,10 +234,8 @@ async fn tls12_client_is_served_tls12_when_only_tls12_is_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site.gateway(&up, "").await;
-    let c = client(&site, provider(), TLS13);
+    let env = Env::new().start().await;
+    let c = client(&env.site, provider(), TLS13);
     let mut hello = Vec::new();
     rustls::ClientConnection::new(Arc::new(c), ServerName::try_from("localhost").unwrap())
         .unwrap()
@@ -247,7 +245,7 @@ async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves
     let mut record = hello[..3].to_vec();
     record.extend_from_slice(&u16::try_from(body.len() * 3).unwrap().to_be_bytes());
     record.extend_from_slice(&[body, body, body].concat());
-    let mut tcp = TcpStream::connect(tg.https()).await.unwrap();
+    let mut tcp = TcpStream::connect(env.https()).await.unwrap();
     tcp.write_all(&record).await.unwrap();
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer).await;
@@ -256,14 +254,14 @@ async fn a_client_hello_carrying_more_messages_is_refused_and_the_gateway_serves
         answer.len() >= 7 && answer[answer.len() - 7] == 21,
         "no alert: {answer:?}"
     );
-    tg.metrics_with("gisgate_tls_handshake_errors_total{reason=\"malformed\"} 1")
+    env.metrics_with("gisgate_tls_handshake_errors_total{reason=\"malformed\"} 1")
         .await;
-    let c = client(&site, provider(), TLS13);
-    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+    let c = client(&env.site, provider(), TLS13);
+    let tls = connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .unwrap();
     assert_eq!(one_request(tls).await, StatusCode::OK);
-    assert_eq!(up.count(), 1);
+    assert_eq!(env.upstream.count(), 1);
 }
 
 // ---------------------------------------------------------------- suites
@@ -412,37 +410,28 @@ async fn security_config_lists_only_suites_the_loaded_rsa_key_can_serve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arcgis_default_suite_list_loads_as_one_comma_separated_string() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            &format!("[tls]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"),
-        )
+    let env = Env::new()
+        .config(&format!(
+            "[tls]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"
+        ))
+        .start()
         .await;
     assert_eq!(
-        offered_suites(&security_config(&tg).await),
+        offered_suites(&security_config(&env.gateway).await),
         ARCGIS_DEFAULT_OFFERED
     );
-    assert_eq!(
-        https_get(&site, &tg, "/x", false).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(env.get("/x").await.status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suites_of_a_disabled_version_are_not_offered() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            &format!(
-                "[tls]\nprotocols = [\"TLSv1.3\"]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"
-            ),
-        )
+    let env = Env::new()
+        .config(&format!(
+            "[tls]\nprotocols = [\"TLSv1.3\"]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"
+        ))
+        .start()
         .await;
-    let config = security_config(&tg).await;
+    let config = security_config(&env.gateway).await;
     assert_eq!(
         offered_suites(&config),
         ["TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"]
