@@ -5,13 +5,16 @@
 //! The upstream stops when the environment is dropped; the gateway's
 //! listeners are tasks of the test's runtime and end with it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-use super::{get, https_request, raw_http, raw_https, Reply, Site, TestGateway, TestUpstream};
+use super::{
+    get, https_request, raw_http, raw_https, Issued, Reply, Site, TestGateway, TestUpstream,
+};
 
 /// The HTTP version a peer speaks over TLS (by ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +40,21 @@ impl Http {
     }
 }
 
-/// What to start: the upstream's protocols and the gateway's config overlay.
+/// What to start: the upstream's protocols, certificates beside the site's
+/// own, and the gateway's config overlay.
 #[must_use = "nothing runs until `start`"]
 pub struct Env {
     upstream: Http,
     overlay: String,
+    certs: Vec<ExtraCert>,
+}
+
+/// A leaf the site's CA issues and writes as `<file>.crt` / `<file>.key`
+/// before the gateway starts, for an overlay to name.
+struct ExtraCert {
+    file: String,
+    names: Vec<String>,
+    rsa: bool,
 }
 
 impl Default for Env {
@@ -56,6 +69,7 @@ impl Env {
         Env {
             upstream: Http::V1,
             overlay: String::new(),
+            certs: Vec::new(),
         }
     }
 
@@ -71,15 +85,49 @@ impl Env {
         self
     }
 
-    /// Makes the site, starts the upstream, then the gateway in front of it.
+    /// A leaf for `names` with an ECDSA P-256 key, written as
+    /// `<file>.crt` / `<file>.key` in the site (`gateway` replaces the
+    /// gateway's own); [`Running::cert`] returns it.
+    pub fn cert(self, file: &str, names: &[&str]) -> Env {
+        self.with_cert(file, names, false)
+    }
+
+    /// As [`cert`](Self::cert), with an RSA-2048 key.
+    pub fn rsa_cert(self, file: &str, names: &[&str]) -> Env {
+        self.with_cert(file, names, true)
+    }
+
+    fn with_cert(mut self, file: &str, names: &[&str], rsa: bool) -> Env {
+        self.certs.push(ExtraCert {
+            file: file.to_string(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            rsa,
+        });
+        self
+    }
+
+    /// Makes the site and its extra certificates, starts the upstream,
+    /// then the gateway in front of it.
     pub async fn start(self) -> Running {
         let site = Site::new();
+        let mut certs = BTreeMap::new();
+        for c in self.certs {
+            let names: Vec<&str> = c.names.iter().map(String::as_str).collect();
+            let issued = if c.rsa {
+                site.ca.issue_rsa(&names)
+            } else {
+                site.ca.issue(&names)
+            };
+            site.ca.write(&c.file, &issued);
+            certs.insert(c.file, issued);
+        }
         let upstream = site.upstream(self.upstream).await;
         let gateway = site.gateway(&upstream, &self.overlay).await;
         Running {
             site,
             upstream,
             gateway,
+            certs,
         }
     }
 }
@@ -90,9 +138,17 @@ pub struct Running {
     pub site: Site,
     pub upstream: TestUpstream,
     pub gateway: TestGateway,
+    certs: BTreeMap<String, Issued>,
 }
 
 impl Running {
+    /// The certificate [`Env::cert`] or [`Env::rsa_cert`] wrote as `file`.
+    pub fn cert(&self, file: &str) -> &Issued {
+        self.certs
+            .get(file)
+            .unwrap_or_else(|| panic!("no certificate {file} was asked of Env"))
+    }
+
     /// The gateway's HTTPS listener.
     pub fn https(&self) -> SocketAddr {
         self.gateway.https()
