@@ -128,21 +128,15 @@ allow_private_network = true
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssl_certificate_resource_matches_openssl_fingerprints() {
-    let site = Site::new();
-    let sni = site.ca.issue(&["maps.example.com"]);
-    site.ca.write("maps", &sni);
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(&up, "[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"maps.crt\"\nkey = \"maps.key\"\n")
-        .await;
-    let (_, list) = observe(&tg, "/sslcertificates?f=json").await;
+    let env = Env::new().cert("maps", &["maps.example.com"]).config("[[tls.sni]]\nserver_name = \"maps.example.com\"\ncert = \"maps.crt\"\nkey = \"maps.key\"\n").start().await;
+    let (_, list) = observe(&env.gateway, "/sslcertificates?f=json").await;
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(
         list["certificates"],
         serde_json::json!(["default", "maps.example.com"])
     );
 
-    let (status, body) = observe(&tg, "/sslcertificates/default?f=json").await;
+    let (status, body) = observe(&env.gateway, "/sslcertificates/default?f=json").await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     for field in [
@@ -166,7 +160,7 @@ async fn ssl_certificate_resource_matches_openssl_fingerprints() {
     assert_eq!(v["Version"], "3");
     assert_eq!(v["Signature algorithm name"], "SHA256withECDSA");
     assert!(v["Valid from"].as_str().unwrap().contains(" until: "));
-    let der = &site.gateway_cert.der;
+    let der = &env.site.gateway_cert.der;
     use sha2::Digest;
     assert_eq!(
         v["SHA256"],
@@ -183,17 +177,17 @@ async fn ssl_certificate_resource_matches_openssl_fingerprints() {
     for (alg, field) in [("-sha256", "SHA256"), ("-sha1", "SHA1"), ("-md5", "MD5")] {
         let out = std::process::Command::new("openssl")
             .args(["x509", "-noout", "-fingerprint", alg, "-in"])
-            .arg(site.path("gateway.crt"))
+            .arg(env.site.path("gateway.crt"))
             .output()
             .unwrap();
         let printed = String::from_utf8_lossy(&out.stdout);
         let value = printed.trim().split_once('=').unwrap().1;
         assert_eq!(v[field], value, "{alg}");
     }
-    let (status, _) = observe(&tg, "/sslcertificates/maps.example.com").await;
+    let (status, _) = observe(&env.gateway, "/sslcertificates/maps.example.com").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        observe(&tg, "/sslcertificates/nope").await.0,
+        observe(&env.gateway, "/sslcertificates/nope").await.0,
         StatusCode::NOT_FOUND
     );
 }
