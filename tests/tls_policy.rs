@@ -387,18 +387,15 @@ async fn arcgis_default_suite_list_loads_as_a_toml_array() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_config_lists_only_suites_the_loaded_rsa_key_can_serve() {
-    let site = Site::new();
-    let rsa = site.ca.issue_rsa(&["localhost", "127.0.0.1"]);
-    site.ca.write("gateway", &rsa);
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            &format!("[tls]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"),
-        )
+    let env = Env::new()
+        .rsa_cert("gateway", &["localhost", "127.0.0.1"])
+        .config(&format!(
+            "[tls]\ncipher_suites = \"{ARCGIS_DEFAULT_SUITES}\"\n"
+        ))
+        .start()
         .await;
     assert_eq!(
-        offered_suites(&security_config(&tg).await),
+        offered_suites(&security_config(&env.gateway).await),
         [
             "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
@@ -466,19 +463,10 @@ async fn rsa_certificate_with_only_ecdsa_tls12_suites_is_a_config_error_naming_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_certificate_is_served_with_an_ecdhe_rsa_suite() {
-    let site = Site::new();
-    let rsa = site.ca.issue_rsa(&["localhost"]);
-    site.ca.write("rsa", &rsa);
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            "[tls]\ncert = \"rsa.crt\"\nkey = \"rsa.key\"\nprotocols = [\"TLSv1.2\"]\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]\n",
-        )
-        .await;
+    let env = Env::new().rsa_cert("rsa", &["localhost"]).config("[tls]\ncert = \"rsa.crt\"\nkey = \"rsa.key\"\nprotocols = [\"TLSv1.2\"]\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]\n").start().await;
     let tls = connect_as(
-        tg.https(),
-        Arc::new(client(&site, provider(), TLS12)),
+        env.https(),
+        Arc::new(client(&env.site, provider(), TLS12)),
         "localhost",
     )
     .await
@@ -487,7 +475,7 @@ async fn rsa_certificate_is_served_with_an_ecdhe_rsa_suite() {
         negotiated(&tls).1,
         CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
     );
-    assert_eq!(leaf(&tls), rsa.der);
+    assert_eq!(leaf(&tls), env.cert("rsa").der);
 }
 
 // ---------------------------------------------------------------- SNI
@@ -563,21 +551,12 @@ async fn client_with_an_unknown_sni_name_gets_the_default_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_sni_entry_covers_one_label() {
-    let site = Site::new();
-    let w = site.ca.issue(&["*.maps.example.com"]);
-    site.ca.write("w", &w);
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            "[[tls.sni]]\nserver_name = \"*.maps.example.com\"\ncert = \"w.crt\"\nkey = \"w.key\"\n",
-        )
-        .await;
-    let c = Arc::new(client_config(site.ca.roots(), &[b"http/1.1"]));
-    let tls = connect_as(tg.https(), c, "tiles.maps.example.com")
+    let env = Env::new().cert("w", &["*.maps.example.com"]).config("[[tls.sni]]\nserver_name = \"*.maps.example.com\"\ncert = \"w.crt\"\nkey = \"w.key\"\n").start().await;
+    let c = Arc::new(client_config(env.site.ca.roots(), &[b"http/1.1"]));
+    let tls = connect_as(env.https(), c, "tiles.maps.example.com")
         .await
         .unwrap();
-    assert_eq!(leaf(&tls), w.der);
+    assert_eq!(leaf(&tls), env.cert("w").der);
 }
 
 // ---------------------------------------------------------------- metrics, resumption
@@ -710,19 +689,10 @@ async fn protocols_load_as_one_comma_separated_string_like_arcgis_writes_them() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_sni_entry_does_not_cover_two_labels() {
-    let site = Site::new();
-    let w = site.ca.issue(&["*.maps.example.com"]);
-    site.ca.write("w", &w);
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
-            "[[tls.sni]]\nserver_name = \"*.maps.example.com\"\ncert = \"w.crt\"\nkey = \"w.key\"\n",
-        )
-        .await;
+    let env = Env::new().cert("w", &["*.maps.example.com"]).config("[[tls.sni]]\nserver_name = \"*.maps.example.com\"\ncert = \"w.crt\"\nkey = \"w.key\"\n").start().await;
     let c = accept_any_cert_client();
-    let tls = connect_as(tg.https(), Arc::new(c), "a.tiles.maps.example.com")
+    let tls = connect_as(env.https(), Arc::new(c), "a.tiles.maps.example.com")
         .await
         .unwrap();
-    assert_eq!(leaf(&tls), site.gateway_cert.der);
+    assert_eq!(leaf(&tls), env.site.gateway_cert.der);
 }
