@@ -691,33 +691,67 @@ fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
 
 /// (volume source, container path) of a compose service.
 fn compose_volumes(svc: &Value) -> Vec<(String, String)> {
-    strings(at(svc, &["volumes"]), "volumes")
-        .iter()
-        .map(|v| {
-            let mut parts = v.split(':');
-            let src = parts.next().unwrap().to_string();
-            let dst = parts
-                .next()
-                .unwrap_or_else(|| panic!("volume {v} has no container path"))
-                .to_string();
-            (src, dst)
-        })
-        .collect()
+    let volumes: Vec<compose::Mount> = typed(at(svc, &["volumes"]).clone(), "volumes");
+    volumes.into_iter().map(|m| (m.source, m.target)).collect()
 }
 
 /// Container ports a compose service publishes.
 fn published(svc: &Value) -> BTreeSet<u16> {
-    strings(at(svc, &["ports"]), "ports")
-        .iter()
-        .map(|p| {
-            p.rsplit(':')
-                .next()
-                .unwrap()
+    let ports: Vec<compose::Port> = typed(at(svc, &["ports"]).clone(), "ports");
+    ports.into_iter().map(|p| p.container).collect()
+}
+
+/// Compose's short syntax for volumes and ports, as the Compose
+/// specification defines it, parsed into what the checks compare.
+mod compose {
+    use serde::Deserialize;
+
+    /// `SOURCE:TARGET[:MODE]`.
+    #[derive(Deserialize)]
+    #[serde(try_from = "String")]
+    pub struct Mount {
+        pub source: String,
+        pub target: String,
+    }
+
+    impl TryFrom<String> for Mount {
+        type Error = String;
+        fn try_from(v: String) -> Result<Mount, String> {
+            let mut parts = v.split(':');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(source), Some(target), mode, None)
+                    if !source.is_empty()
+                        && target.starts_with('/')
+                        && mode.is_none_or(|m| m == "ro" || m == "rw") =>
+                {
+                    Ok(Mount {
+                        source: source.to_string(),
+                        target: target.to_string(),
+                    })
+                }
+                _ => Err(format!("volume {v:?} is not SOURCE:/TARGET[:ro|rw]")),
+            }
+        }
+    }
+
+    /// `[[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp]`.
+    #[derive(Deserialize)]
+    #[serde(try_from = "String")]
+    pub struct Port {
+        pub container: u16,
+    }
+
+    impl TryFrom<String> for Port {
+        type Error = String;
+        fn try_from(v: String) -> Result<Port, String> {
+            let container = v.rsplit(':').next().unwrap_or_default();
+            container
                 .trim_end_matches("/tcp")
                 .parse()
-                .unwrap_or_else(|_| panic!("port {p}"))
-        })
-        .collect()
+                .map(|container| Port { container })
+                .map_err(|_| format!("port {v:?} is not [[IP:]HOST:]CONTAINER[/tcp]"))
+        }
+    }
 }
 
 /// Lays out what compose's gisgate container sees and returns its config:
