@@ -149,6 +149,12 @@ impl Running {
             .unwrap_or_else(|| panic!("no certificate {file} was asked of Env"))
     }
 
+    /// The full config text for `overlay` over the base config, in front
+    /// of this environment's upstream: what a test writes to reload with.
+    pub fn config_text(&self, overlay: &str) -> String {
+        self.site.config(self.upstream.addr, overlay)
+    }
+
     /// The gateway's HTTPS listener.
     pub fn https(&self) -> SocketAddr {
         self.gateway.https()
