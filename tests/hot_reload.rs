@@ -35,11 +35,7 @@ async fn wait_for_max_age(site: &Site, tg: &TestGateway, want: &str) {
 async fn in_place_write_is_picked_up() {
     let env = Env::new().config(&hsts("100s")).start().await;
     wait_for_max_age(&env.site, &env.gateway, "100").await;
-    std::fs::write(
-        &env.gateway.config_path,
-        env.site.config(env.upstream.addr, &hsts("200s")),
-    )
-    .unwrap();
+    std::fs::write(&env.gateway.config_path, env.config_text(&hsts("200s"))).unwrap();
     wait_for_max_age(&env.site, &env.gateway, "200").await;
 }
 
@@ -47,7 +43,7 @@ async fn in_place_write_is_picked_up() {
 async fn editor_rename_on_save_is_picked_up() {
     let env = Env::new().config(&hsts("100s")).start().await;
     let tmp = env.site.path(".gateway.toml.swp");
-    std::fs::write(&tmp, env.site.config(env.upstream.addr, &hsts("300s"))).unwrap();
+    std::fs::write(&tmp, env.config_text(&hsts("300s"))).unwrap();
     std::fs::rename(&tmp, &env.gateway.config_path).unwrap();
     wait_for_max_age(&env.site, &env.gateway, "300").await;
 }
@@ -55,7 +51,7 @@ async fn editor_rename_on_save_is_picked_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_written_file_fails_and_the_whole_one_is_then_applied() {
     let env = Env::new().config(&hsts("100s")).start().await;
-    let full = env.site.config(env.upstream.addr, &hsts("400s"));
+    let full = env.config_text(&hsts("400s"));
     // Truncate and write the first half: invalid TOML, must be refused.
     std::fs::write(&env.gateway.config_path, &full[..full.len() / 2]).unwrap();
     let failed = env.gateway.gw.reload().await;
@@ -125,20 +121,29 @@ async fn a_valid_file_caught_mid_write_is_never_applied() {
 /// settled are not published, and nothing of the new file is in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_whose_files_changed_before_the_swap_is_not_published() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
     let overlay = "[reload]\nwatch = false\n";
-    let tg = site
-        .gateway(&up, &format!("{}{overlay}", hsts("100s")))
+    let env = Env::new()
+        .config(&format!("{}{overlay}", hsts("100s")))
+        .start()
         .await;
-    let next = site.config(up.addr, &format!("{}{overlay}", hsts("800s")));
-    std::fs::write(&tg.config_path, next).unwrap();
-    let changed = tg.gw.reload_if(|_| false).await.unwrap();
+    let next = env.config_text(&format!("{}{overlay}", hsts("800s")));
+    std::fs::write(&env.gateway.config_path, next).unwrap();
+    let changed = env.gateway.gw.reload_if(|_| false).await.unwrap();
     assert!(changed.is_none(), "not published");
-    assert_eq!(current_max_age(&site, &tg).await, "max-age=100");
-    let unchanged = tg.gw.reload_if(|s| s.hsts.max_age.as_secs() == 800).await;
+    assert_eq!(
+        current_max_age(&env.site, &env.gateway).await,
+        "max-age=100"
+    );
+    let unchanged = env
+        .gateway
+        .gw
+        .reload_if(|s| s.hsts.max_age.as_secs() == 800)
+        .await;
     assert!(unchanged.unwrap().is_some(), "published");
-    assert_eq!(current_max_age(&site, &tg).await, "max-age=800");
+    assert_eq!(
+        current_max_age(&env.site, &env.gateway).await,
+        "max-age=800"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,22 +182,20 @@ async fn kubernetes_configmap_symlink_swap_is_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_even_without_watching() {
-    let site = Site::new();
-    let up = site.upstream(Http::V1).await;
     let overlay = format!("{}[reload]\nwatch = false\n", hsts("100s"));
-    let tg = site.gateway(&up, &overlay).await;
+    let env = Env::new().config(&overlay).start().await;
     std::fs::write(
-        &tg.config_path,
-        site.config(
-            up.addr,
-            &format!("{}[reload]\nwatch = false\n", hsts("600s")),
-        ),
+        &env.gateway.config_path,
+        env.config_text(&format!("{}[reload]\nwatch = false\n", hsts("600s"))),
     )
     .unwrap();
     // No watcher: nothing changes until the signal.
-    assert_eq!(current_max_age(&site, &tg).await, "max-age=100");
+    assert_eq!(
+        current_max_age(&env.site, &env.gateway).await,
+        "max-age=100"
+    );
     signal_hup();
-    wait_for_max_age(&site, &tg, "600").await;
+    wait_for_max_age(&env.site, &env.gateway, "600").await;
 }
 
 fn signal_hup() {
@@ -209,7 +212,7 @@ async fn invalid_configs_of_every_kind_keep_the_old_policy() {
     let env = Env::new().config(&hsts("100s")).start().await;
     let other = env.site.ca.issue(&["localhost"]);
     std::fs::write(env.site.path("mismatch.crt"), &other.cert_pem).unwrap();
-    let base = env.site.config(env.upstream.addr, &hsts("700s"));
+    let base = env.config_text(&hsts("700s"));
     let broken: Vec<(&str, String)> = vec![
         ("syntax error", format!("{base}\n[admin\n")),
         (
@@ -303,10 +306,7 @@ async fn next_request_on_an_open_keep_alive_connection_uses_the_new_admin_list()
     );
     std::fs::write(
         &env.gateway.config_path,
-        env.site.config(
-            env.upstream.addr,
-            "[admin]\nallowed_ips = [\"10.0.0.0/8\"]\n",
-        ),
+        env.config_text("[admin]\nallowed_ips = [\"10.0.0.0/8\"]\n"),
     )
     .unwrap();
     env.gateway.gw.reload().await.unwrap();
@@ -323,8 +323,7 @@ async fn reload_logs_what_changed_in_policy_terms() {
     let env = Env::new().config("[admin]\nallowed_ips = [\"192.168.1.0/24\"]\n[hsts]\nenabled = true\nmax_age = \"100s\"\n").start().await;
     std::fs::write(
         &env.gateway.config_path,
-        env.site.config(
-            env.upstream.addr,
+        env.config_text(
             "[admin]\nallowed_ips = [\"10.0.0.0/8\"]\n[hsts]\nenabled = true\nmax_age = \"200s\"\n",
         ),
     )
@@ -361,10 +360,7 @@ async fn changed_listen_address_is_rebound_and_the_old_one_closed() {
         .unwrap();
     std::fs::write(
         &env.gateway.config_path,
-        env.site.config(
-            env.upstream.addr,
-            &format!("[server]\nhttps_listen = \"{free}\"\n"),
-        ),
+        env.config_text(&format!("[server]\nhttps_listen = \"{free}\"\n")),
     )
     .unwrap();
     env.gateway.gw.reload().await.unwrap();
@@ -533,8 +529,7 @@ async fn reload_latency_report() {
         let written = std::time::Instant::now();
         write_atomically(
             &env.gateway.config_path,
-            &env.site
-                .config(env.upstream.addr, &hsts(&format!("{}s", 1000 + i))),
+            &env.config_text(&hsts(&format!("{}s", 1000 + i))),
         );
         loop {
             if current_max_age(&env.site, &env.gateway).await == want {
