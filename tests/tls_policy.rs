@@ -636,11 +636,7 @@ async fn session_resumed_after_a_reload_never_uses_a_suite_the_reload_removed() 
     assert_eq!(negotiated(&first).1, CipherSuite::TLS13_AES_256_GCM_SHA384);
     assert_eq!(one_request(first).await, StatusCode::OK);
 
-    std::fs::write(
-        &env.gateway.config_path,
-        env.site.config(env.upstream.addr, TWO_SUITES),
-    )
-    .unwrap();
+    std::fs::write(&env.gateway.config_path, env.config_text(TWO_SUITES)).unwrap();
     env.gateway.gw.reload().await.unwrap();
 
     let second = connect_as(env.https(), c, "localhost").await.unwrap();
@@ -658,8 +654,7 @@ async fn tls12_session_cannot_be_resumed_after_a_reload_disables_tls12() {
 
     std::fs::write(
         &env.gateway.config_path,
-        env.site
-            .config(env.upstream.addr, "[tls]\nprotocols = [\"TLSv1.3\"]\n"),
+        env.config_text("[tls]\nprotocols = [\"TLSv1.3\"]\n"),
     )
     .unwrap();
     env.gateway.gw.reload().await.unwrap();
