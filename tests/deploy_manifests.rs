@@ -10,6 +10,8 @@
 //! temporary directory laid out exactly as the pod's (and compose's)
 //! volumes lay it out.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -851,6 +853,45 @@ fn kustomization_lists_every_manifest_in_the_directory() {
         .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
     assert_eq!(listed, present);
+}
+
+/// kubectl's own kustomize (no cluster needed) builds the bundle: the
+/// kustomization is one kubectl accepts, and the objects it renders are
+/// exactly those of the manifests, by kind and name.
+#[test]
+fn kubectl_kustomize_builds_the_bundle_from_every_manifest() {
+    let Some(kubectl) = common::real_peer("kubectl", &[]) else {
+        return;
+    };
+    let out = Command::new(kubectl)
+        .args(["kustomize", K8S])
+        .current_dir(repo())
+        .output()
+        .expect("kubectl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {K8S} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kind_and_name = |doc: &Value| {
+        (
+            str_at(doc, &["kind"]).to_string(),
+            str_at(doc, &["metadata", "name"]).to_string(),
+        )
+    };
+    let rendered: BTreeSet<(String, String)> = serde_saphyr::from_multiple::<Value>(&stdout)
+        .expect("kustomize prints YAML")
+        .iter()
+        .map(kind_and_name)
+        .collect();
+    let manifests: BTreeSet<(String, String)> = kustomize_resources()
+        .iter()
+        .flat_map(|file| yaml_docs(&format!("{K8S}/{file}")))
+        .map(|doc| kind_and_name(&doc))
+        .collect();
+    assert!(manifests.len() >= 6, "{manifests:?}");
+    assert_eq!(rendered, manifests);
 }
 
 #[test]
