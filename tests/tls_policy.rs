@@ -480,73 +480,69 @@ async fn rsa_certificate_is_served_with_an_ecdhe_rsa_suite() {
 
 // ---------------------------------------------------------------- SNI
 
-/// A gateway with two extra certificates chosen by SNI.
-async fn sni_site() -> (Site, TestUpstream, TestGateway, Issued, Issued) {
-    let site = Site::new();
-    let a = site.ca.issue(&["a.example.com"]);
-    let b = site.ca.issue_rsa(&["b.example.com"]);
-    site.ca.write("a", &a);
-    site.ca.write("b", &b);
-    let up = site.upstream(Http::V1).await;
-    let tg = site
-        .gateway(
-            &up,
+/// A gateway with two extra certificates chosen by SNI: `a` (ECDSA) and
+/// `b` (RSA).
+async fn sni_site() -> Running {
+    Env::new()
+        .cert("a", &["a.example.com"])
+        .rsa_cert("b", &["b.example.com"])
+        .config(
             "[[tls.sni]]\nserver_name = \"a.example.com\"\ncert = \"a.crt\"\nkey = \"a.key\"\n\
              [[tls.sni]]\nserver_name = \"b.example.com\"\ncert = \"b.crt\"\nkey = \"b.key\"\n",
         )
-        .await;
-    (site, up, tg, a, b)
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_name_picks_its_own_certificate() {
-    let (site, _up, tg, a, b) = sni_site().await;
-    let c = Arc::new(client_config(site.ca.roots(), &[b"http/1.1"]));
-    let tls = connect_as(tg.https(), c.clone(), "a.example.com")
+    let env = sni_site().await;
+    let c = Arc::new(client_config(env.site.ca.roots(), &[b"http/1.1"]));
+    let tls = connect_as(env.https(), c.clone(), "a.example.com")
         .await
         .unwrap();
-    assert_eq!(leaf(&tls), a.der);
-    let tls = connect_as(tg.https(), c, "b.example.com").await.unwrap();
-    assert_eq!(leaf(&tls), b.der);
+    assert_eq!(leaf(&tls), env.cert("a").der);
+    let tls = connect_as(env.https(), c, "b.example.com").await.unwrap();
+    assert_eq!(leaf(&tls), env.cert("b").der);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_name_is_matched_case_insensitively() {
-    let (site, _up, tg, a, _b) = sni_site().await;
-    let c = Arc::new(client_config(site.ca.roots(), &[b"http/1.1"]));
-    let tls = connect_as(tg.https(), c, "A.Example.COM").await.unwrap();
-    assert_eq!(leaf(&tls), a.der);
+    let env = sni_site().await;
+    let c = Arc::new(client_config(env.site.ca.roots(), &[b"http/1.1"]));
+    let tls = connect_as(env.https(), c, "A.Example.COM").await.unwrap();
+    assert_eq!(leaf(&tls), env.cert("a").der);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_without_sni_gets_the_default_certificate() {
-    let (site, _up, tg, _a, _b) = sni_site().await;
+    let env = sni_site().await;
     // rustls sends no SNI when connecting to an IP address.
-    let c = Arc::new(client_config(site.ca.roots(), &[b"http/1.1"]));
-    let tls = connect_as(tg.https(), c, "127.0.0.1").await.unwrap();
-    assert_eq!(leaf(&tls), site.gateway_cert.der);
+    let c = Arc::new(client_config(env.site.ca.roots(), &[b"http/1.1"]));
+    let tls = connect_as(env.https(), c, "127.0.0.1").await.unwrap();
+    assert_eq!(leaf(&tls), env.site.gateway_cert.der);
     assert_eq!(one_request(tls).await, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_with_sni_disabled_gets_the_default_certificate() {
-    let (site, _up, tg, _a, _b) = sni_site().await;
-    let mut c = client_config(site.ca.roots(), &[b"http/1.1"]);
+    let env = sni_site().await;
+    let mut c = client_config(env.site.ca.roots(), &[b"http/1.1"]);
     c.enable_sni = false;
-    let tls = connect_as(tg.https(), Arc::new(c), "localhost")
+    let tls = connect_as(env.https(), Arc::new(c), "localhost")
         .await
         .unwrap();
-    assert_eq!(leaf(&tls), site.gateway_cert.der);
+    assert_eq!(leaf(&tls), env.site.gateway_cert.der);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_with_an_unknown_sni_name_gets_the_default_certificate() {
-    let (site, _up, tg, _a, _b) = sni_site().await;
+    let env = sni_site().await;
     let c = accept_any_cert_client();
-    let tls = connect_as(tg.https(), Arc::new(c), "c.example.com")
+    let tls = connect_as(env.https(), Arc::new(c), "c.example.com")
         .await
         .unwrap();
-    assert_eq!(leaf(&tls), site.gateway_cert.der);
+    assert_eq!(leaf(&tls), env.site.gateway_cert.der);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
