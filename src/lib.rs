@@ -31,3 +31,4 @@ pub mod run;
 pub mod task;
 pub mod tls;
 pub mod tunnel;
+pub mod upstream;

@@ -11,7 +11,7 @@ use crate::config::{ConfigErrors, Protocol, Settings};
 use crate::policy::admin::AdminGate;
 use crate::policy::cors::CorsPolicy;
 use crate::tls::server::{self, LoadedCert, ServerTls, TlsSessions};
-use crate::tls::upstream::UpstreamClient;
+use crate::upstream::client::UpstreamClient;
 
 pub struct Live {
     pub settings: Arc<Settings>,

@@ -24,10 +24,9 @@ use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect,
 };
-use crate::tls::upstream::{
-    classify, Failure, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol,
-};
 use crate::tunnel;
+use crate::upstream::client::{Lease, UpstreamClient, UpstreamProtocol};
+use crate::upstream::error::{ProtocolError, UpstreamError};
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.
@@ -115,7 +114,24 @@ async fn route(
     admin_gate(live, &path, client)?;
 
     record.route = Route::Proxy;
-    forward(live, conn, req, &path, &authority, record).await
+    forward(live, conn, req, &path, &authority, record)
+        .await
+        .map_err(|refusal| counted(&live.upstream, refusal))
+}
+
+/// An upstream failure is logged and counted by kind, here and nowhere
+/// else, on its way to become the response.
+fn counted(upstream: &UpstreamClient, refusal: Refusal) -> Refusal {
+    if let Refusal::Upstream(e) = &refusal {
+        match e.kind() {
+            Some(kind) => {
+                metrics::upstream_error(kind.as_str());
+                tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{e}");
+            }
+            None => tracing::debug!("{e}"),
+        }
+    }
+    refusal
 }
 
 /// An HTTP/2 request's header list size as SETTINGS_MAX_HEADER_LIST_SIZE
@@ -226,9 +242,11 @@ async fn forward(
         wants_upgrade,
     };
     let (out, client) = upstream_request(live, conn, req, request)?;
-    let (mut response, mut lease) = send_upstream(upstream, protocol, out).await?;
+    let (mut response, mut lease) = send_upstream(upstream, protocol, out)
+        .await
+        .map_err(Refusal::Upstream)?;
     record.upstream_status = Some(response.status().as_u16());
-    if !upstream_framing(upstream, &mut response)? {
+    if !upstream_framing(&mut response).map_err(Refusal::Upstream)? {
         // Closed once this response is read, never pooled.
         lease.keep_no_longer();
     }
@@ -238,13 +256,11 @@ async fn forward(
     // websocket: any other would turn the connection into a raw tunnel
     // past the per-request policy. (The lease is dropped: closed.)
     if switching && !(wants_upgrade && headers::names_websocket(response.headers())) {
-        metrics::upstream_error(UpstreamErrorKind::Protocol.as_str());
-        tracing::warn!(upstream = %upstream.settings.url(), "upstream switched protocols unasked, or not to websocket; refused");
-        return Err(Refusal::UpstreamFailed);
+        return Err(Refusal::Upstream(ProtocolError::UnaskedSwitch.into()));
     }
     upstream_response_headers(live, conn, authority, &client, &mut response);
     if switching {
-        let client_side = client.upgrade.ok_or(Refusal::UpstreamFailed)?;
+        let client_side = client.upgrade.ok_or(Refusal::NoUpgrade)?;
         conn.activity.tunnel_opened();
         let idle = conn.activity.idle_timeout();
         let conn = conn.clone();
@@ -262,10 +278,7 @@ async fn forward(
 /// both is a broken server or a smuggling attempt, so its connection is not
 /// used again (`false`). A coding other than one `chunked` cannot be
 /// forwarded as it came (hyper has decoded the chunks): 502.
-fn upstream_framing(
-    upstream: &UpstreamClient,
-    response: &mut Response<Incoming>,
-) -> Result<bool, Refusal> {
+fn upstream_framing(response: &mut Response<Incoming>) -> Result<bool, UpstreamError> {
     // Framed by its length alone (hyper would have taken the chunks of a
     // Transfer-Encoding instead): nothing to look up.
     if response.body().size_hint().exact().is_some() {
@@ -275,11 +288,7 @@ fn upstream_framing(
     match headers::transfer_coding(headers) {
         headers::TransferCoding::Absent => Ok(true),
         headers::TransferCoding::Chunked => Ok(headers.remove(header::CONTENT_LENGTH).is_none()),
-        _ => {
-            metrics::upstream_error(UpstreamErrorKind::Protocol.as_str());
-            tracing::warn!(upstream = %upstream.settings.url(), "upstream response with a transfer coding other than chunked; refused");
-            Err(Refusal::UpstreamFailed)
-        }
+        _ => Err(ProtocolError::TransferCoding.into()),
     }
 }
 
@@ -374,44 +383,18 @@ fn upstream_request(
     Ok((out, client))
 }
 
-/// Sends within `upstream.response_timeout`. Failures become 502 or 504,
-/// with the reason logged and counted by kind. A response comes with what
+/// Sends within `upstream.response_timeout`. A response comes with what
 /// it holds of the upstream: its pooled connection, or its HTTP/2 stream.
 async fn send_upstream(
     upstream: &UpstreamClient,
     protocol: UpstreamProtocol,
     out: Request<Incoming>,
-) -> Result<(Response<Incoming>, Lease), Refusal> {
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     let started = Instant::now();
-    let sent = upstream.send(protocol, out);
-    let result = tokio::time::timeout(upstream.settings.response_timeout, sent).await;
+    let limit = upstream.settings.response_timeout;
+    let result = tokio::time::timeout(limit, upstream.send(protocol, out)).await;
     metrics::upstream_duration(started.elapsed());
-    match result {
-        Ok(Ok(response)) => Ok(response),
-        Err(_) => {
-            metrics::upstream_error(UpstreamErrorKind::Timeout.as_str());
-            tracing::warn!(
-                upstream = %upstream.settings.url(),
-                "upstream response timed out after {:?}",
-                upstream.settings.response_timeout
-            );
-            Err(Refusal::UpstreamTimeout)
-        }
-        Ok(Err(e)) => match classify(e.as_ref()) {
-            (Failure::ClientBody, reason) => {
-                tracing::debug!("request body failed while forwarded: {reason}");
-                Err(Refusal::BadBody)
-            }
-            (Failure::Upstream(kind), reason) => {
-                metrics::upstream_error(kind.as_str());
-                tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
-                Err(match kind {
-                    UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
-                    _ => Refusal::UpstreamFailed,
-                })
-            }
-        },
-    }
+    result.unwrap_or(Err(UpstreamError::ResponseTimeout(limit)))
 }
 
 /// The upstream's headers on their way back: hop-by-hop removed (the
@@ -461,8 +444,7 @@ fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refus
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    PathAndQuery::from_maybe_shared(Bytes::from(pq))
-        .map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))
+    PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(|_| Refusal::UnforwardableTarget)
 }
 
 /// An upstream `Location` pointing at the upstream's own origin is turned
