@@ -218,3 +218,87 @@ impl std::fmt::Display for TlsReason<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io() -> io::Error {
+        io::Error::from(io::ErrorKind::ConnectionReset)
+    }
+
+    fn label(e: &UpstreamError) -> Option<&'static str> {
+        e.kind().map(UpstreamErrorKind::as_str)
+    }
+
+    #[test]
+    fn connect_failures_are_502s_counted_as_connect() {
+        for e in [
+            UpstreamError::Dns(io()),
+            UpstreamError::Refused(io()),
+            UpstreamError::Connect(io()),
+        ] {
+            assert_eq!(
+                (label(&e), e.status()),
+                (Some("connect"), StatusCode::BAD_GATEWAY)
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_are_504s_counted_as_timeout() {
+        let second = Duration::from_secs(1);
+        for e in [
+            UpstreamError::ConnectTimeout(second),
+            UpstreamError::ResponseTimeout(second),
+        ] {
+            assert_eq!(
+                (label(&e), e.status()),
+                (Some("timeout"), StatusCode::GATEWAY_TIMEOUT)
+            );
+        }
+    }
+
+    #[test]
+    fn tls_and_protocol_failures_are_502s_with_their_own_labels() {
+        let tls = UpstreamError::Tls(rustls::Error::NoApplicationProtocol);
+        assert_eq!(
+            (label(&tls), tls.status()),
+            (Some("tls"), StatusCode::BAD_GATEWAY)
+        );
+        let protocol = UpstreamError::from(ProtocolError::TransferCoding);
+        assert_eq!(
+            (label(&protocol), protocol.status()),
+            (Some("protocol"), StatusCode::BAD_GATEWAY)
+        );
+    }
+
+    #[test]
+    fn a_handshake_that_failed_on_a_tls_alert_keeps_its_reason() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol);
+        let e = UpstreamError::from_handshake(io::Error::new(io::ErrorKind::InvalidData, alert));
+        assert!(e.refuses_alpn(), "{e:?}");
+        assert_eq!(label(&e), Some("tls"));
+    }
+
+    #[test]
+    fn a_handshake_cut_short_without_a_tls_reason_is_a_protocol_error() {
+        let e = UpstreamError::from_handshake(io());
+        assert!(matches!(
+            e,
+            UpstreamError::Protocol(ProtocolError::Handshake(_))
+        ));
+        assert!(!e.refuses_alpn());
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_said_so_in_the_log() {
+        let e = UpstreamError::Tls(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "TLS to upstream failed: certificate not trusted: UnknownIssuer"
+        );
+    }
+}
