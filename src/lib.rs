@@ -19,6 +19,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod gateway;
 pub mod headers;
+pub mod host;
 pub mod listen;
 pub mod live;
 pub mod logging;

@@ -17,6 +17,7 @@ use crate::body::ResponseBody;
 use crate::conn::{ConnInfo, ListenerKind};
 use crate::error::{Refusal, Route};
 use crate::headers;
+use crate::host::HostPort;
 use crate::live::Live;
 use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
@@ -162,31 +163,26 @@ fn header_list_size(req: &Request<Incoming>) -> usize {
 /// else the Host header (RFC 9112 §3.2.2). Missing or malformed: 400, and
 /// so is more than one Host line (RFC 9112 §3.2): which one the client
 /// meant is unknowable.
-fn request_authority(req: &Request<Incoming>) -> Result<String, Refusal> {
+fn request_authority(req: &Request<Incoming>) -> Result<HostPort, Refusal> {
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err(Refusal::BadHost);
     }
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .ok_or(Refusal::BadHost)?,
+    let parsed = match req.uri().authority() {
+        Some(a) => HostPort::parse(a.as_str()),
+        None => HostPort::from_header(req.headers().get(header::HOST).ok_or(Refusal::BadHost)?),
     };
-    redirect::parse_host(raw).map_err(|_| Refusal::BadHost)?;
-    Ok(raw.to_string())
+    parsed.map_err(|_| Refusal::BadHost)
 }
 
 fn redirect_to_https(
     live: &Live,
-    authority: &str,
+    authority: &HostPort,
     path: &str,
     query: Option<&str>,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let policy = &live.policy;
     let location = redirect::https_location(
-        policy.public_host.as_deref(),
+        policy.public_host.as_ref(),
         Some(authority),
         policy.public_https_port,
         path,
@@ -225,7 +221,7 @@ async fn forward(
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     path: &str,
-    authority: &str,
+    authority: &HostPort,
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let upstream = &live.upstream;
@@ -306,7 +302,7 @@ struct ClientSide {
 struct UpstreamRequest<'a> {
     /// The canonical path the policy judged.
     path: &'a str,
-    authority: &'a str,
+    authority: &'a HostPort,
     protocol: UpstreamProtocol,
     wants_upgrade: bool,
 }
@@ -347,13 +343,12 @@ fn upstream_request(
         .trusted_proxies
         .iter()
         .any(|n| n.contains(&peer));
-    let host = HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?;
     headers::set_forwarded(
         &mut headers,
         &conn.forwarded_for,
         peer_trusted,
         conn.kind.scheme(),
-        &host,
+        authority,
     );
 
     let mut out = Request::new(body);
@@ -365,7 +360,7 @@ fn upstream_request(
             *out.uri_mut() = origin_form(path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_11;
             // Host kept: the GIS server builds its URLs from it.
-            headers.insert(header::HOST, host);
+            headers.insert(header::HOST, authority.header_value().clone());
         }
         UpstreamProtocol::Http2 => {
             *out.uri_mut() = absolute_form(authority, path, parts.uri.query())?;
@@ -403,7 +398,7 @@ async fn send_upstream(
 fn upstream_response_headers(
     live: &Live,
     conn: &ConnInfo,
-    authority: &str,
+    authority: &HostPort,
     client: &ClientSide,
     response: &mut Response<Incoming>,
 ) {
@@ -429,14 +424,14 @@ fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
 
 /// `https://` + the client's host + the canonical path: HTTP/2 carries the
 /// host as `:authority`.
-fn absolute_form(authority: &str, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
-    let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
+fn absolute_form(authority: &HostPort, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
+    let host = Authority::try_from(authority.as_str()).map_err(|_| Refusal::BadHost)?;
     Uri::builder()
         .scheme(Scheme::HTTPS)
         .authority(host)
         .path_and_query(path_and_query(path, query)?)
         .build()
-        .map_err(|_| Refusal::BadHost)
+        .map_err(|_| Refusal::UnforwardableTarget)
 }
 
 fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refusal> {
@@ -450,7 +445,7 @@ fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refus
 /// An upstream `Location` pointing at the upstream's own origin is turned
 /// into the public origin the client used, as nginx's `proxy_redirect
 /// default` does, so redirects never leak the internal address.
-fn rewrite_location(live: &Live, conn: &ConnInfo, authority: &str, headers: &mut HeaderMap) {
+fn rewrite_location(live: &Live, conn: &ConnInfo, authority: &HostPort, headers: &mut HeaderMap) {
     let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
@@ -479,5 +474,27 @@ fn finish_headers(live: &Live, conn: &ConnInfo, headers: &mut HeaderMap) {
         if let Some(hsts) = &live.policy.hsts {
             headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_that_cannot_be_rebuilt_is_not_called_bad_percent_encoding() {
+        let refused = path_and_query("/a b", None).unwrap_err();
+        assert!(
+            matches!(refused, Refusal::UnforwardableTarget),
+            "{refused:?}"
+        );
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn an_absolute_form_target_keeps_the_clients_host() {
+        let host = HostPort::parse("gis.example.com:6443").unwrap();
+        let uri = absolute_form(&host, "/arcgis/rest", Some("f=json")).unwrap();
+        assert_eq!(uri, "https://gis.example.com:6443/arcgis/rest?f=json");
     }
 }
