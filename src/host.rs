@@ -106,7 +106,7 @@ impl std::fmt::Display for HostPort {
 ///
 /// The port, when present, is 1 to 5 decimal digits with a value in
 /// 1..=65535.
-pub fn parse_host(authority: &str) -> Result<(&str, Option<u16>), HostError> {
+pub(crate) fn parse_host(authority: &str) -> Result<(&str, Option<u16>), HostError> {
     if authority.is_empty() {
         return Err(HostError::MissingHost);
     }

@@ -32,4 +32,4 @@ pub mod run;
 pub mod task;
 pub mod tls;
 pub mod tunnel;
-pub mod upstream;
+pub(crate) mod upstream;
