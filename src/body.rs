@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::observe::access::RequestRecord;
-use crate::tls::upstream::Lease;
+use crate::upstream::client::Lease;
 
 pub struct ResponseBody {
     inner: Inner,

@@ -296,13 +296,11 @@ pub fn warnings(s: &Settings, certs: &[LoadedCert]) -> Vec<String> {
         }
     }
     if let (Some(host), false) = (&s.server.public_host, certs.is_empty()) {
-        let name = crate::policy::redirect::parse_host(host)
-            .map(|(h, _)| h)
-            .unwrap_or(host);
-        let name = name.trim_matches(|c| c == '[' || c == ']');
+        let name = host.host().trim_matches(|c| c == '[' || c == ']');
         if !certs.iter().any(|c| c.facts.covers_name(name)) {
             w.push(format!(
-                "no loaded certificate covers server.public_host {host:?}: clients redirected there will get a name mismatch"
+                "no loaded certificate covers server.public_host {:?}: clients redirected there will get a name mismatch",
+                host.as_str()
             ));
         }
     }

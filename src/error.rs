@@ -8,6 +8,10 @@ use crate::headers::TransferCodingError;
 pub use crate::observe::metrics::Route;
 use crate::policy::path::PathError;
 use crate::policy::query::QueryError;
+use crate::upstream::error::UpstreamError;
+
+const BAD_BODY: &str = "400 Bad Request: malformed or truncated request body\n";
+const BAD_GATEWAY: &str = "502 Bad Gateway: the GIS server could not be reached securely\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -21,10 +25,14 @@ pub enum Refusal {
     BadHost,
     #[error("admin path refused for this client")]
     AdminDenied,
-    #[error("upstream unreachable or not trusted")]
-    UpstreamFailed,
-    #[error("upstream timed out")]
-    UpstreamTimeout,
+    /// The exchange with the upstream failed; its status (502, 504, or
+    /// 400 for the client's own body) is the error's.
+    #[error("{0}")]
+    Upstream(UpstreamError),
+    #[error("the client's connection cannot be upgraded")]
+    NoUpgrade,
+    #[error("the request target cannot be rebuilt for the upstream")]
+    UnforwardableTarget,
     #[error("CONNECT is not served")]
     Connect,
     #[error("malformed or truncated request body")]
@@ -43,13 +51,14 @@ impl Refusal {
             | Refusal::BadHost
             | Refusal::BadBody
             | Refusal::Fragment
+            | Refusal::UnforwardableTarget
             | Refusal::TransferCoding(TransferCodingError::Malformed) => StatusCode::BAD_REQUEST,
             Refusal::TransferCoding(TransferCodingError::NotImplemented) => {
                 StatusCode::NOT_IMPLEMENTED
             }
             Refusal::AdminDenied => StatusCode::FORBIDDEN,
-            Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Upstream(e) => e.status(),
+            Refusal::NoUpgrade => StatusCode::BAD_GATEWAY,
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
@@ -64,9 +73,12 @@ impl Refusal {
             | Refusal::Connect
             | Refusal::BadBody
             | Refusal::HeadersTooLarge
+            | Refusal::UnforwardableTarget
             | Refusal::Fragment => Route::Rejected,
             Refusal::AdminDenied => Route::AdminDenied,
-            Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
+            // The client's body failed: its request was refused, not proxied.
+            Refusal::Upstream(e) if e.kind().is_none() => Route::Rejected,
+            Refusal::Upstream(_) | Refusal::NoUpgrade => Route::Proxy,
         }
     }
 
@@ -84,14 +96,19 @@ impl Refusal {
             Refusal::AdminDenied => {
                 "403 Forbidden: administrative access is not allowed from this address\n"
             }
-            Refusal::UpstreamFailed => {
-                "502 Bad Gateway: the GIS server could not be reached securely\n"
-            }
-            Refusal::UpstreamTimeout => {
-                "504 Gateway Timeout: the GIS server did not answer in time\n"
-            }
+            Refusal::Upstream(e) => match e.status() {
+                StatusCode::GATEWAY_TIMEOUT => {
+                    "504 Gateway Timeout: the GIS server did not answer in time\n"
+                }
+                StatusCode::BAD_REQUEST => BAD_BODY,
+                _ => BAD_GATEWAY,
+            },
+            Refusal::NoUpgrade => BAD_GATEWAY,
             Refusal::Connect => "405 Method Not Allowed: CONNECT is not served\n",
-            Refusal::BadBody => "400 Bad Request: malformed or truncated request body\n",
+            Refusal::BadBody => BAD_BODY,
+            Refusal::UnforwardableTarget => {
+                "400 Bad Request: the request target cannot be forwarded\n"
+            }
             Refusal::Fragment => {
                 "400 Bad Request: a request target must not contain a fragment (#)\n"
             }

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Version};
 
+use crate::host::HostPort;
+
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -232,7 +234,7 @@ pub fn set_forwarded(
     peer: &HeaderValue,
     peer_trusted: bool,
     scheme: &'static str,
-    host: &HeaderValue,
+    host: &HostPort,
 ) {
     let previous: Vec<&str> = if peer_trusted {
         headers
@@ -252,29 +254,19 @@ pub fn set_forwarded(
         }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    headers.insert(X_FORWARDED_HOST, host.clone());
+    headers.insert(X_FORWARDED_HOST, host.header_value().clone());
     headers.insert(X_FORWARDED_PORT, port_value(host, scheme));
 }
 
 /// The port of `host`, or the scheme's default; the two usual ports
 /// without formatting a number.
-fn port_value(host: &HeaderValue, scheme: &str) -> HeaderValue {
+fn port_value(host: &HostPort, scheme: &str) -> HeaderValue {
     let default = if scheme == "https" { 443 } else { 80 };
-    match authority_port(host.to_str().unwrap_or("")).unwrap_or(default) {
+    match host.port().unwrap_or(default) {
         443 => HeaderValue::from_static("443"),
         80 => HeaderValue::from_static("80"),
         port => HeaderValue::from(port),
     }
-}
-
-fn authority_port(authority: &str) -> Option<u16> {
-    let after_host = match authority.rfind(']') {
-        Some(i) => &authority[i + 1..],
-        None => authority,
-    };
-    after_host
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
 }
 
 #[cfg(test)]
@@ -429,7 +421,7 @@ mod tests {
                 &peer,
                 false,
                 scheme,
-                &HeaderValue::from_static(host),
+                &HostPort::parse(host).unwrap(),
             );
             assert_eq!(
                 h[&X_FORWARDED_FOR], "192.0.2.1",
@@ -454,7 +446,7 @@ mod tests {
             &forwarded_for("203.0.113.9".parse().unwrap()),
             false,
             "https",
-            &HeaderValue::from_static("gis.example.com"),
+            &HostPort::parse("gis.example.com").unwrap(),
         );
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9");
         assert_eq!(h["x-forwarded-port"], "443");
@@ -470,7 +462,7 @@ mod tests {
             &forwarded_for("10.0.0.1".parse().unwrap()),
             true,
             "https",
-            &HeaderValue::from_static("gis.example.com:6443"),
+            &HostPort::parse("gis.example.com:6443").unwrap(),
         );
         assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.7, 10.0.0.2, 10.0.0.1");
         assert_eq!(h["x-forwarded-port"], "6443");

@@ -8,10 +8,11 @@ use http::HeaderValue;
 use ipnet::IpNet;
 
 use crate::config::{ConfigErrors, Protocol, Settings};
+use crate::host::HostPort;
 use crate::policy::admin::AdminGate;
 use crate::policy::cors::CorsPolicy;
 use crate::tls::server::{self, LoadedCert, ServerTls, TlsSessions};
-use crate::tls::upstream::UpstreamClient;
+use crate::upstream::client::UpstreamClient;
 
 pub struct Live {
     pub settings: Arc<Settings>,
@@ -28,7 +29,7 @@ pub struct Policy {
     pub cors: CorsPolicy,
     pub trusted_proxies: Vec<IpNet>,
     pub redirect_status: http::StatusCode,
-    pub public_host: Option<String>,
+    pub public_host: Option<HostPort>,
     pub public_https_port: u16,
     /// `https://host:port` of the upstream, and the same without `:443`,
     /// as upstream `Location` headers may spell it.

@@ -14,8 +14,11 @@ use rustls::CertificateError;
 
 use crate::config::Upstream;
 use crate::diff;
-use crate::tls::upstream::{self, ConnectError, PinMismatch, UpstreamClient, UpstreamStream};
 use crate::tls::{certs, suites};
+use crate::upstream::client::UpstreamClient;
+use crate::upstream::connect::UpstreamStream;
+use crate::upstream::error::UpstreamError;
+use crate::upstream::verify::PinMismatch;
 
 /// What `--probe-path` is when not given: ArcGIS Server's REST info
 /// resource, which answers without a token.
@@ -50,7 +53,7 @@ pub async fn probe(client: &UpstreamClient, path: &str) -> Probe {
     let tls = match connected {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            probe.failure = Some(connect_failure(s, &*e));
+            probe.failure = Some(connect_failure(s, &e));
             return probe;
         }
         Err(_) => {
@@ -82,7 +85,7 @@ pub async fn probe(client: &UpstreamClient, path: &str) -> Probe {
             }
         }
         Ok(Err(e)) => {
-            probe.failure = Some(format!("GET {path} failed: {}", upstream::classify(&*e).1));
+            probe.failure = Some(format!("GET {path} failed: {e}"));
         }
         Err(_) => {
             probe.failure = Some(format!(
@@ -170,24 +173,37 @@ fn describe_connection(s: &Upstream, tls: &UpstreamStream, took: Duration, out: 
     );
 }
 
+/// Why the probe's GET failed.
+#[derive(Debug, thiserror::Error)]
+enum GetError {
+    #[error("--probe-path is not a valid request target: {0}")]
+    Target(#[from] http::Error),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl From<hyper::Error> for GetError {
+    fn from(e: hyper::Error) -> Self {
+        GetError::Upstream(UpstreamError::from_hyper(e))
+    }
+}
+
 /// `GET path` on the probe's connection, as HTTP/2 when ALPN chose it.
 async fn get(
     s: &Upstream,
     tls: UpstreamStream,
     path: &str,
-) -> Result<(StatusCode, Option<String>), upstream::BoxError> {
+) -> Result<(StatusCode, Option<String>), GetError> {
     let h2 = tls.session().alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(tls);
     let response = if h2 {
+        let req = Request::get(format!("https://{}{path}", s.origin)).body(Empty::<Bytes>::new())?;
         let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await?;
         tokio::spawn(conn);
-        let req = Request::get(format!("https://{}{path}", s.origin)).body(Empty::<Bytes>::new())?;
         sender.send_request(req).await?
     } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-        tokio::spawn(conn);
         let req = Request::get(path)
             .header(header::HOST, s.origin.as_str())
             .header(
@@ -195,6 +211,8 @@ async fn get(
                 concat!("gisgate-probe/", env!("CARGO_PKG_VERSION")),
             )
             .body(Empty::<Bytes>::new())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
         sender.send_request(req).await?
     };
     let status = response.status();
@@ -208,29 +226,22 @@ async fn get(
     Ok((status, content_type))
 }
 
-/// Why no verified connection was made, in the operator's terms: found
-/// by the types in the error chain, never by message text.
-fn connect_failure(s: &Upstream, err: &(dyn std::error::Error + 'static)) -> String {
+/// Why no verified connection was made, in the operator's terms.
+fn connect_failure(s: &Upstream, err: &UpstreamError) -> String {
     let at = format!("{}:{}", s.host, s.port);
-    for e in upstream::chain(err) {
-        if let Some(c) = e.downcast_ref::<ConnectError>() {
-            return match c {
-                ConnectError::Refused(_) => format!(
-                    "connection refused by {at}: is the GIS server running, and is the port in upstream.url right?"
-                ),
-                ConnectError::Timeout(d) => format!(
-                    "no TCP connection to {at} within upstream.connect_timeout ({}): a firewall, or a wrong address",
-                    humantime::format_duration(*d)
-                ),
-                ConnectError::Resolve(e) => format!("cannot resolve {}: {e}", s.host),
-                ConnectError::Io(e) => format!("cannot connect to {at}: {e}"),
-            };
-        }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return tls_failure(s, tls);
-        }
+    match err {
+        UpstreamError::Refused(_) => format!(
+            "connection refused by {at}: is the GIS server running, and is the port in upstream.url right?"
+        ),
+        UpstreamError::ConnectTimeout(d) => format!(
+            "no TCP connection to {at} within upstream.connect_timeout ({}): a firewall, or a wrong address",
+            humantime::format_duration(*d)
+        ),
+        UpstreamError::Dns(e) => format!("cannot resolve {}: {e}", s.host),
+        UpstreamError::Connect(e) => format!("cannot connect to {at}: {e}"),
+        UpstreamError::Tls(tls) => tls_failure(s, tls),
+        other => other.to_string(),
     }
-    upstream::classify(err).1
 }
 
 fn tls_failure(s: &Upstream, e: &rustls::Error) -> String {

@@ -17,6 +17,7 @@ use crate::body::ResponseBody;
 use crate::conn::{ConnInfo, ListenerKind};
 use crate::error::{Refusal, Route};
 use crate::headers;
+use crate::host::HostPort;
 use crate::live::Live;
 use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
@@ -24,10 +25,9 @@ use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect,
 };
-use crate::tls::upstream::{
-    classify, Failure, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol,
-};
 use crate::tunnel;
+use crate::upstream::client::{Lease, UpstreamClient, UpstreamProtocol};
+use crate::upstream::error::{ProtocolError, UpstreamError};
 
 /// Serves one request on a gateway listener. Never fails: every refusal and
 /// upstream failure becomes a response.
@@ -115,7 +115,24 @@ async fn route(
     admin_gate(live, &path, client)?;
 
     record.route = Route::Proxy;
-    forward(live, conn, req, &path, &authority, record).await
+    forward(live, conn, req, &path, &authority, record)
+        .await
+        .map_err(|refusal| counted(&live.upstream, refusal))
+}
+
+/// An upstream failure is logged and counted by kind, here and nowhere
+/// else, on its way to become the response.
+fn counted(upstream: &UpstreamClient, refusal: Refusal) -> Refusal {
+    if let Refusal::Upstream(e) = &refusal {
+        match e.kind() {
+            Some(kind) => {
+                metrics::upstream_error(kind.as_str());
+                tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{e}");
+            }
+            None => tracing::debug!("{e}"),
+        }
+    }
+    refusal
 }
 
 /// An HTTP/2 request's header list size as SETTINGS_MAX_HEADER_LIST_SIZE
@@ -146,31 +163,26 @@ fn header_list_size(req: &Request<Incoming>) -> usize {
 /// else the Host header (RFC 9112 §3.2.2). Missing or malformed: 400, and
 /// so is more than one Host line (RFC 9112 §3.2): which one the client
 /// meant is unknowable.
-fn request_authority(req: &Request<Incoming>) -> Result<String, Refusal> {
+fn request_authority(req: &Request<Incoming>) -> Result<HostPort, Refusal> {
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err(Refusal::BadHost);
     }
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .ok_or(Refusal::BadHost)?,
+    let parsed = match req.uri().authority() {
+        Some(a) => HostPort::parse(a.as_str()),
+        None => HostPort::from_header(req.headers().get(header::HOST).ok_or(Refusal::BadHost)?),
     };
-    redirect::parse_host(raw).map_err(|_| Refusal::BadHost)?;
-    Ok(raw.to_string())
+    parsed.map_err(|_| Refusal::BadHost)
 }
 
 fn redirect_to_https(
     live: &Live,
-    authority: &str,
+    authority: &HostPort,
     path: &str,
     query: Option<&str>,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let policy = &live.policy;
     let location = redirect::https_location(
-        policy.public_host.as_deref(),
+        policy.public_host.as_ref(),
         Some(authority),
         policy.public_https_port,
         path,
@@ -209,7 +221,7 @@ async fn forward(
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     path: &str,
-    authority: &str,
+    authority: &HostPort,
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let upstream = &live.upstream;
@@ -226,9 +238,11 @@ async fn forward(
         wants_upgrade,
     };
     let (out, client) = upstream_request(live, conn, req, request)?;
-    let (mut response, mut lease) = send_upstream(upstream, protocol, out).await?;
+    let (mut response, mut lease) = send_upstream(upstream, protocol, out)
+        .await
+        .map_err(Refusal::Upstream)?;
     record.upstream_status = Some(response.status().as_u16());
-    if !upstream_framing(upstream, &mut response)? {
+    if !upstream_framing(&mut response).map_err(Refusal::Upstream)? {
         // Closed once this response is read, never pooled.
         lease.keep_no_longer();
     }
@@ -238,13 +252,11 @@ async fn forward(
     // websocket: any other would turn the connection into a raw tunnel
     // past the per-request policy. (The lease is dropped: closed.)
     if switching && !(wants_upgrade && headers::names_websocket(response.headers())) {
-        metrics::upstream_error(UpstreamErrorKind::Protocol.as_str());
-        tracing::warn!(upstream = %upstream.settings.url(), "upstream switched protocols unasked, or not to websocket; refused");
-        return Err(Refusal::UpstreamFailed);
+        return Err(Refusal::Upstream(ProtocolError::UnaskedSwitch.into()));
     }
     upstream_response_headers(live, conn, authority, &client, &mut response);
     if switching {
-        let client_side = client.upgrade.ok_or(Refusal::UpstreamFailed)?;
+        let client_side = client.upgrade.ok_or(Refusal::NoUpgrade)?;
         conn.activity.tunnel_opened();
         let idle = conn.activity.idle_timeout();
         let conn = conn.clone();
@@ -262,10 +274,7 @@ async fn forward(
 /// both is a broken server or a smuggling attempt, so its connection is not
 /// used again (`false`). A coding other than one `chunked` cannot be
 /// forwarded as it came (hyper has decoded the chunks): 502.
-fn upstream_framing(
-    upstream: &UpstreamClient,
-    response: &mut Response<Incoming>,
-) -> Result<bool, Refusal> {
+fn upstream_framing(response: &mut Response<Incoming>) -> Result<bool, UpstreamError> {
     // Framed by its length alone (hyper would have taken the chunks of a
     // Transfer-Encoding instead): nothing to look up.
     if response.body().size_hint().exact().is_some() {
@@ -275,11 +284,7 @@ fn upstream_framing(
     match headers::transfer_coding(headers) {
         headers::TransferCoding::Absent => Ok(true),
         headers::TransferCoding::Chunked => Ok(headers.remove(header::CONTENT_LENGTH).is_none()),
-        _ => {
-            metrics::upstream_error(UpstreamErrorKind::Protocol.as_str());
-            tracing::warn!(upstream = %upstream.settings.url(), "upstream response with a transfer coding other than chunked; refused");
-            Err(Refusal::UpstreamFailed)
-        }
+        _ => Err(ProtocolError::TransferCoding.into()),
     }
 }
 
@@ -297,7 +302,7 @@ struct ClientSide {
 struct UpstreamRequest<'a> {
     /// The canonical path the policy judged.
     path: &'a str,
-    authority: &'a str,
+    authority: &'a HostPort,
     protocol: UpstreamProtocol,
     wants_upgrade: bool,
 }
@@ -338,13 +343,12 @@ fn upstream_request(
         .trusted_proxies
         .iter()
         .any(|n| n.contains(&peer));
-    let host = HeaderValue::from_str(authority).map_err(|_| Refusal::BadHost)?;
     headers::set_forwarded(
         &mut headers,
         &conn.forwarded_for,
         peer_trusted,
         conn.kind.scheme(),
-        &host,
+        authority,
     );
 
     let mut out = Request::new(body);
@@ -356,7 +360,7 @@ fn upstream_request(
             *out.uri_mut() = origin_form(path, parts.uri.query())?;
             *out.version_mut() = Version::HTTP_11;
             // Host kept: the GIS server builds its URLs from it.
-            headers.insert(header::HOST, host);
+            headers.insert(header::HOST, authority.header_value().clone());
         }
         UpstreamProtocol::Http2 => {
             *out.uri_mut() = absolute_form(authority, path, parts.uri.query())?;
@@ -374,44 +378,18 @@ fn upstream_request(
     Ok((out, client))
 }
 
-/// Sends within `upstream.response_timeout`. Failures become 502 or 504,
-/// with the reason logged and counted by kind. A response comes with what
+/// Sends within `upstream.response_timeout`. A response comes with what
 /// it holds of the upstream: its pooled connection, or its HTTP/2 stream.
 async fn send_upstream(
     upstream: &UpstreamClient,
     protocol: UpstreamProtocol,
     out: Request<Incoming>,
-) -> Result<(Response<Incoming>, Lease), Refusal> {
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     let started = Instant::now();
-    let sent = upstream.send(protocol, out);
-    let result = tokio::time::timeout(upstream.settings.response_timeout, sent).await;
+    let limit = upstream.settings.response_timeout;
+    let result = tokio::time::timeout(limit, upstream.send(protocol, out)).await;
     metrics::upstream_duration(started.elapsed());
-    match result {
-        Ok(Ok(response)) => Ok(response),
-        Err(_) => {
-            metrics::upstream_error(UpstreamErrorKind::Timeout.as_str());
-            tracing::warn!(
-                upstream = %upstream.settings.url(),
-                "upstream response timed out after {:?}",
-                upstream.settings.response_timeout
-            );
-            Err(Refusal::UpstreamTimeout)
-        }
-        Ok(Err(e)) => match classify(e.as_ref()) {
-            (Failure::ClientBody, reason) => {
-                tracing::debug!("request body failed while forwarded: {reason}");
-                Err(Refusal::BadBody)
-            }
-            (Failure::Upstream(kind), reason) => {
-                metrics::upstream_error(kind.as_str());
-                tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
-                Err(match kind {
-                    UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
-                    _ => Refusal::UpstreamFailed,
-                })
-            }
-        },
-    }
+    result.unwrap_or(Err(UpstreamError::ResponseTimeout(limit)))
 }
 
 /// The upstream's headers on their way back: hop-by-hop removed (the
@@ -420,7 +398,7 @@ async fn send_upstream(
 fn upstream_response_headers(
     live: &Live,
     conn: &ConnInfo,
-    authority: &str,
+    authority: &HostPort,
     client: &ClientSide,
     response: &mut Response<Incoming>,
 ) {
@@ -446,14 +424,14 @@ fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
 
 /// `https://` + the client's host + the canonical path: HTTP/2 carries the
 /// host as `:authority`.
-fn absolute_form(authority: &str, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
-    let host = Authority::try_from(authority).map_err(|_| Refusal::BadHost)?;
+fn absolute_form(authority: &HostPort, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
+    let host = Authority::try_from(authority.as_str()).map_err(|_| Refusal::BadHost)?;
     Uri::builder()
         .scheme(Scheme::HTTPS)
         .authority(host)
         .path_and_query(path_and_query(path, query)?)
         .build()
-        .map_err(|_| Refusal::BadHost)
+        .map_err(|_| Refusal::UnforwardableTarget)
 }
 
 fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refusal> {
@@ -461,14 +439,13 @@ fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, Refus
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    PathAndQuery::from_maybe_shared(Bytes::from(pq))
-        .map_err(|_| Refusal::BadPath(crate::policy::path::PathError::InvalidPercentEncoding))
+    PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(|_| Refusal::UnforwardableTarget)
 }
 
 /// An upstream `Location` pointing at the upstream's own origin is turned
 /// into the public origin the client used, as nginx's `proxy_redirect
 /// default` does, so redirects never leak the internal address.
-fn rewrite_location(live: &Live, conn: &ConnInfo, authority: &str, headers: &mut HeaderMap) {
+fn rewrite_location(live: &Live, conn: &ConnInfo, authority: &HostPort, headers: &mut HeaderMap) {
     let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
@@ -497,5 +474,27 @@ fn finish_headers(live: &Live, conn: &ConnInfo, headers: &mut HeaderMap) {
         if let Some(hsts) = &live.policy.hsts {
             headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_that_cannot_be_rebuilt_is_not_called_bad_percent_encoding() {
+        let refused = path_and_query("/a b", None).unwrap_err();
+        assert!(
+            matches!(refused, Refusal::UnforwardableTarget),
+            "{refused:?}"
+        );
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn an_absolute_form_target_keeps_the_clients_host() {
+        let host = HostPort::parse("gis.example.com:6443").unwrap();
+        let uri = absolute_form(&host, "/arcgis/rest", Some("f=json")).unwrap();
+        assert_eq!(uri, "https://gis.example.com:6443/arcgis/rest?f=json");
     }
 }

@@ -715,3 +715,18 @@ fn a_malformed_listen_address_is_one_error_not_also_must_be_set() {
         "gateway.toml:2:1: server.https_listen: \"127.0.0.1\" is not an address:port such as \"0.0.0.0:6443\" or \"[::]:6443\""
     );
 }
+
+#[test]
+fn public_host_that_is_not_a_host_is_an_error_when_the_config_loads() {
+    let site = Site::new();
+    for bad in ["evil.com/x", "a@b", "gis.example.com:0", "[::1"] {
+        let text = BASE.replacen(
+            "[server]\n",
+            &format!("[server]\npublic_host = {bad:?}\n"),
+            1,
+        );
+        let e = load_error(&site, &format!("{text}listen = \"127.0.0.1:0\"\n"));
+        assert_located(&e, 2, "server.public_host");
+        assert!(e.contains("is not a host name or IP address"), "{e}");
+    }
+}

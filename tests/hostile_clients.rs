@@ -192,6 +192,11 @@ async fn a_101_that_does_not_name_websocket_is_refused() {
         upstream_upgrade(&env.upstream).as_deref(),
         Some("websocket")
     );
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains("gisgate_upstream_errors_total{kind=\"protocol\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -327,6 +332,11 @@ async fn an_upstream_transfer_coding_other_than_chunked_is_502() {
     let tg = site.gateway_at(up.addr, "").await;
     let reply = https_request(&site, tg.https(), false, get("/arcgis/rest/info", &[])).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let metrics = tg.metrics().await;
+    assert!(
+        metrics.contains("gisgate_upstream_errors_total{kind=\"protocol\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -151,39 +151,14 @@ fn parse_https_url(url: &str) -> Result<HttpsTarget, FingerprintError> {
         return Err(invalid("user information is not supported"));
     }
 
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| invalid("unterminated [IPv6] address"))?;
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| invalid("junk after [IPv6] address"))?,
-            ),
-        };
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(invalid("the bracketed host is not an IPv6 address"));
-        }
-        (host, port)
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) if !port.contains(':') => (host, Some(port)),
-            Some(_) => return Err(invalid("IPv6 addresses must be in brackets")),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(invalid("the host is missing"));
-    }
-    let port = match port {
-        None => 443,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
-    };
+    // The gateway's one authority parser; a bracketed IPv6 address is
+    // dialled and named without its brackets.
+    let (host, port) = crate::host::parse_host(authority).map_err(|e| invalid(&e.to_string()))?;
+    let port = port.unwrap_or(443);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let server_name = match host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
         Err(_) => ServerName::try_from(host.to_string())

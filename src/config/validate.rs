@@ -12,6 +12,7 @@ use rustls::{ProtocolVersion, SupportedCipherSuite};
 use super::error::{ConfigError, ConfigErrors, Locator};
 use super::keys;
 use super::raw::*;
+use crate::host::HostPort;
 use crate::tls::suites;
 
 /// The site's HTTP protocol mode, as ArcGIS Server's `Protocol` property.
@@ -78,7 +79,8 @@ pub struct Server {
     pub protocol: Protocol,
     pub https_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
-    pub public_host: Option<String>,
+    /// Parsed once here: the redirect takes its parts as they are.
+    pub public_host: Option<HostPort>,
     pub public_https_port: u16,
     pub redirect_status: StatusCode,
     pub worker_threads: usize,
@@ -562,15 +564,19 @@ impl Validator<'_> {
                 "must be set when server.protocol = \"HTTP\" (nothing would listen)",
             );
         }
-        let public_host = raw.public_host.clone();
-        if let Some(h) = &public_host {
-            if crate::policy::redirect::parse_host(h).is_err() {
-                self.error(
-                    keys::SERVER_PUBLIC_HOST,
-                    format!("{h:?} is not a host name or IP address (optionally with :port)"),
-                );
-            }
-        }
+        let public_host = raw
+            .public_host
+            .as_deref()
+            .and_then(|h| match HostPort::parse(h) {
+                Ok(parsed) => Some(parsed),
+                Err(_) => {
+                    self.error(
+                        keys::SERVER_PUBLIC_HOST,
+                        format!("{h:?} is not a host name or IP address (optionally with :port)"),
+                    );
+                    None
+                }
+            });
         let public_https_port = raw.public_https_port.unwrap_or(6443);
         if public_https_port == 0 {
             self.error(keys::SERVER_PUBLIC_HTTPS_PORT, "must be 1-65535");
@@ -1107,7 +1113,7 @@ fn is_origin(o: &str) -> bool {
     matches!(scheme, "http" | "https")
         && !rest.is_empty()
         && !rest.contains('/')
-        && crate::policy::redirect::parse_host(rest).is_ok()
+        && crate::host::parse_host(rest).is_ok()
 }
 
 /// What to do about a missing file, when gisgate can make it: the shipped

@@ -1,8 +1,9 @@
 //! Host/authority parsing and the HTTP-to-HTTPS redirect `Location`.
 
+use crate::host::{parse_host, HostPort};
 use crate::policy::path::canonical_path;
 use crate::policy::query::check_query;
-use crate::policy::redirect::{https_location, parse_host};
+use crate::policy::redirect::https_location;
 
 use super::input;
 
@@ -39,23 +40,31 @@ pub fn host_and_location(data: &[u8]) {
     let Ok(path) = canonical_path(&input::text(path)) else {
         return;
     };
-    if query.as_deref().is_some_and(|q| check_query(q).is_err()) || parse_host(&authority).is_err()
-    {
+    if query.as_deref().is_some_and(|q| check_query(q).is_err()) {
         return;
     }
+    // As the gateway has them: the request's host parsed once per request,
+    // the public host once when the config was validated.
+    let Ok(request) = HostPort::parse(&authority) else {
+        return;
+    };
+    let public = match public.as_deref().map(HostPort::parse) {
+        Some(Ok(public)) => Some(public),
+        Some(Err(_)) => return,
+        None => None,
+    };
     let Ok(location) = https_location(
-        public.as_deref(),
-        Some(&authority),
+        public.as_ref(),
+        Some(&request),
         port,
         &path,
         query.as_deref(),
     ) else {
         return;
     };
-    let (host, port) = match public.as_deref().map(parse_host) {
-        Some(Ok((host, written))) => (host, written.unwrap_or(port)),
-        Some(Err(e)) => panic!("a Location {location:?} from a public host refused with {e}"),
-        None => (parse_host(&authority).expect("checked above").0, port),
+    let (host, port) = match &public {
+        Some(public) => (public.host(), public.port().unwrap_or(port)),
+        None => (request.host(), port),
     };
     let expected = match port {
         443 => host.to_string(),

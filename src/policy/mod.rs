@@ -17,4 +17,4 @@ pub use client_ip::client_ip;
 pub use cors::{is_preflight, CorsPolicy};
 pub use path::{canonical_path, PathError};
 pub use query::{check_query, QueryError};
-pub use redirect::{https_location, parse_host, HostError};
+pub use redirect::{https_location, LocationError};

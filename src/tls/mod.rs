@@ -1,16 +1,12 @@
-//! TLS on both sides of the gateway.
+//! TLS on the gateway's own side: the server configuration and its
+//! certificates, and the TLS stream both sides speak over (the upstream
+//! client is `crate::upstream`).
 
 pub mod certs;
-pub mod connect;
-pub mod multiplex;
 pub mod pkcs12;
-pub mod pool;
-pub mod resume;
 pub mod server;
 pub mod stream;
 pub mod suites;
-pub mod upkeep;
-pub mod upstream;
 
 /// Building a TLS config or client failed; `key` is the config key it is
 /// about, so the error can be located in the file (file:line:col).

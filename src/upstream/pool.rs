@@ -25,7 +25,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::connect::{BoxError, Connector, UpstreamStream};
+use super::connect::{Connector, UpstreamStream};
+use super::error::UpstreamError;
 use super::upkeep::Upkeep;
 use crate::config::Upstream;
 
@@ -94,7 +95,7 @@ impl Pool {
     pub async fn send(
         &self,
         mut req: http::Request<Incoming>,
-    ) -> Result<(http::Response<Incoming>, Lease), BoxError> {
+    ) -> Result<(http::Response<Incoming>, Lease), UpstreamError> {
         while let Some(mut sender) = self.shared.take() {
             if sender.ready().await.is_err() {
                 continue; // closed while idle
@@ -104,25 +105,28 @@ impl Pool {
                 Err(mut e) => match e.take_message() {
                     // Not sent: the connection closed under us. Next one.
                     Some(unsent) => req = unsent,
-                    None => return Err(Box::new(e.into_error())),
+                    None => return Err(UpstreamError::from_hyper(e.into_error())),
                 },
             }
         }
         let mut sender = self.connect().await?;
-        let response = sender.send_request(req).await?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::from_hyper)?;
         Ok((response, self.lease(sender)))
     }
 
     /// Opens a connection and keeps it idle for the next request (how the
     /// upstream's protocol is learned, see `UpstreamClient::protocol`).
-    pub async fn open(&self) -> Result<(), BoxError> {
+    pub async fn open(&self) -> Result<(), UpstreamError> {
         let tls = self.shared.connector.connect().await?;
         self.adopt(tls).await
     }
 
     /// Speaks HTTP/1.1 on a connection made elsewhere (ALPN chose
     /// http/1.1, or none) and keeps it idle for the next request.
-    pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), BoxError> {
+    pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), UpstreamError> {
         let sender = self.handshake(tls).await?;
         self.shared.put(sender);
         Ok(())
@@ -135,18 +139,19 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<Sender, BoxError> {
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
         let tls = self.shared.connector.connect().await?;
         self.handshake(tls).await
     }
 
-    async fn handshake(&self, tls: UpstreamStream) -> Result<Sender, BoxError> {
+    async fn handshake(&self, tls: UpstreamStream) -> Result<Sender, UpstreamError> {
         let s = &self.shared;
         let period = SURPLUS_GRACE.min(s.idle_timeout) / 2;
         s.upkeep.start(s, period, Shared::reap);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tls))
-            .await?;
+            .await
+            .map_err(UpstreamError::from_hyper)?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("upstream connection ended: {e}");

@@ -8,10 +8,9 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 
-use super::stream::{self, ClientStream};
+use super::error::UpstreamError;
 use crate::config::Upstream;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::tls::stream::{self, ClientStream};
 
 /// Opens verified TLS connections to the upstream, offering its ALPN
 /// protocols: the pool's http/1.1, the HTTP/2 connections' h2, the first
@@ -41,18 +40,18 @@ impl Connector {
     /// upstream that accepts and then says nothing must not hold the
     /// request, nor the first connection every other request waits on
     /// (`UpstreamClient::protocol`).
-    pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
+    pub async fn connect(&self) -> Result<UpstreamStream, UpstreamError> {
         let limit = self.settings.connect_timeout;
         let connect = async {
-            let tcp = connect_tcp(&self.settings)
-                .await
-                .map_err(ConnectError::into_io)?;
+            let tcp = connect_tcp(&self.settings).await?;
             let name = self.server_name.clone();
-            stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE).await
+            stream::connect(tcp, self.tls.clone(), name, UPSTREAM_READ_SIZE)
+                .await
+                .map_err(UpstreamError::from_handshake)
         };
         tokio::time::timeout(limit, connect)
             .await
-            .unwrap_or_else(|_| Err(ConnectError::Timeout(limit).into_io()))
+            .unwrap_or(Err(UpstreamError::ConnectTimeout(limit)))
     }
 }
 
@@ -65,47 +64,13 @@ pub type UpstreamStream = ClientStream;
 /// so the memory is spent there and not on every client.
 const UPSTREAM_READ_SIZE: usize = 64 * 1024;
 
-/// Why no TCP connection to the upstream could be made, built where it
-/// failed (the TLS handshake's failures are rustls' own errors).
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("cannot resolve the upstream host: {0}")]
-    Resolve(#[source] std::io::Error),
-    #[error("connection refused")]
-    Refused(#[source] std::io::Error),
-    #[error("connect timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("connect failed: {0}")]
-    Io(#[source] std::io::Error),
-}
-
-impl ConnectError {
-    fn from_connect(e: std::io::Error) -> Self {
-        match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => ConnectError::Refused(e),
-            _ => ConnectError::Io(e),
-        }
-    }
-
-    /// Carried as an `io::Error` through the connection's stream types;
-    /// `classify` finds it again.
-    fn into_io(self) -> std::io::Error {
-        let kind = match &self {
-            ConnectError::Refused(_) => std::io::ErrorKind::ConnectionRefused,
-            ConnectError::Timeout(_) => std::io::ErrorKind::TimedOut,
-            _ => std::io::ErrorKind::Other,
-        };
-        std::io::Error::new(kind, self)
-    }
-}
-
 /// A TCP connection to the upstream, trying each resolved address in
 /// turn (bounded with the handshake by `Connector::connect`).
-async fn connect_tcp(s: &Upstream) -> Result<TcpStream, ConnectError> {
+async fn connect_tcp(s: &Upstream) -> Result<TcpStream, UpstreamError> {
     let connect = async {
         let addrs = tokio::net::lookup_host((s.host.as_str(), s.port))
             .await
-            .map_err(ConnectError::Resolve)?;
+            .map_err(UpstreamError::Dns)?;
         let mut last = None;
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -117,8 +82,11 @@ async fn connect_tcp(s: &Upstream) -> Result<TcpStream, ConnectError> {
             }
         }
         Err(match last {
-            Some(e) => ConnectError::from_connect(e),
-            None => ConnectError::Resolve(std::io::Error::other("no address")),
+            Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                UpstreamError::Refused(e)
+            }
+            Some(e) => UpstreamError::Connect(e),
+            None => UpstreamError::Dns(std::io::Error::other("no address")),
         })
     };
     connect.await

@@ -31,7 +31,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::connect::{BoxError, Connector, UpstreamStream};
+use super::connect::{Connector, UpstreamStream};
+use super::error::{ProtocolError, UpstreamError};
 use super::upkeep::Upkeep;
 
 /// Requests in flight on one connection before another is opened. RFC 9113
@@ -116,7 +117,7 @@ impl Multiplex {
     pub async fn send(
         &self,
         req: http::Request<Incoming>,
-    ) -> Result<(http::Response<Incoming>, Stream), BoxError> {
+    ) -> Result<(http::Response<Incoming>, Stream), UpstreamError> {
         let mut again = replayable(&req);
         let mut req = req.map(|body| match body.is_end_stream() {
             true => H2Body::Empty,
@@ -134,7 +135,7 @@ impl Multiplex {
                 Err(refused) => refused,
             };
             let unsent = refused.take_message();
-            let error: BoxError = Box::new(refused.into_error());
+            let error = UpstreamError::from_hyper(refused.into_error());
             if attempts == MAX_ATTEMPTS {
                 return Err(error);
             }
@@ -142,13 +143,13 @@ impl Multiplex {
                 // Never handed to the connection: it closed (GOAWAY, or
                 // the upstream went away) while the request waited.
                 Some(unsent) => unsent,
-                None if refused_unprocessed(&error) => again.take().ok_or(error)?,
+                None if error.refused_unprocessed() => again.take().ok_or(error)?,
                 None => return Err(error),
             };
         }
     }
 
-    async fn open(&self) -> Result<(SendRequest<H2Body>, Stream), BoxError> {
+    async fn open(&self) -> Result<(SendRequest<H2Body>, Stream), UpstreamError> {
         let _one_at_a_time = self.shared.connecting.lock().await;
         // Another request may have opened one meanwhile.
         if let Some(taken) = self.shared.take() {
@@ -158,18 +159,19 @@ impl Multiplex {
         self.adopt(tls).await?;
         self.shared
             .take()
-            .ok_or_else(|| "the upstream closed its new HTTP/2 connection".into())
+            .ok_or(ProtocolError::NewConnectionClosed.into())
     }
 
     /// Speaks HTTP/2 on a connection whose ALPN chose h2 and adds it to the
     /// set.
-    pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), BoxError> {
+    pub async fn adopt(&self, tls: UpstreamStream) -> Result<(), UpstreamError> {
         let s = &self.shared;
         s.upkeep.start(s, s.idle_timeout / 2, Shared::reap);
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(tls))
-            .await?;
+            .await
+            .map_err(UpstreamError::from_hyper)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("upstream HTTP/2 connection ended: {e}");
@@ -227,20 +229,6 @@ fn replayable(req: &http::Request<Incoming>) -> Option<http::Request<H2Body>> {
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     Some(copy)
-}
-
-/// The upstream did not process the request: its stream was above a
-/// GOAWAY's last stream, or reset with `REFUSED_STREAM`.
-fn refused_unprocessed(e: &BoxError) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
-    while let Some(err) = source {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return (h2.is_go_away() && h2.is_remote())
-                || h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// A request body to the upstream: the client's, or none (a request
