@@ -33,6 +33,8 @@ pub enum Refusal {
     HeadersTooLarge,
     #[error("raw # in the request target")]
     Fragment,
+    #[error("host not covered by the connection's certificate")]
+    Misdirected,
 }
 
 impl Refusal {
@@ -52,6 +54,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -64,7 +67,8 @@ impl Refusal {
             | Refusal::Connect
             | Refusal::BadBody
             | Refusal::HeadersTooLarge
-            | Refusal::Fragment => Route::Rejected,
+            | Refusal::Fragment
+            | Refusal::Misdirected => Route::Rejected,
             Refusal::AdminDenied => Route::AdminDenied,
             Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
         }
@@ -97,6 +101,10 @@ impl Refusal {
             }
             Refusal::HeadersTooLarge => {
                 "431 Request Header Fields Too Large: limits.max_header_bytes\n"
+            }
+            // RFC 9110 §15.5.20: the client may retry on a new connection.
+            Refusal::Misdirected => {
+                "421 Misdirected Request: this connection's certificate does not cover the requested host\n"
             }
         }
     }

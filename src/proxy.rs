@@ -22,7 +22,7 @@ use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
-    redirect,
+    redirect, sni_host,
 };
 use crate::tls::upstream::{
     classify, Failure, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol,
@@ -101,6 +101,7 @@ async fn route(
     );
     record.client = client;
     let authority = request_authority(&req)?;
+    sni_host(live, conn, &authority)?;
 
     if conn.kind == ListenerKind::Http && !policy.protocol.http_serves() {
         record.route = Route::Redirect;
@@ -116,6 +117,22 @@ async fn route(
 
     record.route = Route::Proxy;
     forward(live, conn, req, &path, &authority, record).await
+}
+
+/// With `tls.strict_sni_host`, a request for a host that the connection's
+/// certificate does not cover is misdirected (`policy::sni_host`).
+fn sni_host(live: &Live, conn: &ConnInfo, authority: &str) -> Result<(), Refusal> {
+    let strict = live
+        .settings
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.strict_sni_host);
+    match &conn.certificate {
+        Some(cert) if strict && !sni_host::host_covered(cert, authority) => {
+            Err(Refusal::Misdirected)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An HTTP/2 request's header list size as SETTINGS_MAX_HEADER_LIST_SIZE

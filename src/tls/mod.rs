@@ -1,6 +1,7 @@
 //! TLS on both sides of the gateway.
 
 pub mod certs;
+pub mod chosen_cert;
 pub mod connect;
 pub mod multiplex;
 pub mod pkcs12;
