@@ -511,3 +511,81 @@ async fn a_reload_turns_the_protocol_on_and_off_for_new_connections() {
     );
     assert_eq!(up.last().headers["x-forwarded-for"], "127.0.0.1");
 }
+
+fn check(site: &Site, text: &str) -> std::process::Output {
+    let path = site.write_config(text);
+    Command::new(env!("CARGO_BIN_EXE_gisgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_refuses_the_protocol_on_without_its_peers_naming_the_key_and_its_line() {
+    let site = Site::new();
+    let text = "[server]\nhttps_listen = \"127.0.0.1:0\"\nproxy_protocol = \"v2\"\n[tls]\ncert = \"gateway.crt\"\nkey = \"gateway.key\"\n[upstream]\nurl = \"https://localhost:7443\"\nca = \"ca.crt\"\n";
+    let out = check(&site, text);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gateway.toml:3:1: server.proxy_protocol:"),
+        "{err}"
+    );
+    assert!(err.contains("server.proxy_protocol_from"), "{err}");
+    let bad = text.replace("\"v2\"", "\"v3\"\nproxy_protocol_from = [\"10.0.0.300\"]");
+    let err = String::from_utf8_lossy(&check(&site, &bad).stderr).into_owned();
+    assert!(
+        err.contains("gateway.toml:3:1: server.proxy_protocol: \"v3\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("gateway.toml:4:1: server.proxy_protocol_from:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_shows_the_protocol_and_strict_sni_host() {
+    let site = Site::new();
+    let text = site.config(
+        "127.0.0.1:7443".parse().unwrap(),
+        "[server]\nproxy_protocol = \"any\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n[tls]\nstrict_sni_host = true\n",
+    );
+    let out = check(&site, &text);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("proxy protocol   any required from [10.0.0.0/8]"),
+        "{report}"
+    );
+    assert!(report.contains("strict SNI/Host  on: 421"), "{report}");
+    let off = check(&site, &site.config("127.0.0.1:7443".parse().unwrap(), ""));
+    let report = String::from_utf8_lossy(&off.stdout);
+    assert!(report.contains("proxy protocol   off"), "{report}");
+    assert!(report.contains("strict SNI/Host  off"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_config_shows_the_policy_in_its_gisgate_block() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(
+            &up,
+            "[server]\nproxy_protocol = \"v1\"\nproxy_protocol_from = \"10.0.0.1, 10.1.0.0/16\"\n[tls]\nstrict_sni_host = true\n",
+        )
+        .await;
+    let (_, _, body) =
+        plain_request(tg.observe.unwrap(), "GET", "/security/config?f=json", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["Protocol"], "HTTPS", "the ArcGIS fields are as they were");
+    assert_eq!(
+        v["gisgate"],
+        serde_json::json!({
+            "proxyProtocol": "v1",
+            "proxyProtocolFrom": ["10.0.0.1/32", "10.1.0.0/16"],
+            "strictSniHost": true,
+        })
+    );
+}
