@@ -589,3 +589,55 @@ async fn security_config_shows_the_policy_in_its_gisgate_block() {
         })
     );
 }
+
+#[test]
+fn check_against_an_old_config_names_what_changed() {
+    let site = Site::new();
+    let upstream: SocketAddr = "127.0.0.1:7443".parse().unwrap();
+    let old = site.path("old.toml");
+    std::fs::write(&old, site.config(upstream, "")).unwrap();
+    let new = site.config(
+        upstream,
+        "[server]\nproxy_protocol = \"v2\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n[tls]\nstrict_sni_host = true\n",
+    );
+    let path = site.write_config(&new);
+    let out = Command::new(env!("CARGO_BIN_EXE_gisgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .arg("--against")
+        .arg(&old)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    for change in [
+        "server.proxy_protocol: off -> v2",
+        "server.proxy_protocol_from: +10.0.0.0/8",
+        "tls.strict_sni_host: false -> true",
+    ] {
+        assert!(lines.contains(&change), "{change}:\n{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_https_mode_the_http_listener_reads_the_header_before_looking_for_tls() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(
+            &up,
+            "[server]\nproxy_protocol = \"v1\"\nproxy_protocol_from = [\"127.0.0.1\"]\n",
+        )
+        .await;
+    // A browser holding HSTS upgrades http://host:6080 itself: TLS, behind
+    // the header, on the HTTP listener gets the redirect.
+    let r = tls_exchange(
+        &site,
+        TcpStream::connect(tg.http()).await.unwrap(),
+        b"PROXY TCP4 192.0.2.5 127.0.0.1 50000 6080\r\n",
+        &get_request("/arcgis/rest/services"),
+    )
+    .await;
+    assert_eq!(status_of(&r), 308, "{r}");
+    assert_eq!(up.count(), 0);
+}
