@@ -18,7 +18,7 @@ mod http1;
 mod io;
 mod open;
 mod open_connections;
-mod proxy_protocol;
+pub(crate) mod proxy_protocol;
 mod serve;
 mod service;
 

@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -15,13 +16,15 @@ use tokio::sync::watch;
 use super::proxy_protocol::{self, ProxyHeaderError};
 use super::serve::serve_http;
 use super::service::Service;
+use crate::config::ProxyProtocolMode;
 use crate::conn::{Activity, ConnInfo, ListenerKind};
 use crate::headers;
 use crate::observe::metrics;
 use crate::tls::{chosen_cert, stream, suites};
 
-/// Completes the TLS handshake (HTTPS) and returns the connection's HTTP
-/// side, ready to run; `None` when the handshake failed or timed out.
+/// Reads the PROXY header (when `server.proxy_protocol` asks for one),
+/// completes the TLS handshake (HTTPS) and returns the connection's HTTP
+/// side, ready to run; `None` when either failed or timed out.
 pub(super) async fn open(
     gw: Arc<dyn Service>,
     kind: ListenerKind,
@@ -54,20 +57,7 @@ pub(super) async fn open(
     // Before TLS or HTTP: the balancer's header comes first. From here on
     // the client's address is the one it carries.
     let peer = match proxy_mode {
-        Some(mode) => {
-            let read = proxy_protocol::read_header(&mut tcp, mode);
-            let carried = match tokio::time::timeout(limits.header_read_timeout, read).await {
-                Ok(carried) => carried,
-                Err(_) => Err(ProxyHeaderError::Timeout),
-            };
-            match carried {
-                Ok(client) => client.unwrap_or(peer),
-                Err(e) => {
-                    refuse_proxy_header(peer, &e);
-                    return None;
-                }
-            }
-        }
+        Some(mode) => client_address(&mut tcp, peer, mode, limits.header_read_timeout).await?,
         None => peer,
     };
     let tls = match kind {
@@ -128,6 +118,29 @@ pub(super) async fn open(
         activity: Activity::new(!h2, &limits),
     });
     Some(serve_http(gw, stream, info, h2, &limits, drain))
+}
+
+/// The client's address from the PROXY header on `tcp` (the TCP peer's
+/// when the header carries none); `None` when the connection must close:
+/// no valid header of an accepted version within `within`.
+async fn client_address(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    mode: ProxyProtocolMode,
+    within: Duration,
+) -> Option<SocketAddr> {
+    let read = proxy_protocol::read_header(tcp, mode);
+    let carried = match tokio::time::timeout(within, read).await {
+        Ok(carried) => carried,
+        Err(_) => Err(ProxyHeaderError::Timeout),
+    };
+    match carried {
+        Ok(client) => Some(client.unwrap_or(peer)),
+        Err(e) => {
+            refuse_proxy_header(peer, &e);
+            None
+        }
+    }
 }
 
 /// Counts and logs a connection closed for its PROXY header.

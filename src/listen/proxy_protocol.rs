@@ -64,7 +64,7 @@ impl ProxyHeaderError {
 
 /// How far the bytes seen so far go.
 #[derive(Debug, PartialEq, Eq)]
-enum Extent {
+pub(crate) enum Extent {
     /// The header is this many bytes.
     Complete(usize),
     /// Every byte seen belongs to the header, which is not complete yet.
@@ -117,7 +117,7 @@ pub(super) async fn read_header(
 /// it cannot be one. Decided on the first bytes: v2 starts with CR, v1
 /// with `P`; an HTTP request or a TLS ClientHello starts with neither
 /// signature.
-fn extent(bytes: &[u8], mode: ProxyProtocolMode) -> Result<Extent, ProxyHeaderError> {
+pub(crate) fn extent(bytes: &[u8], mode: ProxyProtocolMode) -> Result<Extent, ProxyHeaderError> {
     let Some(&first) = bytes.first() else {
         return Ok(Extent::Incomplete);
     };
@@ -162,7 +162,7 @@ fn is_prefix(signature: &[u8], bytes: &[u8]) -> bool {
 }
 
 /// The client's address in a complete header (see [`read_header`]).
-fn parse(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+pub(crate) fn parse(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     if header.starts_with(V2_SIGNATURE) {
         parse_v2(header)
     } else {
