@@ -127,11 +127,18 @@ fn sni_host(live: &Live, conn: &ConnInfo, authority: &str) -> Result<(), Refusal
         .tls
         .as_ref()
         .is_some_and(|t| t.strict_sni_host);
-    match &conn.certificate {
-        Some(cert) if strict && !sni_host::host_covered(cert, authority) => {
-            Err(Refusal::Misdirected)
-        }
-        _ => Ok(()),
+    if !strict {
+        return Ok(());
+    }
+    let covered = match &conn.certificate {
+        Some(cert) => sni_host::host_covered(cert, authority),
+        // Plain HTTP has no certificate to hold a host to; a TLS
+        // connection whose certificate was not noted fails closed.
+        None => conn.tls_version.is_none(),
+    };
+    match covered {
+        true => Ok(()),
+        false => Err(Refusal::Misdirected),
     }
 }
 

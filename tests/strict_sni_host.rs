@@ -205,3 +205,31 @@ async fn off_by_default_every_host_is_served_whatever_the_sni() {
     .await;
     assert_eq!(statuses, [StatusCode::OK]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_is_held_to_the_certificate_of_its_sni_too() {
+    let site = Site::new();
+    let up = site.upstream(false).await;
+    let tg = site
+        .gateway(&up, &with_maps_certificate(&site, Strict::On))
+        .await;
+    // One client config, so the second connection resumes the first's
+    // session (TLS 1.3 ticket): no certificate is sent on it.
+    let config = Arc::new(client_config(site.ca.roots(), &[b"http/1.1"]));
+    let mut resumed = Vec::new();
+    for host in ["maps.example.com", "localhost"] {
+        let tcp = TcpStream::connect(tg.https()).await.unwrap();
+        let tls = TlsConnector::from(config.clone())
+            .connect(ServerName::try_from("maps.example.com").unwrap(), tcp)
+            .await
+            .unwrap();
+        resumed.push(tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+        let r = send_on(tls, false, get_for(host, Http::V1)).await;
+        let expected = match host {
+            "localhost" => StatusCode::MISDIRECTED_REQUEST,
+            _ => StatusCode::OK,
+        };
+        assert_eq!(r.status, expected, "{host}");
+    }
+    assert_eq!(resumed, [false, true], "the second session was resumed");
+}
