@@ -125,6 +125,11 @@ pub(crate) fn extent(bytes: &[u8], mode: ProxyProtocolMode) -> Result<Extent, Pr
         if !is_prefix(V2_SIGNATURE, bytes) {
             return Err(ProxyHeaderError::Missing);
         }
+        // Whether it is a header at all is known only with the whole
+        // signature: the verdict must not depend on how bytes arrive.
+        if bytes.len() < V2_SIGNATURE.len() {
+            return Ok(Extent::Incomplete);
+        }
         if !mode.accepts_v2() {
             return Err(ProxyHeaderError::Unsupported);
         }
@@ -142,6 +147,9 @@ pub(crate) fn extent(bytes: &[u8], mode: ProxyProtocolMode) -> Result<Extent, Pr
     }
     if !is_prefix(V1_SIGNATURE, bytes) {
         return Err(ProxyHeaderError::Missing);
+    }
+    if bytes.len() < V1_SIGNATURE.len() {
+        return Ok(Extent::Incomplete);
     }
     if !mode.accepts_v1() {
         return Err(ProxyHeaderError::Unsupported);
@@ -336,6 +344,11 @@ pub(crate) mod tests {
         // `P` of POST: decided at the first byte that differs.
         assert_eq!(extent(b"PRO", Any), Ok(Extent::Incomplete));
         assert_eq!(extent(b"POST", Any), Err(ProxyHeaderError::Missing));
+        // Not "unsupported" before the whole signature is seen (a fuzzer
+        // found `P` refused as v1 in v2 mode, and `PROXY\`` as missing).
+        assert_eq!(extent(b"PROXY", V2), Ok(Extent::Incomplete));
+        assert_eq!(extent(b"POST", V2), Err(ProxyHeaderError::Missing));
+        assert_eq!(extent(b"\r\n\r\n", V1), Ok(Extent::Incomplete));
     }
 
     #[test]
