@@ -165,6 +165,14 @@ fn describe(live: &Live, out: &mut String) {
                 ),
             );
         }
+        line(
+            "strict SNI/Host",
+            if t.strict_sni_host {
+                "on: 421 for a host the connection's certificate does not cover".into()
+            } else {
+                "off".into()
+            },
+        );
         for c in live.certs() {
             line(
                 "certificate",
@@ -220,6 +228,7 @@ fn describe(live: &Live, out: &mut String) {
             )
         },
     );
+    line("proxy protocol", proxy_protocol(&s.server.proxy_protocol));
     line(
         "cors",
         if s.cors.allowed_origins.is_empty() {
@@ -249,6 +258,22 @@ fn describe(live: &Live, out: &mut String) {
             }
         ),
     );
+}
+
+/// `server.proxy_protocol` in words: whose address is the client's.
+fn proxy_protocol(p: &config::ProxyProtocol) -> String {
+    if !p.is_on() {
+        return "off (the TCP peer is the client)".into();
+    }
+    format!(
+        "{} required from [{}] (the header's address is the client's; anything else is closed)",
+        p.mode.as_str(),
+        p.from
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn on_off(b: bool) -> &'static str {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 
 use crate::config::Limits;
+use crate::tls::certs::CertFacts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenerKind {
@@ -44,12 +46,16 @@ impl ListenerKind {
 /// What is known about one client connection.
 pub struct ConnInfo {
     pub kind: ListenerKind,
+    /// The client: the TCP peer, or the address its load balancer's
+    /// PROXY header carries (`server.proxy_protocol`).
     pub peer: SocketAddr,
-    pub local: SocketAddr,
     pub tls_version: Option<&'static str>,
     pub tls_suite: Option<&'static str>,
     /// The peer's address as sent in X-Forwarded-For.
     pub forwarded_for: HeaderValue,
+    /// The certificate the TLS handshake chose, by SNI
+    /// (`tls.strict_sni_host`); `None` without TLS.
+    pub certificate: Option<Arc<CertFacts>>,
     pub activity: Activity,
 }
 
@@ -412,10 +418,10 @@ pub(crate) mod tests {
         Arc::new(ConnInfo {
             kind: ListenerKind::Https,
             peer: addr,
-            local: addr,
             tls_version: None,
             tls_suite: None,
             forwarded_for: headers::forwarded_for(addr.ip()),
+            certificate: None,
             activity: Activity::new(false, &limits()),
         })
     }

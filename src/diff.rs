@@ -50,6 +50,17 @@ pub fn changes(
         old.server.worker_threads,
         new.server.worker_threads,
     );
+    let (op, np) = (&old.server.proxy_protocol, &new.server.proxy_protocol);
+    d.value(
+        keys::SERVER_PROXY_PROTOCOL,
+        op.mode.as_str(),
+        np.mode.as_str(),
+    );
+    d.set(
+        keys::SERVER_PROXY_PROTOCOL_FROM,
+        &strings(&op.from),
+        &strings(&np.from),
+    );
 
     let versions = |s: &Settings| {
         s.tls
@@ -72,6 +83,8 @@ pub fn changes(
         &suites(new, new_certs),
     );
     d.certs(old_certs, new_certs);
+    let strict = |s: &Settings| s.tls.as_ref().is_some_and(|t| t.strict_sni_host);
+    d.value(keys::TLS_STRICT_SNI_HOST, strict(old), strict(new));
 
     d.value(keys::HSTS_ENABLED, old.hsts.enabled, new.hsts.enabled);
     d.value(

@@ -41,6 +41,8 @@ pub enum Refusal {
     HeadersTooLarge,
     #[error("raw # in the request target")]
     Fragment,
+    #[error("host not covered by the connection's certificate")]
+    Misdirected,
 }
 
 impl Refusal {
@@ -61,6 +63,7 @@ impl Refusal {
             Refusal::NoUpgrade => StatusCode::BAD_GATEWAY,
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -74,7 +77,8 @@ impl Refusal {
             | Refusal::BadBody
             | Refusal::HeadersTooLarge
             | Refusal::UnforwardableTarget
-            | Refusal::Fragment => Route::Rejected,
+            | Refusal::Fragment
+            | Refusal::Misdirected => Route::Rejected,
             Refusal::AdminDenied => Route::AdminDenied,
             // The client's body failed: its request was refused, not proxied.
             Refusal::Upstream(e) if e.kind().is_none() => Route::Rejected,
@@ -114,6 +118,10 @@ impl Refusal {
             }
             Refusal::HeadersTooLarge => {
                 "431 Request Header Fields Too Large: limits.max_header_bytes\n"
+            }
+            // RFC 9110 §15.5.20: the client may retry on a new connection.
+            Refusal::Misdirected => {
+                "421 Misdirected Request: this connection's certificate does not cover the requested host\n"
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
-    redirect,
+    redirect, sni_host,
 };
 use crate::tunnel;
 use crate::upstream::client::{Lease, UpstreamClient, UpstreamProtocol};
@@ -101,6 +101,7 @@ async fn route(
     );
     record.client = client;
     let authority = request_authority(&req)?;
+    sni_host(live, conn, &authority)?;
 
     if conn.kind == ListenerKind::Http && !policy.protocol.http_serves() {
         record.route = Route::Redirect;
@@ -133,6 +134,29 @@ fn counted(upstream: &UpstreamClient, refusal: Refusal) -> Refusal {
         }
     }
     refusal
+}
+
+/// With `tls.strict_sni_host`, a request for a host that the connection's
+/// certificate does not cover is misdirected (`policy::sni_host`).
+fn sni_host(live: &Live, conn: &ConnInfo, authority: &HostPort) -> Result<(), Refusal> {
+    let strict = live
+        .settings
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.strict_sni_host);
+    if !strict {
+        return Ok(());
+    }
+    let covered = match &conn.certificate {
+        Some(cert) => sni_host::host_covered(cert, authority),
+        // Plain HTTP has no certificate to hold a host to; a TLS
+        // connection whose certificate was not noted fails closed.
+        None => conn.tls_version.is_none(),
+    };
+    match covered {
+        true => Ok(()),
+        false => Err(Refusal::Misdirected),
+    }
 }
 
 /// An HTTP/2 request's header list size as SETTINGS_MAX_HEADER_LIST_SIZE

@@ -79,6 +79,7 @@ replays!(
     certificates,
     tls_server,
     tls_client,
+    proxy_header,
 );
 
 #[test]

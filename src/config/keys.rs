@@ -32,6 +32,8 @@ pub const SERVER_PUBLIC_HOST: &str = "server.public_host";
 pub const SERVER_PUBLIC_HTTPS_PORT: &str = "server.public_https_port";
 pub const SERVER_REDIRECT_STATUS: &str = "server.redirect_status";
 pub const SERVER_WORKER_THREADS: &str = "server.worker_threads";
+pub const SERVER_PROXY_PROTOCOL: &str = "server.proxy_protocol";
+pub const SERVER_PROXY_PROTOCOL_FROM: &str = "server.proxy_protocol_from";
 pub const TLS_CERT: &str = "tls.cert";
 pub const TLS_KEY: &str = "tls.key";
 pub const TLS_PKCS12: &str = "tls.pkcs12";
@@ -39,6 +41,7 @@ pub const TLS_PKCS12_PASSWORD_FILE: &str = "tls.pkcs12_password_file";
 pub const TLS_SNI: &str = "tls.sni";
 pub const TLS_PROTOCOLS: &str = "tls.protocols";
 pub const TLS_CIPHER_SUITES: &str = "tls.cipher_suites";
+pub const TLS_STRICT_SNI_HOST: &str = "tls.strict_sni_host";
 pub const HSTS_ENABLED: &str = "hsts.enabled";
 pub const HSTS_MAX_AGE: &str = "hsts.max_age";
 pub const HSTS_INCLUDE_SUBDOMAINS: &str = "hsts.include_subdomains";
@@ -83,6 +86,8 @@ pub(crate) const ALL: &[(&str, Kind)] = &[
     (SERVER_PUBLIC_HTTPS_PORT, PORT),
     (SERVER_REDIRECT_STATUS, PORT),
     (SERVER_WORKER_THREADS, COUNT),
+    (SERVER_PROXY_PROTOCOL, Text),
+    (SERVER_PROXY_PROTOCOL_FROM, ListOrCsv),
     (TLS_CERT, Text),
     (TLS_KEY, Text),
     (TLS_PKCS12, Text),
@@ -90,6 +95,7 @@ pub(crate) const ALL: &[(&str, Kind)] = &[
     (TLS_SNI, Sni),
     (TLS_PROTOCOLS, ListOrCsv),
     (TLS_CIPHER_SUITES, ListOrCsv),
+    (TLS_STRICT_SNI_HOST, Bool),
     (HSTS_ENABLED, Bool),
     (HSTS_MAX_AGE, Duration),
     (HSTS_INCLUDE_SUBDOMAINS, Bool),

@@ -3,10 +3,12 @@
 
 mod error;
 pub mod keys;
+mod proxy_protocol;
 pub(crate) mod raw;
 mod syntax;
 mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, Locator};
+pub use proxy_protocol::{ProxyProtocol, ProxyProtocolMode};
 pub use validate::*;

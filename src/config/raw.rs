@@ -66,6 +66,8 @@ pub struct RawServer {
     pub public_https_port: Option<u16>,
     pub redirect_status: Option<u16>,
     pub worker_threads: Option<usize>,
+    pub proxy_protocol: Option<String>,
+    pub proxy_protocol_from: Option<ListOrCsv>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +81,7 @@ pub struct RawTls {
     pub sni: Vec<RawSni>,
     pub protocols: Option<ListOrCsv>,
     pub cipher_suites: Option<ListOrCsv>,
+    pub strict_sni_host: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

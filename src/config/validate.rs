@@ -84,6 +84,8 @@ pub struct Server {
     pub public_https_port: u16,
     pub redirect_status: StatusCode,
     pub worker_threads: usize,
+    /// Read by the HTTPS and HTTP listeners for each new connection.
+    pub proxy_protocol: super::ProxyProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +97,9 @@ pub struct Tls {
     pub suites: Vec<SupportedCipherSuite>,
     /// Known IANA names that the TLS library does not implement, skipped.
     pub skipped_suites: Vec<String>,
+    /// 421 for a request whose host the connection's certificate does not
+    /// cover.
+    pub strict_sni_host: bool,
 }
 
 impl Tls {
@@ -605,6 +610,14 @@ impl Validator<'_> {
                 .map(|n| n.get())
                 .unwrap_or(1),
         };
+        let checked = super::proxy_protocol::check(
+            raw.proxy_protocol.as_deref(),
+            raw.proxy_protocol_from.as_ref().map(ListOrCsv::items),
+        );
+        for (key, message) in checked.errors {
+            self.error(key, message);
+        }
+        self.warnings.extend(checked.warnings);
         Server {
             protocol,
             https_listen,
@@ -613,6 +626,7 @@ impl Validator<'_> {
             public_https_port,
             redirect_status,
             worker_threads,
+            proxy_protocol: checked.policy,
         }
     }
 
@@ -722,6 +736,7 @@ impl Validator<'_> {
             versions,
             suites: suites_offered,
             skipped_suites: skipped,
+            strict_sni_host: raw.strict_sni_host.unwrap_or(false),
         })
     }
 

@@ -14,6 +14,7 @@ mod config;
 mod cors;
 mod input;
 mod path;
+mod proxy_header;
 mod redirect;
 mod tls;
 
@@ -22,6 +23,7 @@ pub use client_ip::forwarded_for;
 pub use config::config_text;
 pub use cors::cors_origin;
 pub use path::canonical_path_and_admin;
+pub use proxy_header::proxy_header;
 pub use redirect::host_and_location;
 pub use tls::{tls_client, tls_server};
 
@@ -39,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("certificates", certificate_files),
     ("tls_server", tls_server),
     ("tls_client", tls_client),
+    ("proxy_header", proxy_header),
 ];
 
 /// The body of the target called `name`.

@@ -4,6 +4,7 @@
 //! closes or the drain asks it to.
 //!
 //! - `open.rs`: the handshake, its metrics, the connection's `ConnInfo`;
+//! - `proxy_protocol.rs`: the PROXY header a load balancer sends first;
 //! - `serve.rs`: HTTP/1.1 or HTTP/2, chosen by ALPN; the HTTP/2 server;
 //! - `http1.rs`: HTTP/1.1, and idle connections set aside;
 //! - `drive.rs`: one hyper connection run under the watchdog, the drain
@@ -17,6 +18,7 @@ mod http1;
 mod io;
 mod open;
 mod open_connections;
+pub(crate) mod proxy_protocol;
 mod serve;
 mod service;
 
@@ -118,7 +120,6 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let local = tcp.local_addr().unwrap_or(peer);
         let gw = gw.clone();
         let drain = stop.clone();
         tokio::spawn(async move {
@@ -127,9 +128,7 @@ async fn accept_loop(
             // Opening (the TLS handshake) is boxed and freed once it is
             // done: the task then holds only a pointer to the HTTP side, not
             // the handshake's state nor a second slot for the TLS stream.
-            if let Some(conn) =
-                Box::pin(open::open(gw.clone(), kind, tcp, peer, local, drain)).await
-            {
+            if let Some(conn) = Box::pin(open::open(gw.clone(), kind, tcp, peer, drain)).await {
                 conn.await;
             }
         });

@@ -1,35 +1,52 @@
-//! Opening a client connection: the TLS handshake within
-//! `limits.header_read_timeout`, counted by version, suite and group (or by
-//! why it failed), and the connection's `ConnInfo`.
+//! Opening a client connection: the PROXY protocol header when
+//! `server.proxy_protocol` asks for one, then the TLS handshake, each
+//! within `limits.header_read_timeout` and counted (or why it failed), and
+//! the connection's `ConnInfo`.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::proxy_protocol::{self, ProxyHeaderError};
 use super::serve::serve_http;
 use super::service::Service;
+use crate::config::ProxyProtocolMode;
 use crate::conn::{Activity, ConnInfo, ListenerKind};
 use crate::headers;
 use crate::observe::metrics;
-use crate::tls::{stream, suites};
+use crate::tls::{chosen_cert, stream, suites};
 
-/// Completes the TLS handshake (HTTPS) and returns the connection's HTTP
-/// side, ready to run; `None` when the handshake failed or timed out.
+/// Reads the PROXY header (when `server.proxy_protocol` asks for one),
+/// completes the TLS handshake (HTTPS) and returns the connection's HTTP
+/// side, ready to run; `None` when either failed or timed out.
 pub(super) async fn open(
     gw: Arc<dyn Service>,
     kind: ListenerKind,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
-    local: SocketAddr,
     drain: watch::Receiver<bool>,
 ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
     let live = gw.live();
     let limits = live.settings.limits.clone();
+    // The policy in force when the connection arrived; the peer is checked
+    // before a byte is read.
+    let proxy = &live.settings.server.proxy_protocol;
+    let proxy_mode = match kind {
+        ListenerKind::Https | ListenerKind::Http if proxy.is_on() => {
+            if !proxy.trusts(peer.ip()) {
+                refuse_proxy_header(peer, &ProxyHeaderError::UntrustedPeer);
+                return None;
+            }
+            Some(proxy.mode)
+        }
+        _ => None,
+    };
     let tls = live.tls.as_ref().map(|t| t.config.clone());
     // In HTTPS mode the HTTP listener only redirects; a browser that holds
     // the site's HSTS upgrades `http://gis:6080/` to `https://gis:6080/`
@@ -37,6 +54,12 @@ pub(super) async fn open(
     // handshake and then the same redirect, to the HTTPS port.
     let tls_on_http = kind == ListenerKind::Http && !live.settings.server.protocol.http_serves();
     drop(live);
+    // Before TLS or HTTP: the balancer's header comes first. From here on
+    // the client's address is the one it carries.
+    let peer = match proxy_mode {
+        Some(mode) => client_address(&mut tcp, peer, mode, limits.header_read_timeout).await?,
+        None => peer,
+    };
     let tls = match kind {
         ListenerKind::Https => Some(tls?),
         ListenerKind::Http if tls_on_http => match tls {
@@ -51,27 +74,28 @@ pub(super) async fn open(
         let info = Arc::new(ConnInfo {
             kind,
             peer,
-            local,
             tls_version: None,
             tls_suite: None,
             forwarded_for: headers::forwarded_for(peer.ip()),
+            certificate: None,
             activity: Activity::new(true, &limits),
         });
         return Some(serve_http(gw, tcp, info, false, &limits, drain));
     };
-    let stream =
-        match tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                metrics::tls_handshake_error(handshake_error_reason(&e));
-                tracing::debug!(%peer, "TLS handshake failed: {e}");
-                return None;
-            }
-            Err(_) => {
-                metrics::tls_handshake_error("timeout");
-                return None;
-            }
-        };
+    let handshake = tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config));
+    let (handshake, certificate) = chosen_cert::noting_certificate(handshake).await;
+    let stream = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            metrics::tls_handshake_error(handshake_error_reason(&e));
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            metrics::tls_handshake_error("timeout");
+            return None;
+        }
+    };
     let session = stream.session();
     let version = session.protocol_version().map(suites::version_name);
     let suite = session
@@ -87,13 +111,42 @@ pub(super) async fn open(
     let info = Arc::new(ConnInfo {
         kind,
         peer,
-        local,
         tls_version: version,
         tls_suite: suite,
         forwarded_for: headers::forwarded_for(peer.ip()),
+        certificate,
         activity: Activity::new(!h2, &limits),
     });
     Some(serve_http(gw, stream, info, h2, &limits, drain))
+}
+
+/// The client's address from the PROXY header on `tcp` (the TCP peer's
+/// when the header carries none); `None` when the connection must close:
+/// no valid header of an accepted version within `within`.
+async fn client_address(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    mode: ProxyProtocolMode,
+    within: Duration,
+) -> Option<SocketAddr> {
+    let read = proxy_protocol::read_header(tcp, mode);
+    let carried = match tokio::time::timeout(within, read).await {
+        Ok(carried) => carried,
+        Err(_) => Err(ProxyHeaderError::Timeout),
+    };
+    match carried {
+        Ok(client) => Some(client.unwrap_or(peer)),
+        Err(e) => {
+            refuse_proxy_header(peer, &e);
+            None
+        }
+    }
+}
+
+/// Counts and logs a connection closed for its PROXY header.
+fn refuse_proxy_header(peer: SocketAddr, e: &ProxyHeaderError) {
+    metrics::proxy_protocol_error(e.reason());
+    tracing::debug!(%peer, "connection closed: {e}");
 }
 
 /// Whether a connection's first byte opens a TLS handshake record (22);

@@ -89,7 +89,7 @@ pub fn security_config(live: &Live) -> Value {
         ),
         None => (String::new(), String::new()),
     };
-    json!({
+    let mut config = json!({
         "Protocol": protocol.as_str(),
         "httpEnabled": protocol.http_serves(),
         "sslEnabled": protocol.https_enabled(),
@@ -99,6 +99,20 @@ pub fn security_config(live: &Live) -> Value {
         "allowedAdminAccessIPs": s.admin.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         "allowDirectAccess": s.admin.direct_access,
         "allowInternetCORSAccess": s.cors.allow_private_network,
+    });
+    config["gisgate"] = extensions(live);
+    config
+}
+
+/// Policy ArcGIS Server has no property for, in its own block so the
+/// ArcGIS-shaped fields above keep their meaning.
+fn extensions(live: &Live) -> Value {
+    let s = &live.settings;
+    let proxy = &s.server.proxy_protocol;
+    json!({
+        "proxyProtocol": proxy.mode.as_str(),
+        "proxyProtocolFrom": proxy.from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "strictSniHost": s.tls.as_ref().is_some_and(|t| t.strict_sni_host),
     })
 }
 

@@ -39,6 +39,7 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "gisgate_upstream_errors_total";
 pub const UPSTREAM_DURATION: &str = "gisgate_upstream_duration_seconds";
 pub const TLS_HANDSHAKES_TOTAL: &str = "gisgate_tls_handshakes_total";
 pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "gisgate_tls_handshake_errors_total";
+pub const PROXY_PROTOCOL_ERRORS_TOTAL: &str = "gisgate_proxy_protocol_errors_total";
 pub const CONNECTIONS_ACTIVE: &str = "gisgate_connections_active";
 pub const CONFIG_RELOADS_TOTAL: &str = "gisgate_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "gisgate_config_last_reload_successful";
@@ -108,6 +109,10 @@ fn describe() {
     describe_counter!(
         TLS_HANDSHAKE_ERRORS_TOTAL,
         "Failed client TLS handshakes, by reason."
+    );
+    describe_counter!(
+        PROXY_PROTOCOL_ERRORS_TOTAL,
+        "Connections closed for their PROXY protocol header, by reason."
     );
     describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections, by listener.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reload attempts, by result.");
@@ -233,6 +238,12 @@ pub fn tls_handshake(version: &'static str, cipher: &'static str, group: &'stati
 
 pub fn tls_handshake_error(reason: &'static str) {
     counter!(TLS_HANDSHAKE_ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// `reason`: `untrusted_peer`, `missing`, `malformed`, `timeout`,
+/// `unsupported` or `io`.
+pub fn proxy_protocol_error(reason: &'static str) {
+    counter!(PROXY_PROTOCOL_ERRORS_TOTAL, "reason" => reason).increment(1);
 }
 
 pub fn connection_opened(listener: &'static str) {

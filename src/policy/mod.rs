@@ -10,6 +10,7 @@ pub mod cors;
 pub mod path;
 pub mod query;
 pub mod redirect;
+pub mod sni_host;
 mod utf8;
 
 pub use admin::{parse_ip_or_cidr, AdminDecision, AdminGate};

@@ -3,6 +3,7 @@
 //! client is `crate::upstream`).
 
 pub mod certs;
+pub mod chosen_cert;
 pub mod pkcs12;
 pub mod server;
 pub mod stream;

@@ -61,6 +61,7 @@ pub fn provider_for(tls: &Tls) -> CryptoProvider {
 pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError> {
     let provider = Arc::new(provider_for(tls));
     let (default_key, default_cert) = load_one("default", "tls", &tls.cert, &provider)?;
+    let default = Choice::new(default_key, &default_cert);
     let mut loaded = vec![default_cert];
     let mut by_name = HashMap::new();
     for (i, sni) in tls.sni.iter().enumerate() {
@@ -70,7 +71,7 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError>
             &sni.cert,
             &provider,
         )?;
-        by_name.insert(sni.server_name.clone(), key);
+        by_name.insert(sni.server_name.clone(), Choice::new(key, &cert));
         loaded.push(cert);
     }
     check_suites_fit_keys(tls, &loaded)?;
@@ -79,10 +80,7 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError>
         .with_protocol_versions(&tls.versions)
         .map_err(|e| BuildError::new("tls.protocols", e))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver {
-            default: default_key,
-            by_name,
-        }));
+        .with_cert_resolver(Arc::new(SniResolver { default, by_name }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = sessions.cache.clone();
     config.ticketer = sessions.ticketer.clone();
@@ -203,12 +201,29 @@ pub fn offered_suites(tls: &Tls, certs: &[LoadedCert]) -> Vec<&'static str> {
 /// get the default one.
 #[derive(Debug)]
 struct SniResolver {
-    default: Arc<CertifiedKey>,
-    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Choice,
+    by_name: HashMap<String, Choice>,
+}
+
+/// A certificate the resolver can choose, with the facts that
+/// `tls.strict_sni_host` checks a request's host against.
+#[derive(Debug)]
+struct Choice {
+    key: Arc<CertifiedKey>,
+    facts: Arc<CertFacts>,
+}
+
+impl Choice {
+    fn new(key: Arc<CertifiedKey>, loaded: &LoadedCert) -> Self {
+        Choice {
+            key,
+            facts: Arc::new(loaded.facts.clone()),
+        }
+    }
 }
 
 impl SniResolver {
-    fn lookup(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+    fn lookup(&self, name: &str) -> Option<&Choice> {
         if let Some(k) = self.by_name.get(name) {
             return Some(k);
         }
@@ -222,11 +237,13 @@ impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let found = hello.server_name().and_then(|name| {
             if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                self.lookup(&name.to_ascii_lowercase()).cloned()
+                self.lookup(&name.to_ascii_lowercase())
             } else {
-                self.lookup(name).cloned()
+                self.lookup(name)
             }
         });
-        Some(found.unwrap_or_else(|| self.default.clone()))
+        let choice = found.unwrap_or(&self.default);
+        super::chosen_cert::note(&choice.facts);
+        Some(choice.key.clone())
     }
 }
