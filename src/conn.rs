@@ -9,12 +9,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::HeaderValue;
 use tokio::time::Instant;
 
+use crate::client_cert::ClientCert;
 use crate::config::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,8 +48,13 @@ pub struct ConnInfo {
     pub kind: ListenerKind,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub tls_version: Option<&'static str>,
+    /// Kept as rustls' 4-byte value, not its name (16 bytes): room for
+    /// `client_cert` within the size class asserted below.
+    pub tls_version: Option<rustls::ProtocolVersion>,
     pub tls_suite: Option<&'static str>,
+    /// The certificate the client presented and rustls verified, when the
+    /// connection's server config asked for one.
+    pub client_cert: Option<Arc<ClientCert>>,
     /// The peer's address as sent in X-Forwarded-For.
     pub forwarded_for: HeaderValue,
     pub activity: Activity,
@@ -415,6 +422,7 @@ pub(crate) mod tests {
             local: addr,
             tls_version: None,
             tls_suite: None,
+            client_cert: None,
             forwarded_for: headers::forwarded_for(addr.ip()),
             activity: Activity::new(false, &limits()),
         })

@@ -6,6 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::body::ResponseBody;
 use crate::headers::TransferCodingError;
 pub use crate::observe::metrics::Route;
+use crate::policy::client_cert::CertRefusal;
 use crate::policy::path::PathError;
 use crate::policy::query::QueryError;
 
@@ -21,6 +22,8 @@ pub enum Refusal {
     BadHost,
     #[error("admin path refused for this client")]
     AdminDenied,
+    #[error("admin path refused: {0}")]
+    AdminCertificate(CertRefusal),
     #[error("upstream unreachable or not trusted")]
     UpstreamFailed,
     #[error("upstream timed out")]
@@ -47,7 +50,7 @@ impl Refusal {
             Refusal::TransferCoding(TransferCodingError::NotImplemented) => {
                 StatusCode::NOT_IMPLEMENTED
             }
-            Refusal::AdminDenied => StatusCode::FORBIDDEN,
+            Refusal::AdminDenied | Refusal::AdminCertificate(_) => StatusCode::FORBIDDEN,
             Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
@@ -65,7 +68,7 @@ impl Refusal {
             | Refusal::BadBody
             | Refusal::HeadersTooLarge
             | Refusal::Fragment => Route::Rejected,
-            Refusal::AdminDenied => Route::AdminDenied,
+            Refusal::AdminDenied | Refusal::AdminCertificate(_) => Route::AdminDenied,
             Refusal::UpstreamFailed | Refusal::UpstreamTimeout => Route::Proxy,
         }
     }
@@ -83,6 +86,12 @@ impl Refusal {
             Refusal::BadHost => "400 Bad Request: missing or malformed Host\n",
             Refusal::AdminDenied => {
                 "403 Forbidden: administrative access is not allowed from this address\n"
+            }
+            Refusal::AdminCertificate(CertRefusal::Missing) => {
+                "403 Forbidden: administrative access needs a verified client certificate\n"
+            }
+            Refusal::AdminCertificate(CertRefusal::SubjectNotAllowed) => {
+                "403 Forbidden: this client certificate is not allowed administrative access\n"
             }
             Refusal::UpstreamFailed => {
                 "502 Bad Gateway: the GIS server could not be reached securely\n"

@@ -1,7 +1,9 @@
 //! TLS on both sides of the gateway.
 
 pub mod certs;
+pub mod client_auth;
 pub mod connect;
+pub mod hello;
 pub mod multiplex;
 pub mod pkcs12;
 pub mod pool;
