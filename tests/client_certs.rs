@@ -117,8 +117,19 @@ impl ClientCa {
 
     /// Writes the CA's CRL, revoking `revoked`, to `<name>.crl`, as PEM.
     fn write_crl(&self, revoked: &[&Client], next_update: time::Duration) -> PathBuf {
+        let crl = self.crl(revoked, next_update);
+        let path = self.dir.join(format!("{}.crl", self.name));
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
+    }
+
+    fn crl(
+        &self,
+        revoked: &[&Client],
+        next_update: time::Duration,
+    ) -> rcgen::CertificateRevocationList {
         let now = OffsetDateTime::now_utc();
-        let crl = CertificateRevocationListParams {
+        CertificateRevocationListParams {
             this_update: now - time::Duration::days(2),
             next_update: now + next_update,
             crl_number: SerialNumber::from_slice(&rand_serial()),
@@ -135,10 +146,7 @@ impl ClientCa {
             key_identifier_method: KeyIdMethod::Sha256,
         }
         .signed_by(&Issuer::from_params(&self.params, &self.key))
-        .unwrap();
-        let path = self.dir.join(format!("{}.crl", self.name));
-        std::fs::write(&path, crl.pem().unwrap()).unwrap();
-        path
+        .unwrap()
     }
 }
 
@@ -553,4 +561,63 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn check_warns_of_a_crl_past_its_next_update_and_shows_the_policy() {
+    let p = pki();
+    // DER this time, a day past its nextUpdate.
+    let stale = p.clients.crl(&[], -time::Duration::days(1));
+    std::fs::write(p.site.path("stale.crl"), stale.der()).unwrap();
+    let config = p.site.config(
+        dead_addr(),
+        r#"
+[tls.client_auth]
+ca = "clients-ca.crt"
+mode = "optional"
+crl = ["stale.crl"]
+[admin]
+require_client_cert = true
+"#,
+    );
+    let path = p.site.write_config(&config);
+    let (report, valid) = gisgate::check::report(&path, None);
+    assert!(valid, "{report}");
+    assert!(
+        report.problems.contains("stale.crl is past its nextUpdate"),
+        "{report}"
+    );
+    assert!(
+        report
+            .summary
+            .contains("client certs     default optional (CA "),
+        "{report}"
+    );
+    assert!(
+        report
+            .summary
+            .contains("admin paths need a verified certificate"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_certificate_policy_no_client_can_meet_is_refused() {
+    let p = pki();
+    let config = p
+        .site
+        .config(dead_addr(), "[admin]\nrequire_client_cert = true\n");
+    let path = p.site.write_config(&config);
+    let err = gisgate::config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("admin.require_client_cert: no client ever presents a certificate"),
+        "{err}"
+    );
+    let config = p
+        .site
+        .config(dead_addr(), "[tls.client_auth]\nmode = \"required\"\n");
+    let path = p.site.write_config(&config);
+    let err = gisgate::config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("tls.client_auth.ca: is required"), "{err}");
+    assert!(err.contains(":"), "with its position: {err}");
 }

@@ -45,6 +45,15 @@ pub enum CrlError {
     Malformed { path: PathBuf, message: String },
 }
 
+/// A client-certificate verifier and the CRLs it holds.
+pub struct Verifier {
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    pub crls: Vec<LoadedCrl>,
+}
+
+/// The CRLs of one file, for rustls, and what the gateway reports of them.
+type FileCrls = (Vec<CertificateRevocationListDer<'static>>, Vec<LoadedCrl>);
+
 /// The verifier for `auth` (`None` when it is off) and the CRLs it holds.
 /// `prefix` is the table's key (`tls.client_auth`, `tls.sni.0.client_auth`)
 /// for errors.
@@ -52,7 +61,7 @@ pub fn verifier(
     auth: &ClientAuth,
     prefix: &str,
     provider: &Arc<CryptoProvider>,
-) -> Result<Option<(Arc<dyn ClientCertVerifier>, Vec<LoadedCrl>)>, BuildError> {
+) -> Result<Option<Verifier>, BuildError> {
     let Some(ca) = auth
         .ca
         .as_ref()
@@ -82,7 +91,10 @@ pub fn verifier(
     let verifier = builder
         .build()
         .map_err(|e| BuildError::new(format!("{prefix}.crl"), e))?;
-    Ok(Some((Arc::new(ClientAuthUsageRequired(verifier)), loaded)))
+    Ok(Some(Verifier {
+        verifier: Arc::new(ClientAuthUsageRequired(verifier)),
+        crls: loaded,
+    }))
 }
 
 /// webpki accepts a client certificate without an extended key usage
@@ -155,9 +167,7 @@ impl ClientCertVerifier for ClientAuthUsageRequired {
 /// Every CRL in a file: PEM (one or more `X509 CRL` blocks) or one DER.
 /// Each is parsed here so a broken file is refused with its name, before
 /// rustls would refuse it without one.
-fn load_crl(
-    path: &Path,
-) -> Result<(Vec<CertificateRevocationListDer<'static>>, Vec<LoadedCrl>), CrlError> {
+fn load_crl(path: &Path) -> Result<FileCrls, CrlError> {
     let bytes = std::fs::read(path).map_err(|source| CrlError::Read {
         path: path.to_path_buf(),
         source,

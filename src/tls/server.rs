@@ -124,12 +124,10 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError>
     });
     let mut crls = Vec::new();
     let mut verifier = |auth, prefix: &str| -> Result<_, BuildError> {
-        Ok(
-            client_auth::verifier(auth, prefix, &provider)?.map(|(v, loaded)| {
-                crls.extend(loaded);
-                v
-            }),
-        )
+        Ok(client_auth::verifier(auth, prefix, &provider)?.map(|v| {
+            crls.extend(v.crls);
+            v.verifier
+        }))
     };
     let default_verifier = verifier(&tls.client_auth, "tls.client_auth")?;
     let mut others = Vec::new();
