@@ -619,5 +619,16 @@ fn a_certificate_policy_no_client_can_meet_is_refused() {
     let path = p.site.write_config(&config);
     let err = gisgate::config::load(&path).unwrap_err().to_string();
     assert!(err.contains("tls.client_auth.ca: is required"), "{err}");
-    assert!(err.contains(":"), "with its position: {err}");
+    let config = p.site.config(
+        dead_addr(),
+        "[tls.client_auth]\nca = \"clients-ca.crt\"\nmode = \"optional\"\nforward_header = \"X-Forwarded-For\"\n",
+    );
+    let path = p.site.write_config(&config);
+    let err = gisgate::config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "tls.client_auth.forward_header: \"X-Forwarded-For\" is a header the gateway sets"
+        ),
+        "{err}"
+    );
 }

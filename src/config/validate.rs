@@ -271,6 +271,21 @@ pub const DEFAULT_CORS_HEADERS: [&str; 4] = [
     "X-Esri-Authorization",
     "X-Requested-With",
 ];
+/// Headers `tls.client_auth.forward_header` must not name: the gateway
+/// sets them itself, or they frame or route the request.
+const RESERVED_FORWARD_HEADERS: [&str; 11] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-ssl-client-subject",
+];
 /// hyper refuses buffers smaller than this for HTTP/1 heads.
 pub const MIN_HEADER_BYTES: usize = 8192;
 /// Beyond a minute, a settle period would only delay every change.
@@ -1024,6 +1039,13 @@ impl Validator<'_> {
                 outer.forward_header.clone()
             }
             (Some(name), None) => match HeaderName::from_bytes(name.trim().as_bytes()) {
+                Ok(h) if RESERVED_FORWARD_HEADERS.contains(&h.as_str()) => {
+                    self.error(
+                        &k("forward_header"),
+                        format!("{name:?} is a header the gateway sets or frames requests by; name another, e.g. \"X-SSL-Client-Cert\""),
+                    );
+                    None
+                }
                 Ok(h) => Some(h),
                 Err(_) => {
                     self.error(
