@@ -632,3 +632,80 @@ fn a_certificate_policy_no_client_can_meet_is_refused() {
         "{err}"
     );
 }
+
+/// One HTTP/1.1 request through `openssl s_client` as `server_name`, with
+/// an optional client certificate; the response's status, 0 when none came.
+async fn s_client_status(
+    site: &Site,
+    tg: &TestGateway,
+    server_name: &str,
+    client: Option<&Client>,
+) -> Option<u16> {
+    let openssl = real_peer("openssl", &[])?;
+    let mut args = vec![
+        "s_client".to_string(),
+        "-quiet".into(),
+        "-connect".into(),
+        format!("127.0.0.1:{}", tg.https().port()),
+        "-servername".into(),
+        server_name.into(),
+        "-CAfile".into(),
+        site.ca.ca_path().display().to_string(),
+    ];
+    if let Some(c) = client {
+        args.extend([
+            "-cert".into(),
+            c.cert.display().to_string(),
+            "-key".into(),
+            c.key.display().to_string(),
+        ]);
+    }
+    let request = format!("GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(openssl)
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(request.as_bytes());
+        // stdin stays open until the server closes: s_client would
+        // otherwise end the connection before the response.
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        out
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_gets_through_only_with_a_good_certificate() {
+    let p = pki();
+    let other = ClientCa::new(p.site.dir.path(), "other");
+    let stranger = other.issue("stranger", "mallory", Kind::Good);
+    let up = p.site.upstream(false).await;
+    let tg = p.site.gateway(&up, REQUIRED).await;
+    let Some(status) = s_client_status(&p.site, &tg, "localhost", Some(&p.good)).await else {
+        return;
+    };
+    assert_eq!(status, 200);
+    assert_eq!(
+        s_client_status(&p.site, &tg, "localhost", None).await,
+        Some(0)
+    );
+    assert_eq!(
+        s_client_status(&p.site, &tg, "localhost", Some(&stranger)).await,
+        Some(0)
+    );
+}
