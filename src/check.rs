@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{self, Protocol, Settings};
+use crate::config::{self, ClientAuth, ClientAuthMode, Protocol, Settings};
 use crate::diff;
 use crate::live::Live;
 use crate::probe;
@@ -43,7 +43,8 @@ pub fn report(path: &Path, against: Option<&Path>) -> (Report, bool) {
     let out = &mut report.summary;
     let _ = writeln!(out, "{}: valid", path.display());
     describe(&live, out);
-    let warnings = warnings(&live.settings, live.certs());
+    let mut warnings = warnings(&live.settings, live.certs());
+    warnings.extend(crl_warnings(&live));
     if !warnings.is_empty() {
         let _ = writeln!(report.problems, "warnings:");
         for w in &warnings {
@@ -213,6 +214,7 @@ fn describe(live: &Live, out: &mut String) {
             }
         ),
     );
+    line("client certs", client_certs(s));
     line(
         "client address",
         if s.trusted_proxies.is_empty() {
@@ -274,6 +276,71 @@ fn proxy_protocol(p: &config::ProxyProtocol) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// The client-certificate policy in one line: per listener config, then
+/// what the admin paths need and what the upstream is told.
+fn client_certs(s: &Settings) -> String {
+    let Some(t) = &s.tls else {
+        return "not asked for (no TLS)".into();
+    };
+    let table = |a: &ClientAuth| match a.mode {
+        ClientAuthMode::Off => "off".to_string(),
+        mode => format!(
+            "{} (CA {}; {} CRL file(s), unknown revocation status: {})",
+            mode.as_str(),
+            a.ca.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            a.crls.len(),
+            a.crl_unknown.as_str()
+        ),
+    };
+    let mut parts = vec![format!("default {}", table(&t.client_auth))];
+    for e in t.sni.iter().filter(|e| e.client_auth != t.client_auth) {
+        parts.push(format!("{} {}", e.server_name, table(&e.client_auth)));
+    }
+    if s.admin.require_client_cert {
+        let subjects: Vec<&str> = s
+            .admin
+            .allowed_subjects
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        parts.push(match subjects.is_empty() {
+            true => "admin paths need a verified certificate".into(),
+            false => format!(
+                "admin paths need a verified certificate matching [{}]",
+                subjects.join(", ")
+            ),
+        });
+    }
+    if let Some(h) = &t.client_auth.forward_header {
+        parts.push(format!(
+            "forwarded to the upstream as {h} and x-ssl-client-subject"
+        ));
+    }
+    parts.join("; ")
+}
+
+/// A CRL past its nextUpdate: its issuer has published (or should have) a
+/// newer one, whose revocations this gateway does not know.
+fn crl_warnings(live: &Live) -> Vec<String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let crls = live.tls.as_ref().map(|t| t.crls.as_slice()).unwrap_or(&[]);
+    crls.iter()
+        .filter(|c| c.next_update.is_some_and(|at| at <= now))
+        .map(|c| {
+            format!(
+                "CRL {} is past its nextUpdate ({}): revocations since then are not known; fetch the current one",
+                c.path.display(),
+                diff::unix_time(c.next_update.unwrap_or_default())
+            )
+        })
+        .collect()
 }
 
 fn on_off(b: bool) -> &'static str {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokio::time::Instant;
 
+use crate::client_cert::ClientCert;
 use crate::config::Limits;
 use crate::tls::certs::CertFacts;
 
@@ -49,8 +50,13 @@ pub struct ConnInfo {
     /// The client: the TCP peer, or the address its load balancer's
     /// PROXY header carries (`server.proxy_protocol`).
     pub peer: SocketAddr,
-    pub tls_version: Option<&'static str>,
+    /// Kept as rustls' 4-byte value, not its name (16 bytes): room for
+    /// `client_cert` within the size class asserted below.
+    pub tls_version: Option<rustls::ProtocolVersion>,
     pub tls_suite: Option<&'static str>,
+    /// The certificate the client presented and rustls verified, when the
+    /// connection's server config asked for one.
+    pub client_cert: Option<Arc<ClientCert>>,
     /// The peer's address as sent in X-Forwarded-For.
     pub forwarded_for: HeaderValue,
     /// The certificate the TLS handshake chose, by SNI
@@ -420,6 +426,7 @@ pub(crate) mod tests {
             peer: addr,
             tls_version: None,
             tls_suite: None,
+            client_cert: None,
             forwarded_for: headers::forwarded_for(addr.ip()),
             certificate: None,
             activity: Activity::new(false, &limits()),

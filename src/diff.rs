@@ -8,6 +8,34 @@ use std::fmt::Display;
 use crate::config::{keys, Settings};
 use crate::tls::server::{offered_suites, LoadedCert};
 
+/// `[tls.client_auth]` and the `[[tls.sni]]` entries' own, in one line
+/// (file contents are not compared: a rewritten CRL is a reload, not a
+/// change of policy).
+fn client_auth(s: &Settings) -> String {
+    let Some(t) = &s.tls else {
+        return "off".into();
+    };
+    let one = |a: &crate::config::ClientAuth| {
+        let ca = a.ca.as_ref().map(|p| p.display().to_string());
+        let crls: Vec<String> = a.crls.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "{} ca {} crl [{}] crl_unknown {}",
+            a.mode.as_str(),
+            ca.unwrap_or_else(|| "-".into()),
+            crls.join(", "),
+            a.crl_unknown.as_str()
+        )
+    };
+    let mut text = one(&t.client_auth);
+    if let Some(h) = &t.client_auth.forward_header {
+        text.push_str(&format!(" forward_header {h}"));
+    }
+    for e in t.sni.iter().filter(|e| e.client_auth != t.client_auth) {
+        text.push_str(&format!("; {}: {}", e.server_name, one(&e.client_auth)));
+    }
+    text
+}
+
 pub fn changes(
     old: &Settings,
     old_certs: &[LoadedCert],
@@ -85,6 +113,7 @@ pub fn changes(
     d.certs(old_certs, new_certs);
     let strict = |s: &Settings| s.tls.as_ref().is_some_and(|t| t.strict_sni_host);
     d.value(keys::TLS_STRICT_SNI_HOST, strict(old), strict(new));
+    d.value(keys::TLS_CLIENT_AUTH, client_auth(old), client_auth(new));
 
     d.value(keys::HSTS_ENABLED, old.hsts.enabled, new.hsts.enabled);
     d.value(
@@ -138,6 +167,19 @@ pub fn changes(
     );
 
     d.set(keys::ADMIN_PATHS, &old.admin.paths, &new.admin.paths);
+    d.value(
+        keys::ADMIN_REQUIRE_CLIENT_CERT,
+        old.admin.require_client_cert,
+        new.admin.require_client_cert,
+    );
+    let subjects = |s: &Settings| -> Vec<String> {
+        s.admin
+            .allowed_subjects
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect()
+    };
+    d.set(keys::ADMIN_ALLOWED_SUBJECTS, &subjects(old), &subjects(new));
     d.set(
         keys::ADMIN_ALLOWED_IPS,
         &strings(&old.admin.allowed_ips),

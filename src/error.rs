@@ -6,6 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::body::ResponseBody;
 use crate::headers::TransferCodingError;
 pub use crate::observe::metrics::Route;
+use crate::policy::client_cert::CertRefusal;
 use crate::policy::path::PathError;
 use crate::policy::query::QueryError;
 use crate::upstream::error::UpstreamError;
@@ -33,6 +34,8 @@ pub enum Refusal {
     NoUpgrade,
     #[error("the request target cannot be rebuilt for the upstream")]
     UnforwardableTarget,
+    #[error("admin path refused: {0}")]
+    AdminCertificate(CertRefusal),
     #[error("CONNECT is not served")]
     Connect,
     #[error("malformed or truncated request body")]
@@ -58,7 +61,7 @@ impl Refusal {
             Refusal::TransferCoding(TransferCodingError::NotImplemented) => {
                 StatusCode::NOT_IMPLEMENTED
             }
-            Refusal::AdminDenied => StatusCode::FORBIDDEN,
+            Refusal::AdminDenied | Refusal::AdminCertificate(_) => StatusCode::FORBIDDEN,
             Refusal::Upstream(e) => e.status(),
             Refusal::NoUpgrade => StatusCode::BAD_GATEWAY,
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
@@ -79,7 +82,7 @@ impl Refusal {
             | Refusal::UnforwardableTarget
             | Refusal::Fragment
             | Refusal::Misdirected => Route::Rejected,
-            Refusal::AdminDenied => Route::AdminDenied,
+            Refusal::AdminDenied | Refusal::AdminCertificate(_) => Route::AdminDenied,
             // The client's body failed: its request was refused, not proxied.
             Refusal::Upstream(e) if e.kind().is_none() => Route::Rejected,
             Refusal::Upstream(_) | Refusal::NoUpgrade => Route::Proxy,
@@ -108,6 +111,12 @@ impl Refusal {
                 _ => BAD_GATEWAY,
             },
             Refusal::NoUpgrade => BAD_GATEWAY,
+            Refusal::AdminCertificate(CertRefusal::Missing) => {
+                "403 Forbidden: administrative access needs a verified client certificate\n"
+            }
+            Refusal::AdminCertificate(CertRefusal::SubjectNotAllowed) => {
+                "403 Forbidden: this client certificate is not allowed administrative access\n"
+            }
             Refusal::Connect => "405 Method Not Allowed: CONNECT is not served\n",
             Refusal::BadBody => BAD_BODY,
             Refusal::UnforwardableTarget => {

@@ -8,6 +8,7 @@ pub mod body;
 pub mod certtool;
 pub mod check;
 pub mod cli;
+pub mod client_cert;
 pub mod config;
 pub mod conn;
 pub mod demo;

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use crate::config::{ConfigErrors, Protocol, Settings};
 use crate::host::HostPort;
 use crate::policy::admin::AdminGate;
+use crate::policy::client_cert::AdminCertPolicy;
 use crate::policy::cors::CorsPolicy;
 use crate::tls::server::{self, LoadedCert, ServerTls, TlsSessions};
 use crate::upstream::client::UpstreamClient;
@@ -26,6 +27,9 @@ pub struct Policy {
     pub protocol: Protocol,
     pub hsts: Option<HeaderValue>,
     pub admin: AdminGate,
+    pub admin_cert: AdminCertPolicy,
+    /// `tls.client_auth.forward_header`.
+    pub forward_cert_header: Option<http::HeaderName>,
     pub cors: CorsPolicy,
     pub trusted_proxies: Vec<IpNet>,
     pub redirect_status: http::StatusCode,
@@ -103,6 +107,14 @@ impl Policy {
                 s.admin.allowed_ips.clone(),
                 s.admin.direct_access,
             ),
+            admin_cert: AdminCertPolicy {
+                required: s.admin.require_client_cert,
+                subjects: s.admin.allowed_subjects.clone(),
+            },
+            forward_cert_header: s
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_auth.forward_header.clone()),
             cors: CorsPolicy {
                 allowed_origins: cors
                     .allowed_origins

@@ -14,6 +14,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::body::ResponseBody;
+use crate::client_cert;
 use crate::conn::{ConnInfo, ListenerKind};
 use crate::error::{Refusal, Route};
 use crate::headers;
@@ -113,7 +114,7 @@ async fn route(
         return Ok(answer_preflight(live, req.headers()));
     }
 
-    admin_gate(live, &path, client)?;
+    admin_gate(live, &path, client, conn)?;
 
     record.route = Route::Proxy;
     forward(live, conn, req, &path, &authority, record)
@@ -233,10 +234,22 @@ fn answer_preflight(live: &Live, req_headers: &HeaderMap) -> Response<ResponseBo
 
 /// Fail closed: an admin path from an address outside the allowlist, from
 /// an unknown client, or with direct access off, is refused.
-fn admin_gate(live: &Live, path: &str, client: Option<IpAddr>) -> Result<(), Refusal> {
+/// An allowed address must also bring a verified client certificate when
+/// `admin.require_client_cert` says so.
+fn admin_gate(
+    live: &Live,
+    path: &str,
+    client: Option<IpAddr>,
+    conn: &ConnInfo,
+) -> Result<(), Refusal> {
     match live.policy.admin.decide(path, client) {
         AdminDecision::Denied => Err(Refusal::AdminDenied),
-        AdminDecision::NotAdmin | AdminDecision::Allowed => Ok(()),
+        AdminDecision::NotAdmin => Ok(()),
+        AdminDecision::Allowed => live
+            .policy
+            .admin_cert
+            .check(conn.client_cert.as_deref())
+            .map_err(Refusal::AdminCertificate),
     }
 }
 
@@ -361,6 +374,11 @@ fn upstream_request(
     headers::remove_hop_by_hop(&mut headers, wants_upgrade);
     headers::remove_path_overrides(&mut headers);
     headers::remove_client_addresses(&mut headers);
+    client_cert::forward_headers(
+        &mut headers,
+        live.policy.forward_cert_header.as_ref(),
+        conn.client_cert.as_deref(),
+    );
     let peer = conn.peer.ip().to_canonical();
     let peer_trusted = live
         .policy

@@ -255,8 +255,10 @@ pub fn files_of(s: &Settings) -> Vec<PathBuf> {
     let mut files = Vec::new();
     if let Some(t) = &s.tls {
         files.extend(t.cert.files());
+        files.extend(t.client_auth.files());
         for sni in &t.sni {
             files.extend(sni.cert.files());
+            files.extend(sni.client_auth.files());
         }
     }
     if let Some(ca) = &s.upstream.ca {

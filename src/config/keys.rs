@@ -18,6 +18,8 @@ pub(crate) enum Kind {
     ListOrCsv,
     /// `[[tls.sni]]` tables, whose keys are [`SNI`].
     Sni,
+    /// A `client_auth` table, whose keys are [`CLIENT_AUTH`].
+    ClientAuth,
 }
 
 use Kind::*;
@@ -42,6 +44,12 @@ pub const TLS_SNI: &str = "tls.sni";
 pub const TLS_PROTOCOLS: &str = "tls.protocols";
 pub const TLS_CIPHER_SUITES: &str = "tls.cipher_suites";
 pub const TLS_STRICT_SNI_HOST: &str = "tls.strict_sni_host";
+pub const TLS_CLIENT_AUTH: &str = "tls.client_auth";
+pub const TLS_CLIENT_AUTH_CA: &str = "tls.client_auth.ca";
+pub const TLS_CLIENT_AUTH_MODE: &str = "tls.client_auth.mode";
+pub const TLS_CLIENT_AUTH_CRL: &str = "tls.client_auth.crl";
+pub const TLS_CLIENT_AUTH_CRL_UNKNOWN: &str = "tls.client_auth.crl_unknown";
+pub const TLS_CLIENT_AUTH_FORWARD_HEADER: &str = "tls.client_auth.forward_header";
 pub const HSTS_ENABLED: &str = "hsts.enabled";
 pub const HSTS_MAX_AGE: &str = "hsts.max_age";
 pub const HSTS_INCLUDE_SUBDOMAINS: &str = "hsts.include_subdomains";
@@ -58,6 +66,8 @@ pub const UPSTREAM_PREFER_HTTP2: &str = "upstream.prefer_http2";
 pub const ADMIN_PATHS: &str = "admin.paths";
 pub const ADMIN_ALLOWED_IPS: &str = "admin.allowed_ips";
 pub const ADMIN_DIRECT_ACCESS: &str = "admin.direct_access";
+pub const ADMIN_REQUIRE_CLIENT_CERT: &str = "admin.require_client_cert";
+pub const ADMIN_ALLOWED_SUBJECTS: &str = "admin.allowed_subjects";
 pub const CLIENT_IP_TRUSTED_PROXIES: &str = "client_ip.trusted_proxies";
 pub const CORS_ALLOWED_ORIGINS: &str = "cors.allowed_origins";
 pub const CORS_ALLOW_PRIVATE_NETWORK: &str = "cors.allow_private_network";
@@ -96,6 +106,7 @@ pub(crate) const ALL: &[(&str, Kind)] = &[
     (TLS_PROTOCOLS, ListOrCsv),
     (TLS_CIPHER_SUITES, ListOrCsv),
     (TLS_STRICT_SNI_HOST, Bool),
+    (TLS_CLIENT_AUTH, ClientAuth),
     (HSTS_ENABLED, Bool),
     (HSTS_MAX_AGE, Duration),
     (HSTS_INCLUDE_SUBDOMAINS, Bool),
@@ -112,6 +123,8 @@ pub(crate) const ALL: &[(&str, Kind)] = &[
     (ADMIN_PATHS, List),
     (ADMIN_ALLOWED_IPS, ListOrCsv),
     (ADMIN_DIRECT_ACCESS, Bool),
+    (ADMIN_REQUIRE_CLIENT_CERT, Bool),
+    (ADMIN_ALLOWED_SUBJECTS, List),
     (CLIENT_IP_TRUSTED_PROXIES, ListOrCsv),
     (CORS_ALLOWED_ORIGINS, ListOrCsv),
     (CORS_ALLOW_PRIVATE_NETWORK, Bool),
@@ -133,7 +146,22 @@ pub(crate) const ALL: &[(&str, Kind)] = &[
 ];
 
 /// The keys of one `[[tls.sni]]` entry.
-pub(crate) const SNI: &[(&str, Kind)] = &[("server_name", Text), ("cert", Text), ("key", Text)];
+pub(crate) const SNI: &[(&str, Kind)] = &[
+    ("server_name", Text),
+    ("cert", Text),
+    ("key", Text),
+    ("client_auth", ClientAuth),
+];
+
+/// The keys of a `client_auth` table (`tls.client_auth.*`, and the same
+/// table in a `[[tls.sni]]` entry), beside the constants above.
+pub(crate) const CLIENT_AUTH: &[(&str, Kind)] = &[
+    ("ca", Text),
+    ("mode", Text),
+    ("crl", List),
+    ("crl_unknown", Text),
+    ("forward_header", Text),
+];
 
 #[cfg(test)]
 mod tests {
@@ -147,7 +175,8 @@ mod tests {
             Whole(_) => "1",
             Duration => "\"1s\"",
             List | ListOrCsv => "[\"x\"]",
-            Sni => "[{ server_name = \"x\", cert = \"x\", key = \"x\" }]",
+            Sni => "[{ server_name = \"x\", cert = \"x\", key = \"x\", client_auth = { mode = \"x\" } }]",
+            ClientAuth => "{ ca = \"x\", mode = \"x\", crl = [\"x\"], crl_unknown = \"x\", forward_header = \"x\" }",
         }
     }
 

@@ -1,6 +1,7 @@
 //! `gateway.toml`: raw file structs, validation into typed settings, and
 //! errors that carry file:line:col.
 
+mod client_auth;
 mod error;
 pub mod keys;
 mod proxy_protocol;

@@ -82,6 +82,18 @@ pub struct RawTls {
     pub protocols: Option<ListOrCsv>,
     pub cipher_suites: Option<ListOrCsv>,
     pub strict_sni_host: Option<bool>,
+    pub client_auth: Option<RawClientAuth>,
+}
+
+/// `[tls.client_auth]`, and the same table in a `[[tls.sni]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub ca: Option<String>,
+    pub mode: Option<String>,
+    pub crl: Option<Vec<String>>,
+    pub crl_unknown: Option<String>,
+    pub forward_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +104,7 @@ pub struct RawSni {
     pub key: Option<String>,
     pub pkcs12: Option<String>,
     pub pkcs12_password_file: Option<String>,
+    pub client_auth: Option<RawClientAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +137,8 @@ pub struct RawAdmin {
     pub paths: Option<Vec<String>>,
     pub allowed_ips: Option<ListOrCsv>,
     pub direct_access: Option<bool>,
+    pub require_client_cert: Option<bool>,
+    pub allowed_subjects: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

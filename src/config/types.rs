@@ -71,6 +71,23 @@ fn check_key(
         }
         return;
     }
+    if let Kind::ClientAuth = kind {
+        match item.as_table_like() {
+            Some(t) => {
+                for &(auth_key, auth_kind) in keys::CLIENT_AUTH {
+                    check_key(&path, t, auth_key, auth_kind, out);
+                }
+            }
+            None => out.push((
+                path,
+                format!(
+                    "expected a table [{prefix}.{key}], found {}",
+                    found_item(item)
+                ),
+            )),
+        }
+        return;
+    }
     if let Some(message) = mismatch(kind, item) {
         out.push((path, message));
     }
@@ -86,6 +103,7 @@ fn expected(kind: Kind) -> String {
         List => "expected a list such as [\"a\", \"b\"]".into(),
         ListOrCsv => "expected a list such as [\"a\", \"b\"] or a comma-separated string".into(),
         Sni => "expected tables".into(),
+        ClientAuth => "expected a table".into(),
     }
 }
 

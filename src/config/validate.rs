@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 use rustls::{ProtocolVersion, SupportedCipherSuite};
 
+pub use super::client_auth::{ClientAuth, ClientAuthMode, CrlUnknown, SubjectPattern};
 use super::error::{ConfigError, ConfigErrors, Locator};
 use super::keys;
 use super::raw::*;
@@ -100,6 +101,9 @@ pub struct Tls {
     /// 421 for a request whose host the connection's certificate does not
     /// cover.
     pub strict_sni_host: bool,
+    /// `[tls.client_auth]`: for the default certificate, and for every
+    /// `[[tls.sni]]` entry without a table of its own.
+    pub client_auth: ClientAuth,
 }
 
 impl Tls {
@@ -121,6 +125,8 @@ impl Tls {
 pub struct SniCert {
     pub server_name: String,
     pub cert: CertSource,
+    /// The entry's own `client_auth` table, else `[tls.client_auth]`.
+    pub client_auth: ClientAuth,
 }
 
 /// Where a served certificate and its key come from.
@@ -231,6 +237,11 @@ pub struct Admin {
     pub paths: Vec<String>,
     pub allowed_ips: Vec<IpNet>,
     pub direct_access: bool,
+    /// Admin paths need a verified client certificate too.
+    pub require_client_cert: bool,
+    /// When not empty, that certificate's subject DN, a SAN email or a SAN
+    /// UPN must match one of these.
+    pub allowed_subjects: Vec<SubjectPattern>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +277,21 @@ pub const DEFAULT_CORS_HEADERS: [&str; 4] = [
     "Content-Type",
     "X-Esri-Authorization",
     "X-Requested-With",
+];
+/// Headers `tls.client_auth.forward_header` must not name: the gateway
+/// sets them itself, or they frame or route the request.
+const RESERVED_FORWARD_HEADERS: [&str; 11] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-ssl-client-subject",
 ];
 /// hyper refuses buffers smaller than this for HTTP/1 heads.
 pub const MIN_HEADER_BYTES: usize = 8192;
@@ -487,6 +513,7 @@ impl Validator<'_> {
         let hsts = self.hsts(&raw.hsts, server.protocol);
         let upstream = self.upstream(&raw.upstream);
         let admin = self.admin(&raw.admin);
+        self.admin_client_certs(&admin, tls.as_ref());
         let trusted_proxies = match &raw.client_ip.trusted_proxies {
             Some(l) => self.cidrs(keys::CLIENT_IP_TRUSTED_PROXIES, &l.items()),
             None => Vec::new(),
@@ -639,6 +666,7 @@ impl Validator<'_> {
             [&raw.cert, &raw.key, &raw.pkcs12, &raw.pkcs12_password_file],
             &format!("when server.protocol = {:?}", protocol.as_str()),
         )?;
+        let client_auth = self.client_auth(keys::TLS_CLIENT_AUTH, raw.client_auth.as_ref(), None);
         let mut sni = Vec::new();
         for (i, s) in raw.sni.iter().enumerate() {
             let name = s.server_name.trim().to_ascii_lowercase();
@@ -661,10 +689,19 @@ impl Validator<'_> {
                 [&s.cert, &s.key, &s.pkcs12, &s.pkcs12_password_file],
                 "in every [[tls.sni]] entry",
             );
+            let auth = match &s.client_auth {
+                Some(own) => self.client_auth(
+                    &format!("tls.sni.{i}.client_auth"),
+                    Some(own),
+                    Some(&client_auth),
+                ),
+                None => client_auth.clone(),
+            };
             if let Some(cert) = source {
                 sni.push(SniCert {
                     server_name: name,
                     cert,
+                    client_auth: auth,
                 });
             }
         }
@@ -737,6 +774,7 @@ impl Validator<'_> {
             suites: suites_offered,
             skipped_suites: skipped,
             strict_sni_host: raw.strict_sni_host.unwrap_or(false),
+            client_auth,
         })
     }
 
@@ -942,10 +980,133 @@ impl Validator<'_> {
                 "::1/128".parse().expect("static CIDR"),
             ],
         };
+        let allowed_subjects: Vec<SubjectPattern> = raw
+            .allowed_subjects
+            .iter()
+            .flatten()
+            .map(|p| SubjectPattern::new(p))
+            .collect();
+        if allowed_subjects.iter().any(|p| p.as_str().is_empty()) {
+            self.error(
+                keys::ADMIN_ALLOWED_SUBJECTS,
+                "an empty pattern matches nothing; remove it",
+            );
+        }
         Admin {
             paths: canonical,
             allowed_ips,
             direct_access: raw.direct_access.unwrap_or(true),
+            require_client_cert: raw.require_client_cert.unwrap_or(false),
+            allowed_subjects,
+        }
+    }
+
+    /// A `client_auth` table under `prefix`. In a `[[tls.sni]]` entry
+    /// (`outer` is `[tls.client_auth]`), `forward_header` is refused: the
+    /// header is one for every connection.
+    fn client_auth(
+        &mut self,
+        prefix: &str,
+        raw: Option<&RawClientAuth>,
+        outer: Option<&ClientAuth>,
+    ) -> ClientAuth {
+        let Some(raw) = raw else {
+            return ClientAuth::OFF;
+        };
+        let k = |name: &str| format!("{prefix}.{name}");
+        let mode = match raw.mode.as_deref() {
+            None => ClientAuthMode::Off,
+            Some(text) => ClientAuthMode::parse(text).unwrap_or_else(|| {
+                self.error(
+                    &k("mode"),
+                    format!("{text:?} is not one of \"off\", \"optional\", \"required\""),
+                );
+                ClientAuthMode::Off
+            }),
+        };
+        let ca = raw.ca.as_deref().map(|c| self.file(&k("ca"), c));
+        if mode != ClientAuthMode::Off && ca.is_none() {
+            self.error(
+                &k("ca"),
+                format!(
+                    "is required with mode = {:?}: the CA bundle client certificates must chain to",
+                    mode.as_str()
+                ),
+            );
+        }
+        let crls: Vec<PathBuf> = raw
+            .crl
+            .iter()
+            .flatten()
+            .map(|c| self.file(&k("crl"), c))
+            .collect();
+        let crl_unknown = match raw.crl_unknown.as_deref() {
+            None | Some("deny") => CrlUnknown::Deny,
+            Some("allow") => CrlUnknown::Allow,
+            Some(other) => {
+                self.error(
+                    &k("crl_unknown"),
+                    format!("{other:?} is not one of \"deny\", \"allow\""),
+                );
+                CrlUnknown::Deny
+            }
+        };
+        let forward_header = match (&raw.forward_header, outer) {
+            (Some(_), Some(outer)) => {
+                self.error(
+                    &k("forward_header"),
+                    "is set in [tls.client_auth] only: the upstream gets the header from every connection",
+                );
+                outer.forward_header.clone()
+            }
+            (Some(name), None) => match HeaderName::from_bytes(name.trim().as_bytes()) {
+                Ok(h) if RESERVED_FORWARD_HEADERS.contains(&h.as_str()) => {
+                    self.error(
+                        &k("forward_header"),
+                        format!("{name:?} is a header the gateway sets or frames requests by; name another, e.g. \"X-SSL-Client-Cert\""),
+                    );
+                    None
+                }
+                Ok(h) => Some(h),
+                Err(_) => {
+                    self.error(
+                        &k("forward_header"),
+                        format!("{name:?} is not a header name"),
+                    );
+                    None
+                }
+            },
+            (None, outer) => outer.and_then(|o| o.forward_header.clone()),
+        };
+        ClientAuth {
+            mode,
+            ca,
+            crls,
+            crl_unknown,
+            forward_header,
+        }
+    }
+
+    /// `admin.require_client_cert` needs some listener to ask for
+    /// certificates, and `admin.allowed_subjects` needs it on: otherwise
+    /// every admin request would be refused, or the patterns ignored.
+    fn admin_client_certs(&mut self, admin: &Admin, tls: Option<&Tls>) {
+        if !admin.allowed_subjects.is_empty() && !admin.require_client_cert {
+            self.error(
+                keys::ADMIN_ALLOWED_SUBJECTS,
+                "needs admin.require_client_cert = true (the patterns are matched against the client certificate)",
+            );
+        }
+        let asks = tls.is_some_and(|t| {
+            std::iter::once(&t.client_auth)
+                .chain(t.sni.iter().map(|s| &s.client_auth))
+                .any(|a| a.mode != ClientAuthMode::Off)
+        });
+        if admin.require_client_cert && !asks {
+            self.error(
+                keys::ADMIN_REQUIRE_CLIENT_CERT,
+                "no client ever presents a certificate: set tls.client_auth.mode (or a [[tls.sni]] entry's client_auth.mode) to \"optional\" or \"required\"",
+            );
         }
     }
 

@@ -16,11 +16,16 @@ use tokio::sync::watch;
 use super::proxy_protocol::{self, ProxyHeaderError};
 use super::serve::serve_http;
 use super::service::Service;
+use crate::client_cert::ClientCert;
 use crate::config::ProxyProtocolMode;
 use crate::conn::{Activity, ConnInfo, ListenerKind};
 use crate::headers;
 use crate::observe::metrics;
-use crate::tls::{chosen_cert, stream, suites};
+use crate::tls::server::ServerSides;
+use crate::tls::stream::TlsStream;
+use crate::tls::{chosen_cert, client_auth, hello, stream, suites};
+use rustls::server::UnbufferedServerConnection;
+use rustls_pki_types::CertificateDer;
 
 /// Reads the PROXY header (when `server.proxy_protocol` asks for one),
 /// completes the TLS handshake (HTTPS) and returns the connection's HTTP
@@ -47,7 +52,7 @@ pub(super) async fn open(
         }
         _ => None,
     };
-    let tls = live.tls.as_ref().map(|t| t.config.clone());
+    let tls = live.tls.as_ref().map(|t| t.sides.clone());
     // In HTTPS mode the HTTP listener only redirects; a browser that holds
     // the site's HSTS upgrades `http://gis:6080/` to `https://gis:6080/`
     // itself (RFC 6797 §8.3 keeps the port), so a ClientHello there gets a
@@ -63,31 +68,33 @@ pub(super) async fn open(
     let tls = match kind {
         ListenerKind::Https => Some(tls?),
         ListenerKind::Http if tls_on_http => match tls {
-            Some(config) if starts_with_tls(&tcp, limits.header_read_timeout).await? => {
-                Some(config)
-            }
+            Some(sides) if starts_with_tls(&tcp, limits.header_read_timeout).await? => Some(sides),
             _ => None,
         },
         _ => None,
     };
-    let Some(config) = tls else {
+    let Some(sides) = tls else {
         let info = Arc::new(ConnInfo {
             kind,
             peer,
             tls_version: None,
             tls_suite: None,
+            client_cert: None,
             forwarded_for: headers::forwarded_for(peer.ip()),
             certificate: None,
             activity: Activity::new(true, &limits),
         });
         return Some(serve_http(gw, tcp, info, false, &limits, drain));
     };
-    let handshake = tokio::time::timeout(limits.header_read_timeout, stream::accept(tcp, config));
+    let handshake = tokio::time::timeout(limits.header_read_timeout, handshake(tcp, &sides));
     let (handshake, certificate) = chosen_cert::noting_certificate(handshake).await;
-    let stream = match handshake {
+    let (stream, asks_client_cert) = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             metrics::tls_handshake_error(handshake_error_reason(&e));
+            if let Some(result) = tls_error(&e).and_then(client_auth::failure_label) {
+                metrics::client_cert_verification(result);
+            }
             tracing::debug!(%peer, "TLS handshake failed: {e}");
             return None;
         }
@@ -97,7 +104,8 @@ pub(super) async fn open(
         }
     };
     let session = stream.session();
-    let version = session.protocol_version().map(suites::version_name);
+    let protocol_version = session.protocol_version();
+    let version = protocol_version.map(suites::version_name);
     let suite = session
         .negotiated_cipher_suite()
         .map(|s| suites::suite_name(&s));
@@ -108,11 +116,15 @@ pub(super) async fn open(
         suites::group_name(group),
     );
     let h2 = session.alpn_protocol() == Some(b"h2");
+    let client_cert = asks_client_cert
+        .then(|| verified_client_cert(session.peer_certificates(), peer))
+        .flatten();
     let info = Arc::new(ConnInfo {
         kind,
         peer,
-        tls_version: version,
+        tls_version: protocol_version,
         tls_suite: suite,
+        client_cert,
         forwarded_for: headers::forwarded_for(peer.ip()),
         certificate,
         activity: Activity::new(!h2, &limits),
@@ -143,10 +155,54 @@ async fn client_address(
     }
 }
 
+/// The TLS handshake with the server config the ClientHello's server name
+/// chooses (read first only when the choice depends on it); and whether
+/// that config asked for a client certificate.
+async fn handshake(
+    tcp: TcpStream,
+    sides: &ServerSides,
+) -> io::Result<(TlsStream<UnbufferedServerConnection>, bool)> {
+    let side = if sides.by_server_name() {
+        let name = hello::peek_server_name(&tcp).await?;
+        sides.for_name(name.as_deref())
+    } else {
+        &sides.default
+    };
+    let stream = stream::accept(tcp, side.config.clone()).await?;
+    Ok((stream, side.asks_client_cert))
+}
+
+/// The client's certificate, counted: rustls has verified it (a handshake
+/// with one that does not verify fails), or there is none (mode
+/// "optional").
+fn verified_client_cert(
+    chain: Option<&[CertificateDer<'static>]>,
+    peer: SocketAddr,
+) -> Option<Arc<ClientCert>> {
+    let Some(leaf) = chain.and_then(|c| c.first()) else {
+        metrics::client_cert_verification("none");
+        return None;
+    };
+    metrics::client_cert_verification("ok");
+    match ClientCert::from_der(leaf) {
+        Ok(cert) => Some(Arc::new(cert)),
+        Err(e) => {
+            // Verified but unreadable here: the connection goes on as one
+            // without a certificate, which the admin gate refuses.
+            tracing::warn!(%peer, "{e}");
+            None
+        }
+    }
+}
+
 /// Counts and logs a connection closed for its PROXY header.
 fn refuse_proxy_header(peer: SocketAddr, e: &ProxyHeaderError) {
     metrics::proxy_protocol_error(e.reason());
     tracing::debug!(%peer, "connection closed: {e}");
+}
+
+fn tls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
 }
 
 /// Whether a connection's first byte opens a TLS handshake record (22);

@@ -43,7 +43,11 @@ pub fn log(r: &RequestRecord, elapsed: Duration) {
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         bytes = r.bytes,
         listener = r.conn.kind.as_str(),
-        tls_version = r.conn.tls_version.unwrap_or("-"),
+        tls_version = r
+            .conn
+            .tls_version
+            .map(crate::tls::suites::version_name)
+            .unwrap_or("-"),
         tls_cipher = r.conn.tls_suite.unwrap_or("-"),
         "request"
     );

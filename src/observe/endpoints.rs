@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
 use crate::body::ResponseBody;
+use crate::config::ClientAuth;
 use crate::live::Live;
 use crate::observe::metrics;
 
@@ -113,6 +114,52 @@ fn extensions(live: &Live) -> Value {
         "proxyProtocol": proxy.mode.as_str(),
         "proxyProtocolFrom": proxy.from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "strictSniHost": s.tls.as_ref().is_some_and(|t| t.strict_sni_host),
+        "clientAuth": client_auth_config(live),
+    })
+}
+
+/// `[tls.client_auth]`, each `[[tls.sni]]` entry's, and the admin paths'
+/// certificate policy. File paths, not contents; CRLs with their
+/// nextUpdate.
+fn client_auth_config(live: &Live) -> Value {
+    let s = &live.settings;
+    let table = |a: &ClientAuth| {
+        json!({
+            "mode": a.mode.as_str(),
+            "ca": a.ca.as_ref().map(|p| p.display().to_string()),
+            "crl": a.crls.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "crlUnknown": a.crl_unknown.as_str(),
+        })
+    };
+    let (default, sni, forward) = match &s.tls {
+        Some(t) => (
+            table(&t.client_auth),
+            t.sni
+                .iter()
+                .map(|e| (e.server_name.clone(), table(&e.client_auth)))
+                .collect::<serde_json::Map<_, _>>(),
+            t.client_auth
+                .forward_header
+                .as_ref()
+                .map(|h| h.as_str().to_string()),
+        ),
+        None => (table(&ClientAuth::OFF), serde_json::Map::new(), None),
+    };
+    let crls: Vec<Value> = live
+        .tls
+        .as_ref()
+        .map(|t| t.crls.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .map(|c| json!({"file": c.path.display().to_string(), "nextUpdate": c.next_update}))
+        .collect();
+    json!({
+        "default": default,
+        "sni": sni,
+        "forwardHeader": forward,
+        "adminRequireClientCert": s.admin.require_client_cert,
+        "adminAllowedSubjects": s.admin.allowed_subjects.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "crls": crls,
     })
 }
 
@@ -131,6 +178,8 @@ fn certificate(live: &Live, alias: &str) -> Option<Value> {
 fn metrics_page(prometheus: Option<&PrometheusHandle>, live: &Live) -> Response<ResponseBody> {
     let mut body = prometheus.map(|h| h.render()).unwrap_or_default();
     metrics::render_certificate_expiry(live.certs(), &mut body);
+    let crls = live.tls.as_ref().map(|t| t.crls.as_slice()).unwrap_or(&[]);
+    metrics::render_crl_next_update(crls, &mut body);
     let mut r = Response::new(ResponseBody::full(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -47,6 +47,8 @@ pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
     "gisgate_config_last_reload_success_timestamp_seconds";
 pub const CERTIFICATE_EXPIRY_TIMESTAMP: &str = "gisgate_certificate_expiry_timestamp_seconds";
 pub const BUILD_INFO: &str = "gisgate_build_info";
+pub const CLIENT_CERT_VERIFICATIONS_TOTAL: &str = "gisgate_client_cert_verifications_total";
+pub const CRL_NEXT_UPDATE_TIMESTAMP: &str = "gisgate_crl_next_update_timestamp_seconds";
 
 /// Latency buckets in seconds: sub-millisecond proxying up to the 300 s
 /// default response timeout of long geoprocessing jobs.
@@ -124,6 +126,10 @@ fn describe() {
         CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
         Unit::Seconds,
         "Unix time of the last successful load."
+    );
+    describe_counter!(
+        CLIENT_CERT_VERIFICATIONS_TOTAL,
+        "Client certificates asked for in TLS handshakes, by result (ok, none, or why it was refused)."
     );
     describe_gauge!(
         BUILD_INFO,
@@ -246,6 +252,11 @@ pub fn proxy_protocol_error(reason: &'static str) {
     counter!(PROXY_PROTOCOL_ERRORS_TOTAL, "reason" => reason).increment(1);
 }
 
+/// `result`: one of `tls::client_auth::RESULTS`.
+pub fn client_cert_verification(result: &'static str) {
+    counter!(CLIENT_CERT_VERIFICATIONS_TOTAL, "result" => result).increment(1);
+}
+
 pub fn connection_opened(listener: &'static str) {
     gauge!(CONNECTIONS_ACTIVE, "listener" => listener).increment(1.0);
 }
@@ -297,6 +308,26 @@ pub fn render_certificate_expiry(certs: &[crate::tls::server::LoadedCert], out: 
             escape_label(&c.facts.serial_number),
             c.facts.not_after
         );
+    }
+}
+
+/// The CRL gauge, like the certificate expiry one, from the live state at
+/// scrape time: a CRL removed from the config disappears. A CRL without
+/// nextUpdate has no series.
+pub fn render_crl_next_update(crls: &[crate::tls::client_auth::LoadedCrl], out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP {CRL_NEXT_UPDATE_TIMESTAMP} Unix time by which each loaded CRL's issuer promises the next one (nextUpdate).\n# TYPE {CRL_NEXT_UPDATE_TIMESTAMP} gauge"
+    );
+    for c in crls {
+        if let Some(at) = c.next_update {
+            let _ = writeln!(
+                out,
+                "{CRL_NEXT_UPDATE_TIMESTAMP}{{file=\"{}\"}} {at}",
+                escape_label(&c.path.display().to_string()),
+            );
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! the answer is the restrictive one (an error, `None`, or no grant).
 
 pub mod admin;
+pub mod client_cert;
 pub mod client_ip;
 pub mod cors;
 pub mod path;

@@ -4,6 +4,8 @@
 
 pub mod certs;
 pub mod chosen_cert;
+pub mod client_auth;
+pub mod hello;
 pub mod pkcs12;
 pub mod server;
 pub mod stream;

@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use super::certs::{self, CertFacts};
+use super::client_auth::{self, LoadedCrl};
 use super::pkcs12::{self, Password, Pkcs12Error};
 use super::suites;
 use super::BuildError;
@@ -47,8 +51,47 @@ pub struct LoadedCert {
 }
 
 pub struct ServerTls {
+    /// For the default certificate, and every server name whose client
+    /// authentication is the default's.
     pub config: Arc<ServerConfig>,
+    /// `config` and the configs chosen by server name.
+    pub sides: Arc<ServerSides>,
     pub certs: Vec<LoadedCert>,
+    /// Every CRL the client-certificate verifiers hold.
+    pub crls: Vec<LoadedCrl>,
+}
+
+/// One server config and whether it asks for client certificates (rustls
+/// keeps its verifier private).
+#[derive(Clone)]
+pub struct ServerSide {
+    pub config: Arc<ServerConfig>,
+    pub asks_client_cert: bool,
+}
+
+/// The server configs of one build.
+pub struct ServerSides {
+    /// For the default certificate, and every server name whose client
+    /// authentication is the default's.
+    pub default: ServerSide,
+    /// Server names (`*.example.com` for one label) whose client
+    /// authentication differs from the default's: the config is chosen
+    /// after reading the ClientHello (`tls::hello`).
+    pub by_name: HashMap<String, ServerSide>,
+}
+
+impl ServerSides {
+    /// Whether the config depends on the ClientHello's server name.
+    pub fn by_server_name(&self) -> bool {
+        !self.by_name.is_empty()
+    }
+
+    /// The config for a ClientHello's server name.
+    pub fn for_name(&self, server_name: Option<&str>) -> &ServerSide {
+        server_name
+            .and_then(|name| lookup(&self.by_name, &name.to_ascii_lowercase()))
+            .unwrap_or(&self.default)
+    }
 }
 
 pub fn provider_for(tls: &Tls) -> CryptoProvider {
@@ -76,18 +119,79 @@ pub fn build(tls: &Tls, sessions: &TlsSessions) -> Result<ServerTls, BuildError>
     }
     check_suites_fit_keys(tls, &loaded)?;
 
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&tls.versions)
-        .map_err(|e| BuildError::new("tls.protocols", e))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { default, by_name }));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.session_storage = sessions.cache.clone();
-    config.ticketer = sessions.ticketer.clone();
+    let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SniResolver { default, by_name });
+    let mut crls = Vec::new();
+    let mut verifier = |auth, prefix: &str| -> Result<_, BuildError> {
+        Ok(client_auth::verifier(auth, prefix, &provider)?.map(|v| {
+            crls.extend(v.crls);
+            v.verifier
+        }))
+    };
+    let default_verifier = verifier(&tls.client_auth, "tls.client_auth")?;
+    let mut others = Vec::new();
+    for (i, sni) in tls.sni.iter().enumerate() {
+        if !sni.client_auth.same_verifier(&tls.client_auth) {
+            let v = verifier(&sni.client_auth, &format!("tls.sni.{i}.client_auth"))?;
+            others.push((sni.server_name.clone(), v));
+        }
+    }
+    let parts = ConfigParts {
+        tls,
+        provider: &provider,
+        resolver: &resolver,
+        sessions,
+    };
+    let default = parts.config(default_verifier)?;
+    let mut by_name = HashMap::new();
+    for (name, v) in others {
+        by_name.insert(name, parts.config(v)?);
+    }
     Ok(ServerTls {
-        config: Arc::new(config),
+        config: default.config.clone(),
+        sides: Arc::new(ServerSides { default, by_name }),
         certs: loaded,
+        crls,
     })
+}
+
+/// What every server config of one build shares.
+struct ConfigParts<'a> {
+    tls: &'a Tls,
+    provider: &'a Arc<CryptoProvider>,
+    resolver: &'a Arc<dyn ResolvesServerCert>,
+    sessions: &'a TlsSessions,
+}
+
+impl ConfigParts<'_> {
+    fn config(
+        &self,
+        verifier: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> Result<ServerSide, BuildError> {
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&self.tls.versions)
+            .map_err(|e| BuildError::new("tls.protocols", e))?;
+        let asks = verifier.is_some();
+        let builder = match verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if asks {
+            // No resumption where client certificates are verified: a
+            // resumed session skips verification, so a certificate revoked
+            // (or a mode made stricter) by a reload would still be let in.
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        } else {
+            config.session_storage = self.sessions.cache.clone();
+            config.ticketer = self.sessions.ticketer.clone();
+        }
+        Ok(ServerSide {
+            config: Arc::new(config),
+            asks_client_cert: asks,
+        })
+    }
 }
 
 fn load_one(
@@ -222,14 +326,20 @@ impl Choice {
     }
 }
 
+/// `name` (lower case) in a map by server name: exactly, else by a
+/// wildcard; `*.example.com` covers exactly one label, as RFC 6125 §6.4.3
+/// has it.
+fn lookup<'m, T>(map: &'m HashMap<String, T>, name: &str) -> Option<&'m T> {
+    if let Some(k) = map.get(name) {
+        return Some(k);
+    }
+    let (_, parent) = name.split_once('.')?;
+    map.get(&format!("*.{parent}"))
+}
+
 impl SniResolver {
     fn lookup(&self, name: &str) -> Option<&Choice> {
-        if let Some(k) = self.by_name.get(name) {
-            return Some(k);
-        }
-        // `*.example.com` covers exactly one label, as RFC 6125 §6.4.3 has it.
-        let (_, parent) = name.split_once('.')?;
-        self.by_name.get(&format!("*.{parent}"))
+        lookup(&self.by_name, name)
     }
 }
 
