@@ -4,9 +4,13 @@
 mod error;
 pub mod keys;
 pub(crate) mod raw;
+mod rules;
 mod syntax;
 mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, Locator};
+pub use rules::{
+    parse_rate, AccessRule, BodyLimitRule, Rate, RateError, RateLimitRule, RuleScope, Tokens,
+};
 pub use validate::*;

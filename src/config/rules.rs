@@ -1,0 +1,286 @@
+//! Validation of the per-client limits and request rules: `[tokens]`,
+//! `[[access]]`, `[[rate_limit]]`, `[[body_limit]]` (issue 25). Every rule
+//! names canonical-path prefixes matched as `admin.paths` are.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use http::Method;
+use ipnet::IpNet;
+
+use super::keys;
+use super::raw::{RawAccess, RawBodyLimit, RawRateLimit, RawTokens};
+use super::validate::Validator;
+
+/// What a rule applies to: canonical-path prefixes and, optionally, methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleScope {
+    /// Canonical, as written after canonicalisation.
+    pub paths: Vec<String>,
+    /// Empty: every method.
+    pub methods: Vec<Method>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    pub name: Option<String>,
+    pub scope: RuleScope,
+    /// ArcGIS's `f` parameter values the rule is limited to (lower-case);
+    /// empty: any. A request without `f` counts as `html`, as ArcGIS
+    /// Server answers it.
+    pub f: Vec<String>,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+/// A request rate: `count` requests per `per`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+    /// As written, for `check` and `/security/config`.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitRule {
+    pub name: Option<String>,
+    pub scope: RuleScope,
+    pub rate: Rate,
+    /// Requests a client may make at once before the rate applies.
+    pub burst: NonZeroU32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyLimitRule {
+    pub paths: Vec<String>,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub refuse_get_credentials: bool,
+}
+
+/// Why a `rate` is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("{0:?} is not a rate; write a whole number, \"/\" and a unit, e.g. \"10/min\"")]
+    Shape(String),
+    #[error("{0:?}: the count before \"/\" is not a whole number")]
+    Count(String),
+    #[error("{0:?}: the count must be at least 1 (to refuse every request use [[access]])")]
+    Zero(String),
+    #[error("{0:?}: unknown unit after \"/\"; use s, sec, second, m, min, minute, h, hour or day")]
+    Unit(String),
+}
+
+/// Parses `N/unit`: `10/s`, `10/sec`, `30/min`, `100/h`, `1000/day`.
+pub fn parse_rate(text: &str) -> Result<Rate, RateError> {
+    let (count, unit) = text
+        .split_once('/')
+        .ok_or_else(|| RateError::Shape(text.to_string()))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| RateError::Count(text.to_string()))?;
+    let count = NonZeroU32::new(count).ok_or_else(|| RateError::Zero(text.to_string()))?;
+    let secs = match unit.trim().to_ascii_lowercase().as_str() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        _ => return Err(RateError::Unit(text.to_string())),
+    };
+    Ok(Rate {
+        count,
+        per: Duration::from_secs(secs),
+        text: text.to_string(),
+    })
+}
+
+impl Validator<'_> {
+    pub(super) fn tokens(&mut self, raw: &RawTokens) -> Tokens {
+        Tokens {
+            refuse_get_credentials: raw.refuse_get_credentials.unwrap_or(true),
+        }
+    }
+
+    fn scope(&mut self, key: &str, paths: &[String], methods: Option<&[String]>) -> RuleScope {
+        let paths_key = format!("{key}.paths");
+        if paths.is_empty() {
+            self.error(&paths_key, "must name at least one path");
+        }
+        let mut canonical = Vec::new();
+        for p in paths {
+            match crate::policy::path::canonical_path(p) {
+                Ok(c) => canonical.push(c),
+                Err(e) => self.error(
+                    &paths_key,
+                    format!("{p:?} is not a canonical absolute path: {e}"),
+                ),
+            }
+        }
+        let mut parsed = Vec::new();
+        for m in methods.unwrap_or_default() {
+            match Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()) {
+                Ok(m) => parsed.push(m),
+                Err(_) => self.error(
+                    &format!("{key}.methods"),
+                    format!("{m:?} is not an HTTP method"),
+                ),
+            }
+        }
+        RuleScope {
+            paths: canonical,
+            methods: parsed,
+        }
+    }
+
+    fn name(&mut self, key: &str, name: &Option<String>) -> Option<String> {
+        let name = name.as_ref()?;
+        // The name is a metric label value: kept short and plain.
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !plain {
+            self.error(
+                &format!("{key}.name"),
+                format!("{name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
+            );
+        }
+        Some(name.clone())
+    }
+
+    pub(super) fn access_rules(&mut self, raw: &[RawAccess]) -> Vec<AccessRule> {
+        let mut out: Vec<AccessRule> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = format!("{}.{i}", keys::ACCESS);
+            let scope = self.scope(&key, &r.paths, r.methods.as_deref());
+            let name = self.name(&key, &r.name);
+            if name.is_some() && out.iter().any(|o| o.name == name) {
+                self.error(&format!("{key}.name"), "another [[access]] rule has this name");
+            }
+            let allow = r
+                .allow
+                .as_ref()
+                .map(|l| self.cidrs(&format!("{key}.allow"), &l.items()))
+                .unwrap_or_default();
+            let deny = r
+                .deny
+                .as_ref()
+                .map(|l| self.cidrs(&format!("{key}.deny"), &l.items()))
+                .unwrap_or_default();
+            if r.allow.is_none() && r.deny.is_none() {
+                self.error(
+                    &key,
+                    "an [[access]] rule needs allow = [...] and/or deny = [...]",
+                );
+            }
+            let f = r
+                .f
+                .iter()
+                .flatten()
+                .map(|v| v.trim().to_ascii_lowercase())
+                .collect();
+            out.push(AccessRule {
+                name,
+                scope,
+                f,
+                allow,
+                deny,
+            });
+        }
+        out
+    }
+
+    pub(super) fn rate_limits(&mut self, raw: &[RawRateLimit]) -> Vec<RateLimitRule> {
+        let mut out: Vec<RateLimitRule> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = format!("{}.{i}", keys::RATE_LIMIT);
+            let scope = self.scope(&key, &r.paths, r.methods.as_deref());
+            let name = self.name(&key, &r.name);
+            if name.is_some() && out.iter().any(|o| o.name == name) {
+                self.error(
+                    &format!("{key}.name"),
+                    "another [[rate_limit]] rule has this name",
+                );
+            }
+            let rate = match parse_rate(&r.rate) {
+                Ok(rate) => rate,
+                Err(e) => {
+                    self.error(&format!("{key}.rate"), e.to_string());
+                    continue;
+                }
+            };
+            let burst = match r.burst {
+                None => rate.count,
+                Some(b) => match NonZeroU32::new(b) {
+                    Some(b) => b,
+                    None => {
+                        self.error(
+                            &format!("{key}.burst"),
+                            "must be at least 1 (requests a client may make at once)",
+                        );
+                        continue;
+                    }
+                },
+            };
+            out.push(RateLimitRule {
+                name,
+                scope,
+                rate,
+                burst,
+            });
+        }
+        out
+    }
+
+    pub(super) fn body_limits(&mut self, raw: &[RawBodyLimit]) -> Vec<BodyLimitRule> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let key = format!("{}.{i}", keys::BODY_LIMIT);
+                let scope = self.scope(&key, &r.paths, None);
+                BodyLimitRule {
+                    paths: scope.paths,
+                    max_bytes: r.max_bytes,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_in_every_unit_parse() {
+        for (text, count, secs) in [
+            ("10/s", 10, 1),
+            ("10/sec", 10, 1),
+            ("5 / second", 5, 1),
+            ("30/min", 30, 60),
+            ("30/m", 30, 60),
+            ("100/h", 100, 3600),
+            ("100/hour", 100, 3600),
+            ("1000/day", 1000, 86_400),
+        ] {
+            let rate = parse_rate(text).expect(text);
+            assert_eq!(rate.count.get(), count, "{text}");
+            assert_eq!(rate.per, Duration::from_secs(secs), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_rate_that_is_not_one_is_refused_with_its_reason() {
+        assert!(matches!(parse_rate("ten/min"), Err(RateError::Count(_))));
+        assert!(matches!(parse_rate("0/min"), Err(RateError::Zero(_))));
+        assert!(matches!(parse_rate("10/fortnight"), Err(RateError::Unit(_))));
+        assert!(matches!(parse_rate("10"), Err(RateError::Shape(_))));
+        assert!(matches!(parse_rate("-1/s"), Err(RateError::Count(_))));
+    }
+}
