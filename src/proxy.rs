@@ -1,6 +1,8 @@
 //! One request, top to bottom, in the order of SPEC §3:
 //! canonical path -> client address -> listener rule -> preflight ->
-//! admin gate -> forward over HTTPS -> response headers -> log and metrics.
+//! admin gate -> access rules -> credentials in the URL -> rate limits ->
+//! body size limit -> forward over HTTPS -> response headers -> log and
+//! metrics.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::headers;
 use crate::live::Live;
 use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
+use crate::request_body::{self, LimitWatch, RequestBody, RequestBodyError};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect,
@@ -113,9 +116,18 @@ async fn route(
     }
 
     admin_gate(live, &path, client)?;
+    access_rules(live, &req, &path, client)?;
+    credentials_in_url(live, &req, &path, record)?;
+    rate_limits(live, &req, &path, client)?;
+    let body_limit = body_limit(live, &req, &path)?;
 
     record.route = Route::Proxy;
-    forward(live, conn, req, &path, &authority, record).await
+    let target = Target {
+        path: &path,
+        authority: &authority,
+        body_limit,
+    };
+    forward(live, conn, req, target, record).await
 }
 
 /// An HTTP/2 request's header list size as SETTINGS_MAX_HEADER_LIST_SIZE
@@ -204,14 +216,99 @@ fn admin_gate(live: &Live, path: &str, client: Option<IpAddr>) -> Result<(), Ref
     }
 }
 
+/// `[[access]]`: the first rule that applies decides; 403 as for admin.
+fn access_rules(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &str,
+    client: Option<IpAddr>,
+) -> Result<(), Refusal> {
+    let decided = live
+        .policy
+        .access
+        .decide(path, req.method(), req.uri().query(), client);
+    decided.map_err(|denied| {
+        metrics::access_denied(denied.rule);
+        Refusal::AccessDenied
+    })
+}
+
+/// `tokens.refuse_get_credentials`: a sign-in by GET with the password in
+/// the query is refused, and the query is not logged (its values are
+/// redacted anyway; this one is not kept at all).
+fn credentials_in_url(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &str,
+    record: &mut RequestRecord,
+) -> Result<(), Refusal> {
+    let refused =
+        live.policy
+            .credentials_in_url
+            .refused(req.method(), path, req.uri().query());
+    if refused {
+        record.query = None;
+        metrics::get_credentials_refused();
+        return Err(Refusal::CredentialsInUrl);
+    }
+    Ok(())
+}
+
+/// `[[rate_limit]]`: 429 with Retry-After once a client is past a rule.
+fn rate_limits(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &str,
+    client: Option<IpAddr>,
+) -> Result<(), Refusal> {
+    let checked = live.policy.rate_limits.check(path, req.method(), client);
+    checked.map_err(|limited| {
+        metrics::rate_limited(limited.rule);
+        Refusal::RateLimited {
+            retry_after: limited.retry_after,
+        }
+    })
+}
+
+/// The request's body size limit. A declared length over it is refused
+/// here, before the upstream is contacted; a streamed body is counted on
+/// its way (`RequestBody`).
+fn body_limit(live: &Live, req: &Request<Incoming>, path: &str) -> Result<Option<u64>, Refusal> {
+    let Some(limit) = live.policy.body_limits.limit_for(path) else {
+        return Ok(None);
+    };
+    match req.body().size_hint().exact() {
+        Some(declared) if declared > limit => {
+            metrics::body_too_large("declared");
+            Err(Refusal::BodyTooLarge)
+        }
+        // A body of known length within the limit needs no counting.
+        Some(_) => Ok(None),
+        None => Ok(Some(limit)),
+    }
+}
+
+/// Where the request goes, as the policy judged it.
+struct Target<'a> {
+    /// The canonical path.
+    path: &'a str,
+    authority: &'a str,
+    /// Bytes the body may carry on its way; `None`: not counted.
+    body_limit: Option<u64>,
+}
+
 async fn forward(
     live: &Live,
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
-    path: &str,
-    authority: &str,
+    target: Target<'_>,
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
+    let Target {
+        path,
+        authority,
+        body_limit,
+    } = target;
     let upstream = &live.upstream;
     let wants_upgrade = headers::websocket_requested(req.headers(), req.method(), req.version());
     // A WebSocket upgrade needs HTTP/1.1 (RFC 6455) whatever else is spoken.
@@ -225,8 +322,14 @@ async fn forward(
         protocol,
         wants_upgrade,
     };
+    let (req, limit_watch) = limited_body(req, body_limit);
     let (out, client) = upstream_request(live, conn, req, request)?;
-    let (mut response, mut lease) = send_upstream(upstream, protocol, out).await?;
+    let (mut response, mut lease) = send_upstream(upstream, protocol, out)
+        .await
+        .map_err(|refusal| match limit_watch.passed() {
+            true => body_over_limit(),
+            false => refusal,
+        })?;
     record.upstream_status = Some(response.status().as_u16());
     if !upstream_framing(upstream, &mut response)? {
         // Closed once this response is read, never pooled.
@@ -254,6 +357,20 @@ async fn forward(
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
     Ok(response.map(|b| ResponseBody::upstream(b, Some(lease))))
+}
+
+fn limited_body(
+    req: Request<Incoming>,
+    limit: Option<u64>,
+) -> (Request<RequestBody>, LimitWatch) {
+    let (parts, body) = req.into_parts();
+    let (body, watch) = RequestBody::new(body, limit);
+    (Request::from_parts(parts, body), watch)
+}
+
+fn body_over_limit() -> Refusal {
+    metrics::body_too_large("streamed");
+    Refusal::BodyTooLarge
 }
 
 /// RFC 9112 §6.3: a response with Transfer-Encoding is framed by it, never
@@ -308,9 +425,9 @@ struct UpstreamRequest<'a> {
 fn upstream_request(
     live: &Live,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     to: UpstreamRequest<'_>,
-) -> Result<(Request<Incoming>, ClientSide), Refusal> {
+) -> Result<(Request<RequestBody>, ClientSide), Refusal> {
     let UpstreamRequest {
         path,
         authority,
@@ -380,7 +497,7 @@ fn upstream_request(
 async fn send_upstream(
     upstream: &UpstreamClient,
     protocol: UpstreamProtocol,
-    out: Request<Incoming>,
+    out: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Lease), Refusal> {
     let started = Instant::now();
     let sent = upstream.send(protocol, out);
@@ -397,20 +514,33 @@ async fn send_upstream(
             );
             Err(Refusal::UpstreamTimeout)
         }
-        Ok(Err(e)) => match classify(e.as_ref()) {
-            (Failure::ClientBody, reason) => {
+        Ok(Err(e)) => match request_body::failure_of(e.as_ref()) {
+            Some(RequestBodyError::TooLarge) => Err(body_over_limit()),
+            Some(RequestBodyError::Client(reason)) => {
                 tracing::debug!("request body failed while forwarded: {reason}");
                 Err(Refusal::BadBody)
             }
-            (Failure::Upstream(kind), reason) => {
-                metrics::upstream_error(kind.as_str());
-                tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
-                Err(match kind {
-                    UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
-                    _ => Refusal::UpstreamFailed,
-                })
-            }
+            None => Err(upstream_failure(upstream, e.as_ref())),
         },
+    }
+}
+
+/// A send that failed for the upstream's part: 502 or 504, with the
+/// reason logged and counted by kind.
+fn upstream_failure(upstream: &UpstreamClient, e: &(dyn std::error::Error + 'static)) -> Refusal {
+    match classify(e) {
+        (Failure::ClientBody, reason) => {
+            tracing::debug!("request body failed while forwarded: {reason}");
+            Refusal::BadBody
+        }
+        (Failure::Upstream(kind), reason) => {
+            metrics::upstream_error(kind.as_str());
+            tracing::warn!(upstream = %upstream.settings.url(), kind = kind.as_str(), "{reason}");
+            match kind {
+                UpstreamErrorKind::Timeout => Refusal::UpstreamTimeout,
+                _ => Refusal::UpstreamFailed,
+            }
+        }
     }
 }
 

@@ -99,6 +99,66 @@ pub fn parse_rate(text: &str) -> Result<Rate, RateError> {
     })
 }
 
+impl RuleScope {
+    /// `/a, /b` and, when limited, ` (GET, POST)`.
+    pub fn describe(&self) -> String {
+        let mut out = self.paths.join(", ");
+        if !self.methods.is_empty() {
+            let methods: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+            out.push_str(&format!(" ({})", methods.join(", ")));
+        }
+        out
+    }
+}
+
+fn nets(list: &[IpNet]) -> String {
+    let list: Vec<String> = list.iter().map(IpNet::to_string).collect();
+    list.join(", ")
+}
+
+impl AccessRule {
+    /// One line for `check` and its diff.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(name) = &self.name {
+            out.push_str(&format!("{name}: "));
+        }
+        out.push_str(&self.scope.describe());
+        if !self.f.is_empty() {
+            out.push_str(&format!(" with f {}", self.f.join("|")));
+        }
+        if !self.deny.is_empty() {
+            out.push_str(&format!("; deny [{}]", nets(&self.deny)));
+        }
+        if !self.allow.is_empty() {
+            out.push_str(&format!("; allow only [{}]", nets(&self.allow)));
+        }
+        out
+    }
+}
+
+impl RateLimitRule {
+    pub fn describe(&self) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .map(|n| format!("{n}: "))
+            .unwrap_or_default();
+        format!(
+            "{name}{}: {} per client address, burst {}",
+            self.scope.describe(),
+            self.rate.text,
+            self.burst
+        )
+    }
+}
+
+impl BodyLimitRule {
+    pub fn describe(&self) -> String {
+        format!("{}: {} bytes", self.paths.join(", "), self.max_bytes)
+    }
+}
+
 impl Validator<'_> {
     pub(super) fn tokens(&mut self, raw: &RawTokens) -> Tokens {
         Tokens {

@@ -17,6 +17,7 @@ mod http1;
 mod io;
 mod open;
 mod open_connections;
+mod per_ip;
 mod serve;
 mod service;
 
@@ -87,6 +88,30 @@ pub fn start(
         stop,
     }
 }
+/// `limits.max_connections_per_ip` on the public listeners: `None` when
+/// the peer already holds that many (the connection is then closed),
+/// `Some(None)` when no limit applies.
+fn admit_per_ip(
+    gw: &Arc<dyn Service>,
+    kind: ListenerKind,
+    peer: SocketAddr,
+) -> Option<Option<per_ip::PerIpGuard>> {
+    if kind == ListenerKind::Observability {
+        return Some(None);
+    }
+    let Some(limit) = gw.live().settings.limits.max_connections_per_ip else {
+        return Some(None);
+    };
+    match gw.connections().per_ip.admit(peer.ip(), limit) {
+        Some(guard) => Some(Some(guard)),
+        None => {
+            crate::observe::metrics::connection_per_ip_refused(kind.as_str());
+            tracing::debug!(listener = kind.as_str(), "connection closed: {} holds limits.max_connections_per_ip", peer.ip());
+            None
+        }
+    }
+}
+
 async fn accept_loop(
     gw: Arc<dyn Service>,
     kind: ListenerKind,
@@ -108,6 +133,10 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(per_ip) = admit_per_ip(&gw, kind, peer) else {
+            drop(tcp);
+            continue;
+        };
         // A permit is taken only once a connection exists: a loop idling in
         // accept() must not park one (with several listeners sharing the
         // limit, that would lower it). Beyond the limit this loop waits
@@ -124,6 +153,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             let _tracked = gw.connections().track(kind);
             let _permit = permit;
+            let _per_ip = per_ip;
             // Opening (the TLS handshake) is boxed and freed once it is
             // done: the task then holds only a pointer to the HTTP side, not
             // the handshake's state nor a second slot for the TLS stream.

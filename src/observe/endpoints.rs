@@ -99,6 +99,42 @@ pub fn security_config(live: &Live) -> Value {
         "allowedAdminAccessIPs": s.admin.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         "allowDirectAccess": s.admin.direct_access,
         "allowInternetCORSAccess": s.cors.allow_private_network,
+        // Beside the ArcGIS-shaped fields: what ArcGIS Server has no
+        // property for (issue 25).
+        "gisgate": limits_block(s),
+    })
+}
+
+/// The per-client limits and request rules, as configured.
+fn limits_block(s: &crate::config::Settings) -> Value {
+    let scope = |sc: &crate::config::RuleScope| {
+        json!({
+            "paths": sc.paths,
+            "methods": sc.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        })
+    };
+    let nets = |l: &[ipnet::IpNet]| l.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    json!({
+        "refuseGetCredentials": s.tokens.refuse_get_credentials,
+        "maxConnectionsPerIp": s.limits.max_connections_per_ip,
+        "maxBodyBytes": s.limits.max_body_bytes,
+        "accessRules": s.access.iter().enumerate().map(|(i, r)| json!({
+            "rule": r.name.clone().unwrap_or_else(|| i.to_string()),
+            "scope": scope(&r.scope),
+            "f": r.f,
+            "allow": nets(&r.allow),
+            "deny": nets(&r.deny),
+        })).collect::<Vec<_>>(),
+        "rateLimits": s.rate_limits.iter().enumerate().map(|(i, r)| json!({
+            "rule": r.name.clone().unwrap_or_else(|| i.to_string()),
+            "scope": scope(&r.scope),
+            "rate": r.rate.text,
+            "burst": r.burst.get(),
+        })).collect::<Vec<_>>(),
+        "bodyLimits": s.body_limits.iter().map(|r| json!({
+            "paths": r.paths,
+            "maxBytes": r.max_bytes,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -28,12 +28,13 @@ use hyper_util::rt::TokioIo;
 use super::connect::{BoxError, Connector, UpstreamStream};
 use super::upkeep::Upkeep;
 use crate::config::Upstream;
+use crate::request_body::RequestBody;
 
 /// How long idle connections above `pool_max_idle` are kept for the next
 /// burst.
 pub const SURPLUS_GRACE: Duration = Duration::from_secs(1);
 
-type Sender = SendRequest<Incoming>;
+type Sender = SendRequest<RequestBody>;
 
 #[derive(Clone)]
 pub struct Pool {
@@ -93,7 +94,7 @@ impl Pool {
     /// response body has been read.
     pub async fn send(
         &self,
-        mut req: http::Request<Incoming>,
+        mut req: http::Request<RequestBody>,
     ) -> Result<(http::Response<Incoming>, Lease), BoxError> {
         while let Some(mut sender) = self.shared.take() {
             if sender.ready().await.is_err() {

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+
+use crate::request_body::RequestBody;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
@@ -190,7 +192,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         protocol: UpstreamProtocol,
-        req: http::Request<Incoming>,
+        req: http::Request<RequestBody>,
     ) -> Result<(http::Response<Incoming>, Lease), BoxError> {
         let sent = match protocol {
             UpstreamProtocol::Http1 => self
