@@ -256,11 +256,7 @@ impl Diff {
     fn rules<T>(&mut self, table: &str, old: &[T], new: &[T], describe: impl Fn(&T) -> String) {
         for i in 0..old.len().max(new.len()) {
             let show = |r: Option<&T>| r.map_or("(none)".into(), &describe);
-            self.value(
-                &format!("{table}.{i}"),
-                show(old.get(i)),
-                show(new.get(i)),
-            );
+            self.value(&format!("{table}.{i}"), show(old.get(i)), show(new.get(i)));
         }
     }
 

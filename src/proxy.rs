@@ -22,11 +22,11 @@ use crate::headers;
 use crate::live::Live;
 use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
-use crate::request_body::{self, LimitWatch, RequestBody, RequestBodyError};
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect,
 };
+use crate::request_body::{self, LimitWatch, RequestBody, RequestBodyError};
 use crate::tls::upstream::{
     classify, Failure, Lease, UpstreamClient, UpstreamErrorKind, UpstreamProtocol,
 };
@@ -242,10 +242,10 @@ fn credentials_in_url(
     path: &str,
     record: &mut RequestRecord,
 ) -> Result<(), Refusal> {
-    let refused =
-        live.policy
-            .credentials_in_url
-            .refused(req.method(), path, req.uri().query());
+    let refused = live
+        .policy
+        .credentials_in_url
+        .refused(req.method(), path, req.uri().query());
     if refused {
         record.query = None;
         metrics::get_credentials_refused();
@@ -324,12 +324,13 @@ async fn forward(
     };
     let (req, limit_watch) = limited_body(req, body_limit);
     let (out, client) = upstream_request(live, conn, req, request)?;
-    let (mut response, mut lease) = send_upstream(upstream, protocol, out)
-        .await
-        .map_err(|refusal| match limit_watch.passed() {
-            true => body_over_limit(),
-            false => refusal,
-        })?;
+    let (mut response, mut lease) =
+        send_upstream(upstream, protocol, out)
+            .await
+            .map_err(|refusal| match limit_watch.passed() {
+                true => body_over_limit(),
+                false => refusal,
+            })?;
     record.upstream_status = Some(response.status().as_u16());
     if !upstream_framing(upstream, &mut response)? {
         // Closed once this response is read, never pooled.
@@ -359,10 +360,7 @@ async fn forward(
     Ok(response.map(|b| ResponseBody::upstream(b, Some(lease))))
 }
 
-fn limited_body(
-    req: Request<Incoming>,
-    limit: Option<u64>,
-) -> (Request<RequestBody>, LimitWatch) {
+fn limited_body(req: Request<Incoming>, limit: Option<u64>) -> (Request<RequestBody>, LimitWatch) {
     let (parts, body) = req.into_parts();
     let (body, watch) = RequestBody::new(body, limit);
     (Request::from_parts(parts, body), watch)

@@ -62,9 +62,7 @@ impl RequestBody {
 
 /// The [`RequestBodyError`] in an upstream send's error chain, if the
 /// send failed because of the client's body.
-pub fn failure_of<'e>(
-    err: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e RequestBodyError> {
+pub fn failure_of<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e RequestBodyError> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(found) = e.downcast_ref::<RequestBodyError>() {

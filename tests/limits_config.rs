@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use common::*;
 
-/// A valid config with known line numbers: lines 1-13; rules start on 14.
+/// A valid config with known line numbers: lines 1-14; rules start on 15.
 const BASE: &str = r#"[server]
 https_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -42,7 +42,7 @@ fn load_error(extra: &str) -> String {
 #[test]
 fn a_rate_that_is_not_a_number_names_its_rule_key_and_line() {
     let e = load_error("[[rate_limit]]\npaths = [\"/arcgis/login\"]\nrate = \"ten/min\"\n");
-    assert!(e.contains("gateway.toml:16:"), "{e}");
+    assert!(e.contains("gateway.toml:17:"), "{e}");
     assert!(e.contains("rate_limit.0.rate: \"ten/min\""), "{e}");
     assert!(e.contains("not a whole number"), "{e}");
 }
@@ -50,9 +50,12 @@ fn a_rate_that_is_not_a_number_names_its_rule_key_and_line() {
 #[test]
 fn a_zero_rate_a_zero_burst_and_an_unknown_unit_are_refused() {
     let e = load_error("[[rate_limit]]\npaths = [\"/a\"]\nrate = \"0/min\"\n");
-    assert!(e.contains("rate_limit.0.rate: \"0/min\": the count must be at least 1"), "{e}");
+    assert!(
+        e.contains("rate_limit.0.rate: \"0/min\": the count must be at least 1"),
+        "{e}"
+    );
     let e = load_error("[[rate_limit]]\npaths = [\"/a\"]\nrate = \"5/min\"\nburst = 0\n");
-    assert!(e.contains("gateway.toml:17:"), "{e}");
+    assert!(e.contains("gateway.toml:18:"), "{e}");
     assert!(e.contains("rate_limit.0.burst: must be at least 1"), "{e}");
     let e = load_error("[[rate_limit]]\npaths = [\"/a\"]\nrate = \"5/fortnight\"\n");
     assert!(e.contains("unknown unit"), "{e}");
@@ -63,29 +66,51 @@ fn the_second_rule_is_named_by_its_index() {
     let e = load_error(
         "[[access]]\npaths = [\"/a\"]\ndeny = [\"10.0.0.0/8\"]\n[[access]]\npaths = [\"/b\"]\nallow = [\"10.0.0.300\"]\n",
     );
-    assert!(e.contains("gateway.toml:19:"), "{e}");
-    assert!(e.contains("access.1.allow: invalid IP address: \"10.0.0.300\""), "{e}");
+    assert!(e.contains("gateway.toml:20:"), "{e}");
+    assert!(
+        e.contains("access.1.allow: invalid IP address: \"10.0.0.300\""),
+        "{e}"
+    );
 }
 
 #[test]
 fn an_access_rule_without_allow_or_deny_is_refused() {
     let e = load_error("[[access]]\npaths = [\"/a\"]\n");
-    assert!(e.contains("access.0: an [[access]] rule needs allow"), "{e}");
+    assert!(
+        e.contains("access.0: an [[access]] rule needs allow"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_paths_methods_and_types_in_rules_are_refused() {
-    let e = load_error("[[access]]\npaths = [\"/a/../..\"]\nmethods = [\"G T\"]\ndeny = [\"::/0\"]\n");
-    assert!(e.contains("access.0.paths: \"/a/../..\" is not a canonical absolute path"), "{e}");
-    assert!(e.contains("access.0.methods: \"G T\" is not an HTTP method"), "{e}");
+    let e =
+        load_error("[[access]]\npaths = [\"/a/../..\"]\nmethods = [\"G T\"]\ndeny = [\"::/0\"]\n");
+    assert!(
+        e.contains("access.0.paths: \"/a/../..\" is not a canonical absolute path"),
+        "{e}"
+    );
+    assert!(
+        e.contains("access.0.methods: \"G T\" is not an HTTP method"),
+        "{e}"
+    );
     let e = load_error("[[body_limit]]\npaths = [\"/a\"]\nmax_bytes = \"1MB\"\n");
-    assert!(e.contains("body_limit.0.max_bytes: expected a whole number"), "{e}");
+    assert!(
+        e.contains("body_limit.0.max_bytes: expected a whole number"),
+        "{e}"
+    );
     let e = load_error("[[rate_limit]]\npaths = [\"/a\"]\nrate = \"1/s\"\nrte = 1\n");
     assert!(e.contains("unknown field"), "{e}");
     let e = load_error("[limits]\nmax_connections_per_ip = 0\n");
-    assert!(e.contains("limits.max_connections_per_ip: must be at least 1"), "{e}");
+    assert!(
+        e.contains("limits.max_connections_per_ip: must be at least 1"),
+        "{e}"
+    );
     let e = load_error("[tokens]\nrefuse_get_credentials = \"yes\"\n");
-    assert!(e.contains("tokens.refuse_get_credentials: expected true or false"), "{e}");
+    assert!(
+        e.contains("tokens.refuse_get_credentials: expected true or false"),
+        "{e}"
+    );
 }
 
 const RULES: &str = r#"[limits]
@@ -131,12 +156,17 @@ fn check_against_names_changed_rules() {
     let new = write(
         &site,
         "new.toml",
-        &RULES.replace("10/min", "5/min").replace("max_connections_per_ip = 50\n", ""),
+        &RULES
+            .replace("10/min", "5/min")
+            .replace("max_connections_per_ip = 50\n", ""),
     );
     let (report, valid) = gisgate::check::report(&new, Some(&old));
     assert!(valid, "{report}");
     let out = report.summary;
-    assert!(out.contains("limits.max_connections_per_ip: 50 -> (none)"), "{out}");
+    assert!(
+        out.contains("limits.max_connections_per_ip: 50 -> (none)"),
+        "{out}"
+    );
     assert!(
         out.contains("rate_limit.0: sign-in: /arcgis/login (POST): 10/min per client address, burst 10 -> sign-in: /arcgis/login (POST): 5/min per client address, burst 5"),
         "{out}"

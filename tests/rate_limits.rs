@@ -4,10 +4,12 @@
 //! connection over the limit at accept.
 
 mod common;
+mod counters;
 
 use std::time::Duration;
 
 use common::*;
+use counters::counted;
 use tokio::io::AsyncReadExt;
 
 const SIGN_IN: &str = r#"
@@ -42,19 +44,37 @@ async fn a_client_past_its_burst_gets_429_with_retry_after() {
         assert_eq!(r.status, 200);
     }
     // Canonicalised and in another case, the same endpoint.
-    let r = https_request(&site, tg.https(), true, post("/ArcGIS//tokens/generateToken")).await;
+    let r = https_request(
+        &site,
+        tg.https(),
+        true,
+        post("/ArcGIS//tokens/generateToken"),
+    )
+    .await;
     assert_eq!(r.status, 429);
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     assert!(String::from_utf8_lossy(&r.body).contains("Too Many Requests"));
     assert_eq!(up.count(), 3, "the refused request reached the upstream");
     // Other paths and other methods are not limited by the rule.
-    assert_eq!(https_get(&site, &tg, "/arcgis/tokens/generateToken", false).await.status, 200);
-    assert_eq!(https_request(&site, tg.https(), false, post("/arcgis/rest/services")).await.status, 200);
-    let metrics = tg
-        .metrics_with("gisgate_rate_limited_total{rule=\"sign-in\"} 1")
-        .await;
-    assert!(metrics.contains("route=\"rate_limited\",status=\"429\""), "{metrics}");
+    assert_eq!(
+        https_get(&site, &tg, "/arcgis/tokens/generateToken", false)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        https_request(&site, tg.https(), false, post("/arcgis/rest/services"))
+            .await
+            .status,
+        200
+    );
+    counted(&tg, "gisgate_rate_limited_total{rule=\"sign-in\"}", 1).await;
+    let metrics = tg.metrics().await;
+    assert!(
+        metrics.contains("route=\"rate_limited\",status=\"429\""),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +93,7 @@ async fn a_reload_keeps_the_buckets_of_an_unchanged_rule_and_resets_a_changed_on
     tg.gw.reload().await.expect("reload");
     let r = https_request(&site, tg.https(), false, post("/arcgis/login")).await;
     assert_eq!(r.status, 429, "the bucket was lost on reload");
-    tg.metrics_with("gisgate_rate_limited_total{rule=\"login\"} 1").await;
+    counted(&tg, "gisgate_rate_limited_total{rule=\"login\"}", 1).await;
     // A changed rate: a new limiter.
     let text = site.config(up.addr, &renamed.replace("3/min", "4/min"));
     std::fs::write(&tg.config_path, text).unwrap();
@@ -97,9 +117,16 @@ async fn a_client_over_max_connections_per_ip_is_closed_at_accept() {
     let mut third = tokio::net::TcpStream::connect(tg.https()).await.unwrap();
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "not closed: {read:?}");
-    tg.metrics_with("gisgate_connections_per_ip_refused_total{listener=\"https\"} 1")
-        .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "not closed: {read:?}"
+    );
+    counted(
+        &tg,
+        "gisgate_connections_per_ip_refused_total{listener=\"https\"}",
+        1,
+    )
+    .await;
     // Once one closes, the address may connect again.
     drop(first);
     eventually(Duration::from_secs(10), || async {
@@ -112,9 +139,12 @@ async fn a_client_over_max_connections_per_ip_is_closed_at_accept() {
 
 #[tokio::test]
 async fn the_shipped_sample_limits_the_sign_in_endpoints() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
     let table: toml::Table = text.parse().unwrap();
-    let rules = table["rate_limit"].as_array().expect("[[rate_limit]] in gateway.toml");
+    let rules = table["rate_limit"]
+        .as_array()
+        .expect("[[rate_limit]] in gateway.toml");
     let paths: Vec<&str> = rules[0]["paths"]
         .as_array()
         .unwrap()
@@ -128,6 +158,9 @@ async fn the_shipped_sample_limits_the_sign_in_endpoints() {
         "/arcgis/sharing/rest/generateToken",
         "/arcgis/login",
     ] {
-        assert!(paths.contains(&endpoint), "{endpoint} not limited: {paths:?}");
+        assert!(
+            paths.contains(&endpoint),
+            "{endpoint} not limited: {paths:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@ mod rules;
 mod syntax;
 mod types;
 mod validate;
+mod validate_rules;
 
 pub use error::{ConfigError, ConfigErrors, Locator};
 pub use rules::{

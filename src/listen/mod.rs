@@ -106,7 +106,11 @@ fn admit_per_ip(
         Some(guard) => Some(Some(guard)),
         None => {
             crate::observe::metrics::connection_per_ip_refused(kind.as_str());
-            tracing::debug!(listener = kind.as_str(), "connection closed: {} holds limits.max_connections_per_ip", peer.ip());
+            tracing::debug!(
+                listener = kind.as_str(),
+                "connection closed: {} holds limits.max_connections_per_ip",
+                peer.ip()
+            );
             None
         }
     }

@@ -74,7 +74,9 @@ mod tests {
         let a = table.admit(ip, 2).expect("first");
         let _b = table.admit(ip, 2).expect("second");
         assert!(table.admit(ip, 2).is_none());
-        assert!(table.admit("::ffff:10.0.0.1".parse().expect("ip"), 2).is_none());
+        assert!(table
+            .admit("::ffff:10.0.0.1".parse().expect("ip"), 2)
+            .is_none());
         assert!(table.admit("10.0.0.2".parse().expect("ip"), 2).is_some());
         drop(a);
         assert!(table.admit(ip, 2).is_some());

@@ -59,7 +59,11 @@ impl AccessRules {
         query: Option<&str>,
         client: Option<IpAddr>,
     ) -> Result<(), AccessDenied<'_>> {
-        let Some(rule) = self.rules.iter().find(|r| r.applies(canonical, method, query)) else {
+        let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.applies(canonical, method, query))
+        else {
             return Ok(());
         };
         match client.map(|c| c.to_canonical()) {
@@ -102,8 +106,18 @@ mod tests {
     use crate::config::RuleScope;
     use crate::policy::parse_ip_or_cidr;
 
-    fn rule(name: Option<&str>, paths: &[&str], f: &[&str], allow: &[&str], deny: &[&str]) -> AccessRule {
-        let nets = |l: &[&str]| l.iter().map(|s| parse_ip_or_cidr(s).expect("net")).collect();
+    fn rule(
+        name: Option<&str>,
+        paths: &[&str],
+        f: &[&str],
+        allow: &[&str],
+        deny: &[&str],
+    ) -> AccessRule {
+        let nets = |l: &[&str]| {
+            l.iter()
+                .map(|s| parse_ip_or_cidr(s).expect("net"))
+                .collect()
+        };
         AccessRule {
             name: name.map(str::to_string),
             scope: RuleScope {
@@ -124,10 +138,19 @@ mod tests {
     fn the_first_rule_that_applies_decides() {
         let rules = AccessRules::new(&[
             rule(None, &["/arcgis/help"], &[], &["10.0.0.0/8"], &[]),
-            rule(Some("closed"), &["/arcgis"], &[], &[], &["0.0.0.0/0", "::/0"]),
+            rule(
+                Some("closed"),
+                &["/arcgis"],
+                &[],
+                &[],
+                &["0.0.0.0/0", "::/0"],
+            ),
         ]);
         let get = Method::GET;
-        assert_eq!(rules.decide("/arcgis/help/x", &get, None, ip("10.1.1.1")), Ok(()));
+        assert_eq!(
+            rules.decide("/arcgis/help/x", &get, None, ip("10.1.1.1")),
+            Ok(())
+        );
         assert_eq!(
             rules.decide("/arcgis/help/x", &get, None, ip("8.8.8.8")),
             Err(AccessDenied { rule: "0" })
@@ -141,22 +164,43 @@ mod tests {
 
     #[test]
     fn deny_wins_over_allow_in_one_rule_and_unknown_clients_are_refused() {
-        let rules = AccessRules::new(&[rule(None, &["/x"], &[], &["10.0.0.0/8"], &["10.9.0.0/16"])]);
-        assert!(rules.decide("/x", &Method::GET, None, ip("10.9.1.1")).is_err());
-        assert!(rules.decide("/x", &Method::GET, None, ip("::ffff:10.1.1.1")).is_ok());
+        let rules =
+            AccessRules::new(&[rule(None, &["/x"], &[], &["10.0.0.0/8"], &["10.9.0.0/16"])]);
+        assert!(rules
+            .decide("/x", &Method::GET, None, ip("10.9.1.1"))
+            .is_err());
+        assert!(rules
+            .decide("/x", &Method::GET, None, ip("::ffff:10.1.1.1"))
+            .is_ok());
         assert!(rules.decide("/x", &Method::GET, None, None).is_err());
     }
 
     #[test]
     fn an_f_limited_rule_applies_to_html_and_to_no_f() {
-        let rules = AccessRules::new(&[rule(None, &["/arcgis/rest/services"], &["html"], &["10.0.0.0/8"], &[])]);
+        let rules = AccessRules::new(&[rule(
+            None,
+            &["/arcgis/rest/services"],
+            &["html"],
+            &["10.0.0.0/8"],
+            &[],
+        )]);
         let outside = ip("8.8.8.8");
         let path = "/arcgis/rest/services/Map/MapServer";
         assert!(rules.decide(path, &Method::GET, None, outside).is_err());
-        assert!(rules.decide(path, &Method::GET, Some("f=html"), outside).is_err());
-        assert!(rules.decide(path, &Method::GET, Some("f=HT%4DL"), outside).is_err());
-        assert!(rules.decide(path, &Method::GET, Some("f=json&f=html"), outside).is_err());
-        assert!(rules.decide(path, &Method::GET, Some("f=json"), outside).is_ok());
-        assert!(rules.decide(path, &Method::GET, Some("f=pjson"), outside).is_ok());
+        assert!(rules
+            .decide(path, &Method::GET, Some("f=html"), outside)
+            .is_err());
+        assert!(rules
+            .decide(path, &Method::GET, Some("f=HT%4DL"), outside)
+            .is_err());
+        assert!(rules
+            .decide(path, &Method::GET, Some("f=json&f=html"), outside)
+            .is_err());
+        assert!(rules
+            .decide(path, &Method::GET, Some("f=json"), outside)
+            .is_ok());
+        assert!(rules
+            .decide(path, &Method::GET, Some("f=pjson"), outside)
+            .is_ok());
     }
 }

@@ -125,7 +125,7 @@ impl RateLimits {
 
     /// Addresses tracked by the rule at `index`.
     pub fn tracked_clients(&self, index: usize) -> usize {
-        self.rules.get(index).map_or(0, |r| r.store.len())
+        self.rules.get(index).map_or(0, |r| r.store.tracked())
     }
 }
 
@@ -161,7 +161,8 @@ impl BoundedStore {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// Addresses held now.
+    pub fn tracked(&self) -> usize {
         self.shards.iter().map(|s| lock(s).states.len()).sum()
     }
 
@@ -178,7 +179,9 @@ impl BoundedStore {
 
 fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
     // A panic elsewhere while holding the lock leaves valid data behind.
-    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl StateStore for BoundedStore {
@@ -199,7 +202,11 @@ impl StateStore for BoundedStore {
             shard.states.remove(&oldest);
         }
         shard.order.push_back(*key);
-        shard.states.entry(*key).or_default().measure_and_replace(&NotKeyed::NonKey, f)
+        shard
+            .states
+            .entry(*key)
+            .or_default()
+            .measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
@@ -230,7 +237,9 @@ mod tests {
         let get = Method::GET;
         assert!(limits.check("/arcgis/login", &get, ip("10.0.0.1")).is_ok());
         assert!(limits.check("/arcgis/login", &get, ip("10.0.0.1")).is_ok());
-        let refused = limits.check("/arcgis/login", &get, ip("10.0.0.1")).unwrap_err();
+        let refused = limits
+            .check("/arcgis/login", &get, ip("10.0.0.1"))
+            .unwrap_err();
         assert_eq!(refused.rule, "0");
         assert!((1..=10).contains(&refused.retry_after), "{refused:?}");
         // Another client, another bucket; another path, no rule.
@@ -257,7 +266,7 @@ mod tests {
             let key = IpAddr::V4(Ipv4Addr::from(i));
             store.measure_and_replace(&key, ok).expect("ok");
         }
-        assert_eq!(store.len(), SHARDS * 2);
+        assert_eq!(store.tracked(), SHARDS * 2);
         // The newest addresses are the ones kept.
         let newest = IpAddr::V4(Ipv4Addr::from(9_999u32));
         let seen = std::cell::Cell::new(None);
