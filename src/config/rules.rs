@@ -26,7 +26,9 @@ pub struct AccessRule {
     /// empty: any. A request without `f` counts as `html`, as ArcGIS
     /// Server answers it.
     pub f: Vec<String>,
-    pub allow: Vec<IpNet>,
+    /// `None`: no allow list (only `deny` decides). `Some([])` admits
+    /// nobody, as `admin.allowed_ips = []` does.
+    pub allow: Option<Vec<IpNet>>,
     pub deny: Vec<IpNet>,
 }
 
@@ -127,8 +129,8 @@ impl AccessRule {
         if !self.deny.is_empty() {
             out.push_str(&format!("; deny [{}]", nets(&self.deny)));
         }
-        if !self.allow.is_empty() {
-            out.push_str(&format!("; allow only [{}]", nets(&self.allow)));
+        if let Some(allow) = &self.allow {
+            out.push_str(&format!("; allow only [{}]", nets(allow)));
         }
         out
     }

@@ -81,8 +81,7 @@ impl Validator<'_> {
             let allow = r
                 .allow
                 .as_ref()
-                .map(|l| self.cidrs(&format!("{key}.allow"), &l.items()))
-                .unwrap_or_default();
+                .map(|l| self.cidrs(&format!("{key}.allow"), &l.items()));
             let deny = r
                 .deny
                 .as_ref()

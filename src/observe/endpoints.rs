@@ -122,7 +122,7 @@ fn limits_block(s: &crate::config::Settings) -> Value {
             "rule": r.name.clone().unwrap_or_else(|| i.to_string()),
             "scope": scope(&r.scope),
             "f": r.f,
-            "allow": nets(&r.allow),
+            "allow": r.allow.as_deref().map(nets),
             "deny": nets(&r.deny),
         })).collect::<Vec<_>>(),
         "rateLimits": s.rate_limits.iter().enumerate().map(|(i, r)| json!({

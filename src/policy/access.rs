@@ -23,7 +23,8 @@ struct Rule {
     scope: Scope,
     /// ArcGIS `f` values the rule is limited to; empty: any.
     f: Vec<String>,
-    allow: Vec<IpNet>,
+    /// `None`: no allow list; `Some([])`: nobody.
+    allow: Option<Vec<IpNet>>,
     deny: Vec<IpNet>,
 }
 
@@ -50,7 +51,7 @@ impl AccessRules {
     }
 
     /// The first rule that applies decides: a client in its `deny` list,
-    /// or outside a non-empty `allow` list, is refused. An unknown client
+    /// or outside its `allow` list when it has one, is refused. An unknown client
     /// is refused by any rule that applies (fail closed).
     pub fn decide(
         &self,
@@ -69,7 +70,10 @@ impl AccessRules {
         match client.map(|c| c.to_canonical()) {
             Some(c)
                 if !rule.deny.iter().any(|n| n.contains(&c))
-                    && (rule.allow.is_empty() || rule.allow.iter().any(|n| n.contains(&c))) =>
+                    && rule
+                        .allow
+                        .as_ref()
+                        .is_none_or(|allow| allow.iter().any(|n| n.contains(&c))) =>
             {
                 Ok(())
             }
@@ -125,7 +129,7 @@ mod tests {
                 methods: Vec::new(),
             },
             f: f.iter().map(|s| s.to_string()).collect(),
-            allow: nets(allow),
+            allow: (!allow.is_empty()).then(|| nets(allow)),
             deny: nets(deny),
         }
     }
@@ -173,6 +177,16 @@ mod tests {
             .decide("/x", &Method::GET, None, ip("::ffff:10.1.1.1"))
             .is_ok());
         assert!(rules.decide("/x", &Method::GET, None, None).is_err());
+    }
+
+    #[test]
+    fn an_empty_allow_list_admits_nobody() {
+        let mut r = rule(None, &["/x"], &[], &[], &[]);
+        r.allow = Some(Vec::new());
+        let rules = AccessRules::new(&[r]);
+        assert!(rules
+            .decide("/x", &Method::GET, None, ip("127.0.0.1"))
+            .is_err());
     }
 
     #[test]
