@@ -321,13 +321,13 @@ async fn forward(
         authority,
         protocol,
         wants_upgrade,
+        body_limit,
     };
-    let (req, limit_watch) = limited_body(req, body_limit);
     let (out, client) = upstream_request(live, conn, req, request)?;
     let (mut response, mut lease) =
         send_upstream(upstream, protocol, out)
             .await
-            .map_err(|refusal| match limit_watch.passed() {
+            .map_err(|refusal| match client.body_limit.passed() {
                 true => body_over_limit(),
                 false => refusal,
             })?;
@@ -358,12 +358,6 @@ async fn forward(
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
     Ok(response.map(|b| ResponseBody::upstream(b, Some(lease))))
-}
-
-fn limited_body(req: Request<Incoming>, limit: Option<u64>) -> (Request<RequestBody>, LimitWatch) {
-    let (parts, body) = req.into_parts();
-    let (body, watch) = RequestBody::new(body, limit);
-    (Request::from_parts(parts, body), watch)
 }
 
 fn body_over_limit() -> Refusal {
@@ -406,6 +400,8 @@ struct ClientSide {
     wants_upgrade: bool,
     /// The client's side of a WebSocket upgrade, resolved once we answer 101.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Whether the request body passed its size limit on its way.
+    body_limit: LimitWatch,
 }
 
 /// Where and how a request goes upstream.
@@ -415,6 +411,8 @@ struct UpstreamRequest<'a> {
     authority: &'a str,
     protocol: UpstreamProtocol,
     wants_upgrade: bool,
+    /// Bytes the body may carry on its way; `None`: not counted.
+    body_limit: Option<u64>,
 }
 
 /// The request the upstream receives: the canonical path, hop-by-hop and
@@ -423,7 +421,7 @@ struct UpstreamRequest<'a> {
 fn upstream_request(
     live: &Live,
     conn: &ConnInfo,
-    req: Request<RequestBody>,
+    req: Request<Incoming>,
     to: UpstreamRequest<'_>,
 ) -> Result<(Request<RequestBody>, ClientSide), Refusal> {
     let UpstreamRequest {
@@ -431,6 +429,7 @@ fn upstream_request(
         authority,
         protocol,
         wants_upgrade,
+        body_limit,
     } = to;
     let (mut parts, body) = req.into_parts();
     let is_preflight = cors::is_preflight(&parts.method, &parts.headers);
@@ -462,6 +461,7 @@ fn upstream_request(
         &host,
     );
 
+    let (body, body_limit) = RequestBody::new(body, body_limit);
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     match protocol {
@@ -485,6 +485,7 @@ fn upstream_request(
         cors_headers,
         wants_upgrade,
         upgrade,
+        body_limit,
     };
     Ok((out, client))
 }
