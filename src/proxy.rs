@@ -22,6 +22,7 @@ use crate::headers;
 use crate::live::Live;
 use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
+use crate::policy::prefixes::FoldedPath;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect,
@@ -116,10 +117,12 @@ async fn route(
     }
 
     admin_gate(live, &path, client)?;
-    access_rules(live, &req, &path, client)?;
-    credentials_in_url(live, &req, &path, record)?;
-    rate_limits(live, &req, &path, client)?;
-    let body_limit = body_limit(live, &req, &path)?;
+    // Case folded once for the rules below, not once per rule.
+    let folded = FoldedPath::new(&path);
+    access_rules(live, &req, &folded, client)?;
+    credentials_in_url(live, &req, &folded, record)?;
+    rate_limits(live, &req, &folded, client)?;
+    let body_limit = body_limit(live, &req, &folded)?;
 
     record.route = Route::Proxy;
     let target = Target {
@@ -220,7 +223,7 @@ fn admin_gate(live: &Live, path: &str, client: Option<IpAddr>) -> Result<(), Ref
 fn access_rules(
     live: &Live,
     req: &Request<Incoming>,
-    path: &str,
+    path: &FoldedPath<'_>,
     client: Option<IpAddr>,
 ) -> Result<(), Refusal> {
     let decided = live
@@ -239,7 +242,7 @@ fn access_rules(
 fn credentials_in_url(
     live: &Live,
     req: &Request<Incoming>,
-    path: &str,
+    path: &FoldedPath<'_>,
     record: &mut RequestRecord,
 ) -> Result<(), Refusal> {
     let refused = live
@@ -258,7 +261,7 @@ fn credentials_in_url(
 fn rate_limits(
     live: &Live,
     req: &Request<Incoming>,
-    path: &str,
+    path: &FoldedPath<'_>,
     client: Option<IpAddr>,
 ) -> Result<(), Refusal> {
     let checked = live.policy.rate_limits.check(path, req.method(), client);
@@ -273,7 +276,11 @@ fn rate_limits(
 /// The request's body size limit. A declared length over it is refused
 /// here, before the upstream is contacted; a streamed body is counted on
 /// its way (`RequestBody`).
-fn body_limit(live: &Live, req: &Request<Incoming>, path: &str) -> Result<Option<u64>, Refusal> {
+fn body_limit(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &FoldedPath<'_>,
+) -> Result<Option<u64>, Refusal> {
     let Some(limit) = live.policy.body_limits.limit_for(path) else {
         return Ok(None);
     };

@@ -8,7 +8,7 @@ use http::Method;
 use ipnet::IpNet;
 
 use super::params;
-use super::prefixes::Scope;
+use super::prefixes::{FoldedPath, Scope};
 use crate::config::AccessRule;
 
 #[derive(Debug, Clone, Default)]
@@ -55,16 +55,12 @@ impl AccessRules {
     /// is refused by any rule that applies (fail closed).
     pub fn decide(
         &self,
-        canonical: &str,
+        path: &FoldedPath<'_>,
         method: &Method,
         query: Option<&str>,
         client: Option<IpAddr>,
     ) -> Result<(), AccessDenied<'_>> {
-        let Some(rule) = self
-            .rules
-            .iter()
-            .find(|r| r.applies(canonical, method, query))
-        else {
+        let Some(rule) = self.rules.iter().find(|r| r.applies(path, method, query)) else {
             return Ok(());
         };
         match client.map(|c| c.to_canonical()) {
@@ -83,8 +79,8 @@ impl AccessRules {
 }
 
 impl Rule {
-    fn applies(&self, canonical: &str, method: &Method, query: Option<&str>) -> bool {
-        self.scope.applies(canonical, method) && self.f_applies(query)
+    fn applies(&self, path: &FoldedPath<'_>, method: &Method, query: Option<&str>) -> bool {
+        self.scope.applies(path, method) && self.f_applies(query)
     }
 
     /// ArcGIS answers a request without `f` as `f=html`. Any `f` value in
@@ -152,18 +148,31 @@ mod tests {
         ]);
         let get = Method::GET;
         assert_eq!(
-            rules.decide("/arcgis/help/x", &get, None, ip("10.1.1.1")),
+            rules.decide(
+                &FoldedPath::new("/arcgis/help/x"),
+                &get,
+                None,
+                ip("10.1.1.1")
+            ),
             Ok(())
         );
         assert_eq!(
-            rules.decide("/arcgis/help/x", &get, None, ip("8.8.8.8")),
+            rules.decide(
+                &FoldedPath::new("/arcgis/help/x"),
+                &get,
+                None,
+                ip("8.8.8.8")
+            ),
             Err(AccessDenied { rule: "0" })
         );
         assert_eq!(
-            rules.decide("/arcgis/rest", &get, None, ip("10.1.1.1")),
+            rules.decide(&FoldedPath::new("/arcgis/rest"), &get, None, ip("10.1.1.1")),
             Err(AccessDenied { rule: "closed" })
         );
-        assert_eq!(rules.decide("/other", &get, None, ip("8.8.8.8")), Ok(()));
+        assert_eq!(
+            rules.decide(&FoldedPath::new("/other"), &get, None, ip("8.8.8.8")),
+            Ok(())
+        );
     }
 
     #[test]
@@ -171,12 +180,19 @@ mod tests {
         let rules =
             AccessRules::new(&[rule(None, &["/x"], &[], &["10.0.0.0/8"], &["10.9.0.0/16"])]);
         assert!(rules
-            .decide("/x", &Method::GET, None, ip("10.9.1.1"))
+            .decide(&FoldedPath::new("/x"), &Method::GET, None, ip("10.9.1.1"))
             .is_err());
         assert!(rules
-            .decide("/x", &Method::GET, None, ip("::ffff:10.1.1.1"))
+            .decide(
+                &FoldedPath::new("/x"),
+                &Method::GET,
+                None,
+                ip("::ffff:10.1.1.1")
+            )
             .is_ok());
-        assert!(rules.decide("/x", &Method::GET, None, None).is_err());
+        assert!(rules
+            .decide(&FoldedPath::new("/x"), &Method::GET, None, None)
+            .is_err());
     }
 
     #[test]
@@ -185,7 +201,7 @@ mod tests {
         r.allow = Some(Vec::new());
         let rules = AccessRules::new(&[r]);
         assert!(rules
-            .decide("/x", &Method::GET, None, ip("127.0.0.1"))
+            .decide(&FoldedPath::new("/x"), &Method::GET, None, ip("127.0.0.1"))
             .is_err());
     }
 
@@ -200,21 +216,48 @@ mod tests {
         )]);
         let outside = ip("8.8.8.8");
         let path = "/arcgis/rest/services/Map/MapServer";
-        assert!(rules.decide(path, &Method::GET, None, outside).is_err());
         assert!(rules
-            .decide(path, &Method::GET, Some("f=html"), outside)
+            .decide(&FoldedPath::new(path), &Method::GET, None, outside)
             .is_err());
         assert!(rules
-            .decide(path, &Method::GET, Some("f=HT%4DL"), outside)
+            .decide(
+                &FoldedPath::new(path),
+                &Method::GET,
+                Some("f=html"),
+                outside
+            )
             .is_err());
         assert!(rules
-            .decide(path, &Method::GET, Some("f=json&f=html"), outside)
+            .decide(
+                &FoldedPath::new(path),
+                &Method::GET,
+                Some("f=HT%4DL"),
+                outside
+            )
             .is_err());
         assert!(rules
-            .decide(path, &Method::GET, Some("f=json"), outside)
+            .decide(
+                &FoldedPath::new(path),
+                &Method::GET,
+                Some("f=json&f=html"),
+                outside
+            )
+            .is_err());
+        assert!(rules
+            .decide(
+                &FoldedPath::new(path),
+                &Method::GET,
+                Some("f=json"),
+                outside
+            )
             .is_ok());
         assert!(rules
-            .decide(path, &Method::GET, Some("f=pjson"), outside)
+            .decide(
+                &FoldedPath::new(path),
+                &Method::GET,
+                Some("f=pjson"),
+                outside
+            )
             .is_ok());
     }
 }

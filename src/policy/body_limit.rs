@@ -3,7 +3,7 @@
 //! upstream is contacted; a streamed body is counted as it is forwarded
 //! (`crate::request_body`).
 
-use super::prefixes::PathPrefixes;
+use super::prefixes::{FoldedPath, PathPrefixes};
 use crate::config::BodyLimitRule;
 
 #[derive(Debug, Clone, Default)]
@@ -26,10 +26,10 @@ impl BodyLimits {
     /// The limit for a request to `canonical`: the first `[[body_limit]]`
     /// rule whose paths match, else `limits.max_body_bytes`; `None`: no
     /// limit.
-    pub fn limit_for(&self, canonical: &str) -> Option<u64> {
+    pub fn limit_for(&self, path: &FoldedPath<'_>) -> Option<u64> {
         self.rules
             .iter()
-            .find(|(paths, _)| paths.matches(canonical))
+            .find(|(paths, _)| paths.matches_folded(path))
             .map(|(_, max)| *max)
             .or(self.default)
     }
@@ -55,11 +55,17 @@ mod tests {
             Some(10),
         );
         assert_eq!(
-            limits.limit_for("/arcgis/rest/services/uploads/upload"),
+            limits.limit_for(&FoldedPath::new("/arcgis/rest/services/uploads/upload")),
             Some(2_000_000_000)
         );
-        assert_eq!(limits.limit_for("/arcgis/rest"), Some(1000));
-        assert_eq!(limits.limit_for("/other"), Some(10));
-        assert_eq!(BodyLimits::new(&[], None).limit_for("/x"), None);
+        assert_eq!(
+            limits.limit_for(&FoldedPath::new("/arcgis/rest")),
+            Some(1000)
+        );
+        assert_eq!(limits.limit_for(&FoldedPath::new("/other")), Some(10));
+        assert_eq!(
+            BodyLimits::new(&[], None).limit_for(&FoldedPath::new("/x")),
+            None
+        );
     }
 }

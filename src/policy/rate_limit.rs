@@ -22,7 +22,7 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use http::Method;
 
-use super::prefixes::Scope;
+use super::prefixes::{FoldedPath, Scope};
 use crate::config::RateLimitRule;
 
 /// Client addresses tracked per rule. About 100 bytes each: 10 MB a rule.
@@ -102,13 +102,13 @@ impl RateLimits {
     /// bucket (fail closed: they are limited together, not let through).
     pub fn check(
         &self,
-        canonical: &str,
+        path: &FoldedPath<'_>,
         method: &Method,
         client: Option<IpAddr>,
     ) -> Result<(), RateLimited<'_>> {
         let key = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.to_canonical());
         for rule in &self.rules {
-            if !rule.scope.applies(canonical, method) {
+            if !rule.scope.applies(path, method) {
                 continue;
             }
             if let Err(not_until) = rule.limiter.check_key(&key) {
@@ -235,27 +235,41 @@ mod tests {
     fn a_client_past_its_burst_is_limited_and_told_when_to_retry() {
         let limits = RateLimits::new(&[rule(&["/arcgis/login"], "6/min", 2)], None);
         let get = Method::GET;
-        assert!(limits.check("/arcgis/login", &get, ip("10.0.0.1")).is_ok());
-        assert!(limits.check("/arcgis/login", &get, ip("10.0.0.1")).is_ok());
+        assert!(limits
+            .check(&FoldedPath::new("/arcgis/login"), &get, ip("10.0.0.1"))
+            .is_ok());
+        assert!(limits
+            .check(&FoldedPath::new("/arcgis/login"), &get, ip("10.0.0.1"))
+            .is_ok());
         let refused = limits
-            .check("/arcgis/login", &get, ip("10.0.0.1"))
+            .check(&FoldedPath::new("/arcgis/login"), &get, ip("10.0.0.1"))
             .unwrap_err();
         assert_eq!(refused.rule, "0");
         assert!((1..=10).contains(&refused.retry_after), "{refused:?}");
         // Another client, another bucket; another path, no rule.
-        assert!(limits.check("/arcgis/login", &get, ip("10.0.0.2")).is_ok());
-        assert!(limits.check("/arcgis/rest", &get, ip("10.0.0.1")).is_ok());
+        assert!(limits
+            .check(&FoldedPath::new("/arcgis/login"), &get, ip("10.0.0.2"))
+            .is_ok());
+        assert!(limits
+            .check(&FoldedPath::new("/arcgis/rest"), &get, ip("10.0.0.1"))
+            .is_ok());
     }
 
     #[test]
     fn an_unchanged_rule_keeps_its_buckets_across_a_rebuild() {
         let rules = [rule(&["/x"], "1/min", 1)];
         let before = RateLimits::new(&rules, None);
-        assert!(before.check("/x", &Method::GET, ip("10.0.0.1")).is_ok());
+        assert!(before
+            .check(&FoldedPath::new("/x"), &Method::GET, ip("10.0.0.1"))
+            .is_ok());
         let after = RateLimits::new(&rules, Some(&before));
-        assert!(after.check("/x", &Method::GET, ip("10.0.0.1")).is_err());
+        assert!(after
+            .check(&FoldedPath::new("/x"), &Method::GET, ip("10.0.0.1"))
+            .is_err());
         let changed = RateLimits::new(&[rule(&["/x"], "2/min", 1)], Some(&before));
-        assert!(changed.check("/x", &Method::GET, ip("10.0.0.1")).is_ok());
+        assert!(changed
+            .check(&FoldedPath::new("/x"), &Method::GET, ip("10.0.0.1"))
+            .is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use http::Method;
 
 use super::params;
-use super::prefixes::PathPrefixes;
+use super::prefixes::{FoldedPath, PathPrefixes};
 
 /// The ArcGIS sign-in endpoints. `/arcgis/tokens` covers
 /// `/arcgis/tokens/generateToken` and the legacy `/arcgis/tokens/?request=getToken`.
@@ -35,11 +35,11 @@ impl CredentialsInUrl {
 
     /// Whether a request is a sign-in by GET (or HEAD) carrying a password
     /// in its query, and refused.
-    pub fn refused(&self, method: &Method, canonical: &str, query: Option<&str>) -> bool {
+    pub fn refused(&self, method: &Method, path: &FoldedPath<'_>, query: Option<&str>) -> bool {
         self.refuse
             && (method == Method::GET || method == Method::HEAD)
             && query.is_some_and(|q| params::has(q, "password"))
-            && self.sign_in.matches(canonical)
+            && self.sign_in.matches_folded(path)
     }
 }
 
@@ -60,7 +60,11 @@ mod tests {
             "/ARCGIS/Tokens/GenerateToken",
         ] {
             assert!(
-                c.refused(&Method::GET, path, Some("username=a&password=b&f=json")),
+                c.refused(
+                    &Method::GET,
+                    &FoldedPath::new(path),
+                    Some("username=a&password=b&f=json")
+                ),
                 "{path}"
             );
         }
@@ -70,15 +74,31 @@ mod tests {
     fn a_post_a_get_without_password_or_elsewhere_passes() {
         let c = CredentialsInUrl::new(true);
         let q = Some("username=a&password=b");
-        assert!(!c.refused(&Method::POST, "/arcgis/tokens/generateToken", q));
-        assert!(!c.refused(&Method::GET, "/arcgis/tokens/generateToken", Some("f=json")));
-        assert!(!c.refused(&Method::GET, "/arcgis/tokens/generateToken", None));
-        assert!(!c.refused(&Method::GET, "/arcgis/rest/services", q));
+        assert!(!c.refused(
+            &Method::POST,
+            &FoldedPath::new("/arcgis/tokens/generateToken"),
+            q
+        ));
+        assert!(!c.refused(
+            &Method::GET,
+            &FoldedPath::new("/arcgis/tokens/generateToken"),
+            Some("f=json")
+        ));
+        assert!(!c.refused(
+            &Method::GET,
+            &FoldedPath::new("/arcgis/tokens/generateToken"),
+            None
+        ));
+        assert!(!c.refused(&Method::GET, &FoldedPath::new("/arcgis/rest/services"), q));
     }
 
     #[test]
     fn switched_off_nothing_is_refused() {
         let c = CredentialsInUrl::new(false);
-        assert!(!c.refused(&Method::GET, "/arcgis/login", Some("password=b")));
+        assert!(!c.refused(
+            &Method::GET,
+            &FoldedPath::new("/arcgis/login"),
+            Some("password=b")
+        ));
     }
 }
