@@ -246,6 +246,7 @@ fn describe(live: &Live, out: &mut String) {
             )
         },
     );
+    describe_limits(s, &mut line);
     line(
         "upstream",
         format!(
@@ -341,6 +342,38 @@ fn crl_warnings(live: &Live) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Issue 25's per-client limits and request rules, one line each.
+fn describe_limits(s: &Settings, line: &mut impl FnMut(&str, String)) {
+    line(
+        "get credentials",
+        match s.tokens.refuse_get_credentials {
+            true => "refused (405) at the sign-in endpoints: use POST".into(),
+            false => "allowed (tokens.refuse_get_credentials = false)".into(),
+        },
+    );
+    for (i, rule) in s.access.iter().enumerate() {
+        line(&format!("access[{i}]"), rule.describe());
+    }
+    for (i, rule) in s.rate_limits.iter().enumerate() {
+        line(&format!("rate limit[{i}]"), rule.describe());
+    }
+    line(
+        "conns per ip",
+        s.limits
+            .max_connections_per_ip
+            .map_or("no limit".into(), |n| n.to_string()),
+    );
+    for (i, rule) in s.body_limits.iter().enumerate() {
+        line(&format!("body limit[{i}]"), rule.describe());
+    }
+    line(
+        "max body bytes",
+        s.limits
+            .max_body_bytes
+            .map_or("no limit".into(), |n| n.to_string()),
+    );
 }
 
 fn on_off(b: bool) -> &'static str {

@@ -441,6 +441,8 @@ pub(crate) mod tests {
             max_header_bytes: 8192,
             shutdown_grace: Duration::from_secs(1),
             send_timeout: Duration::from_secs(60),
+            max_connections_per_ip: None,
+            max_body_bytes: None,
         }
     }
 

@@ -260,6 +260,28 @@ pub fn changes(
         dur(ol.send_timeout),
         dur(nl.send_timeout),
     );
+    d.value(
+        keys::LIMITS_MAX_CONNECTIONS_PER_IP,
+        opt(&ol.max_connections_per_ip),
+        opt(&nl.max_connections_per_ip),
+    );
+    d.value(
+        keys::LIMITS_MAX_BODY_BYTES,
+        opt(&ol.max_body_bytes),
+        opt(&nl.max_body_bytes),
+    );
+    d.value(
+        keys::TOKENS_REFUSE_GET_CREDENTIALS,
+        old.tokens.refuse_get_credentials,
+        new.tokens.refuse_get_credentials,
+    );
+    d.rules(keys::ACCESS, &old.access, &new.access, |r| r.describe());
+    d.rules(keys::RATE_LIMIT, &old.rate_limits, &new.rate_limits, |r| {
+        r.describe()
+    });
+    d.rules(keys::BODY_LIMIT, &old.body_limits, &new.body_limits, |r| {
+        r.describe()
+    });
     d.value(keys::RELOAD_WATCH, old.reload_watch, new.reload_watch);
     d.value(
         keys::RELOAD_SETTLE,
@@ -281,6 +303,15 @@ impl Diff {
     fn value<T: Display + PartialEq>(&mut self, key: &str, old: T, new: T) {
         if old != new {
             self.0.push(format!("{key}: {old} -> {new}"));
+        }
+    }
+
+    /// `table.N: old -> new` for each rule that differs by position:
+    /// rules are ordered (the first that matches decides).
+    fn rules<T>(&mut self, table: &str, old: &[T], new: &[T], describe: impl Fn(&T) -> String) {
+        for i in 0..old.len().max(new.len()) {
+            let show = |r: Option<&T>| r.map_or("(none)".into(), &describe);
+            self.value(&format!("{table}.{i}"), show(old.get(i)), show(new.get(i)));
         }
     }
 

@@ -46,6 +46,14 @@ pub enum Refusal {
     Fragment,
     #[error("host not covered by the connection's certificate")]
     Misdirected,
+    #[error("refused by an [[access]] rule")]
+    AccessDenied,
+    #[error("sign-in with the password in the URL")]
+    CredentialsInUrl,
+    #[error("over a [[rate_limit]] rule; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("request body over its size limit")]
+    BodyTooLarge,
 }
 
 impl Refusal {
@@ -67,6 +75,10 @@ impl Refusal {
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            Refusal::AccessDenied => StatusCode::FORBIDDEN,
+            Refusal::CredentialsInUrl => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -81,7 +93,11 @@ impl Refusal {
             | Refusal::HeadersTooLarge
             | Refusal::UnforwardableTarget
             | Refusal::Fragment
-            | Refusal::Misdirected => Route::Rejected,
+            | Refusal::Misdirected
+            | Refusal::CredentialsInUrl
+            | Refusal::BodyTooLarge => Route::Rejected,
+            Refusal::AccessDenied => Route::AccessDenied,
+            Refusal::RateLimited { .. } => Route::RateLimited,
             Refusal::AdminDenied | Refusal::AdminCertificate(_) => Route::AdminDenied,
             // The client's body failed: its request was refused, not proxied.
             Refusal::Upstream(e) if e.kind().is_none() => Route::Rejected,
@@ -132,6 +148,14 @@ impl Refusal {
             Refusal::Misdirected => {
                 "421 Misdirected Request: this connection's certificate does not cover the requested host\n"
             }
+            Refusal::AccessDenied => "403 Forbidden: this path is not allowed from this address\n",
+            Refusal::CredentialsInUrl => {
+                "405 Method Not Allowed: sign in with POST; a password in the URL ends up in logs and browser history\n"
+            }
+            Refusal::RateLimited { .. } => {
+                "429 Too Many Requests: too many requests from this address; retry after the time in Retry-After\n"
+            }
+            Refusal::BodyTooLarge => "413 Content Too Large: the request body is over its size limit\n",
         }
     }
 
@@ -146,12 +170,22 @@ impl Refusal {
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Refusal::Connect = self {
+        match self {
             // RFC 9110 §15.5.6: a 405 lists what the resource does allow.
-            h.insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
-            );
+            Refusal::Connect => {
+                h.insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
+                );
+            }
+            Refusal::CredentialsInUrl => {
+                h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            // RFC 6585 §4, RFC 9110 §10.2.3.
+            Refusal::RateLimited { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         r
     }

@@ -29,6 +29,7 @@ pub mod policy;
 pub mod probe;
 pub mod proxy;
 pub mod reload;
+pub mod request_body;
 pub mod run;
 pub mod task;
 pub mod tls;

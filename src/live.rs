@@ -9,9 +9,13 @@ use ipnet::IpNet;
 
 use crate::config::{ConfigErrors, Protocol, Settings};
 use crate::host::HostPort;
+use crate::policy::access::AccessRules;
 use crate::policy::admin::AdminGate;
+use crate::policy::body_limit::BodyLimits;
 use crate::policy::client_cert::AdminCertPolicy;
 use crate::policy::cors::CorsPolicy;
+use crate::policy::rate_limit::RateLimits;
+use crate::policy::tokens::CredentialsInUrl;
 use crate::tls::server::{self, LoadedCert, ServerTls, TlsSessions};
 use crate::upstream::client::UpstreamClient;
 
@@ -38,6 +42,15 @@ pub struct Policy {
     /// `https://host:port` of the upstream, and the same without `:443`,
     /// as upstream `Location` headers may spell it.
     pub upstream_origins: Vec<String>,
+    /// `[[access]]`, judged after the admin gate.
+    pub access: AccessRules,
+    /// `tokens.refuse_get_credentials`.
+    pub credentials_in_url: CredentialsInUrl,
+    /// `[[rate_limit]]`; an unchanged rule keeps its clients' buckets
+    /// across a reload.
+    pub rate_limits: RateLimits,
+    /// `[[body_limit]]` and `limits.max_body_bytes`.
+    pub body_limits: BodyLimits,
 }
 
 impl Live {
@@ -63,7 +76,7 @@ impl Live {
                     .map_err(|e| ConfigErrors(vec![settings.error_at(&e.key, e.message)]))?,
             ),
         };
-        let policy = Policy::from_settings(&settings);
+        let policy = Policy::from_settings(&settings, previous.map(|p| &p.policy));
         Ok(Live {
             settings: Arc::new(settings),
             tls,
@@ -87,7 +100,7 @@ impl Live {
 }
 
 impl Policy {
-    fn from_settings(s: &Settings) -> Policy {
+    fn from_settings(s: &Settings, previous: Option<&Policy>) -> Policy {
         let cors = &s.cors;
         let join = |v: &[String]| {
             HeaderValue::from_str(&v.join(", ")).unwrap_or(HeaderValue::from_static(""))
@@ -134,6 +147,10 @@ impl Policy {
             public_host: s.server.public_host.clone(),
             public_https_port: s.server.public_https_port,
             upstream_origins,
+            access: AccessRules::new(&s.access),
+            credentials_in_url: CredentialsInUrl::new(s.tokens.refuse_get_credentials),
+            rate_limits: RateLimits::new(&s.rate_limits, previous.map(|p| &p.rate_limits)),
+            body_limits: BodyLimits::new(&s.body_limits, s.limits.max_body_bytes),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! One request, top to bottom, in the order of SPEC §3:
 //! canonical path -> client address -> listener rule -> preflight ->
-//! admin gate -> forward over HTTPS -> response headers -> log and metrics.
+//! admin gate -> access rules -> credentials in the URL -> rate limits ->
+//! body size limit -> forward over HTTPS -> response headers -> log and
+//! metrics.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,10 +24,12 @@ use crate::host::HostPort;
 use crate::live::Live;
 use crate::observe::access::{self, RequestRecord};
 use crate::observe::metrics;
+use crate::policy::prefixes::FoldedPath;
 use crate::policy::{
     admin::AdminDecision, client_ip::client_ip, cors, path::canonical_path, query::check_query,
     redirect, sni_host,
 };
+use crate::request_body::{LimitWatch, RequestBody};
 use crate::tunnel;
 use crate::upstream::client::{Lease, UpstreamClient, UpstreamProtocol};
 use crate::upstream::error::{ProtocolError, UpstreamError};
@@ -115,9 +119,20 @@ async fn route(
     }
 
     admin_gate(live, &path, client, conn)?;
+    // Case folded once for the rules below, not once per rule.
+    let folded = FoldedPath::new(&path);
+    access_rules(live, &req, &folded, client)?;
+    credentials_in_url(live, &req, &folded, record)?;
+    rate_limits(live, &req, &folded, client)?;
+    let body_limit = body_limit(live, &req, &folded)?;
 
     record.route = Route::Proxy;
-    forward(live, conn, req, &path, &authority, record)
+    let target = Target {
+        path: &path,
+        authority: &authority,
+        body_limit,
+    };
+    forward(live, conn, req, target, record)
         .await
         .map_err(|refusal| counted(&live.upstream, refusal))
 }
@@ -253,14 +268,103 @@ fn admin_gate(
     }
 }
 
+/// `[[access]]`: the first rule that applies decides; 403 as for admin.
+fn access_rules(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &FoldedPath<'_>,
+    client: Option<IpAddr>,
+) -> Result<(), Refusal> {
+    let decided = live
+        .policy
+        .access
+        .decide(path, req.method(), req.uri().query(), client);
+    decided.map_err(|denied| {
+        metrics::access_denied(denied.rule);
+        Refusal::AccessDenied
+    })
+}
+
+/// `tokens.refuse_get_credentials`: a sign-in by GET with the password in
+/// the query is refused, and the query is not logged (its values are
+/// redacted anyway; this one is not kept at all).
+fn credentials_in_url(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &FoldedPath<'_>,
+    record: &mut RequestRecord,
+) -> Result<(), Refusal> {
+    let refused = live
+        .policy
+        .credentials_in_url
+        .refused(req.method(), path, req.uri().query());
+    if refused {
+        record.query = None;
+        metrics::get_credentials_refused();
+        return Err(Refusal::CredentialsInUrl);
+    }
+    Ok(())
+}
+
+/// `[[rate_limit]]`: 429 with Retry-After once a client is past a rule.
+fn rate_limits(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &FoldedPath<'_>,
+    client: Option<IpAddr>,
+) -> Result<(), Refusal> {
+    let checked = live.policy.rate_limits.check(path, req.method(), client);
+    checked.map_err(|limited| {
+        metrics::rate_limited(limited.rule);
+        Refusal::RateLimited {
+            retry_after: limited.retry_after,
+        }
+    })
+}
+
+/// The request's body size limit. A declared length over it is refused
+/// here, before the upstream is contacted; a streamed body is counted on
+/// its way (`RequestBody`).
+fn body_limit(
+    live: &Live,
+    req: &Request<Incoming>,
+    path: &FoldedPath<'_>,
+) -> Result<Option<u64>, Refusal> {
+    let Some(limit) = live.policy.body_limits.limit_for(path) else {
+        return Ok(None);
+    };
+    match req.body().size_hint().exact() {
+        Some(declared) if declared > limit => {
+            metrics::body_too_large("declared");
+            Err(Refusal::BodyTooLarge)
+        }
+        // A body of known length within the limit needs no counting.
+        Some(_) => Ok(None),
+        None => Ok(Some(limit)),
+    }
+}
+
+/// Where the request goes, as the policy judged it.
+struct Target<'a> {
+    /// The canonical path.
+    path: &'a str,
+    authority: &'a HostPort,
+    /// Bytes the body may carry on its way; `None`: not counted.
+    body_limit: Option<u64>,
+}
+
 async fn forward(
     live: &Live,
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
-    path: &str,
-    authority: &HostPort,
+    target: Target<'_>,
     record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Refusal> {
+    let Target {
+        path,
+        authority,
+        body_limit,
+    } = target;
     let upstream = &live.upstream;
     let wants_upgrade = headers::websocket_requested(req.headers(), req.method(), req.version());
     // A WebSocket upgrade needs HTTP/1.1 (RFC 6455) whatever else is spoken.
@@ -273,11 +377,16 @@ async fn forward(
         authority,
         protocol,
         wants_upgrade,
+        body_limit,
     };
     let (out, client) = upstream_request(live, conn, req, request)?;
     let (mut response, mut lease) = send_upstream(upstream, protocol, out)
         .await
-        .map_err(Refusal::Upstream)?;
+        // A body cut at its limit fails the exchange: that is the answer.
+        .map_err(|e| match client.body_limit.passed() {
+            true => body_over_limit(),
+            false => Refusal::Upstream(e),
+        })?;
     record.upstream_status = Some(response.status().as_u16());
     if !upstream_framing(&mut response).map_err(Refusal::Upstream)? {
         // Closed once this response is read, never pooled.
@@ -303,6 +412,11 @@ async fn forward(
         return Ok(response.map(|b| ResponseBody::upstream(b, None)));
     }
     Ok(response.map(|b| ResponseBody::upstream(b, Some(lease))))
+}
+
+fn body_over_limit() -> Refusal {
+    metrics::body_too_large("streamed");
+    Refusal::BodyTooLarge
 }
 
 /// RFC 9112 §6.3: a response with Transfer-Encoding is framed by it, never
@@ -333,6 +447,8 @@ struct ClientSide {
     wants_upgrade: bool,
     /// The client's side of a WebSocket upgrade, resolved once we answer 101.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Whether the request body passed its size limit on its way.
+    body_limit: LimitWatch,
 }
 
 /// Where and how a request goes upstream.
@@ -342,6 +458,8 @@ struct UpstreamRequest<'a> {
     authority: &'a HostPort,
     protocol: UpstreamProtocol,
     wants_upgrade: bool,
+    /// Bytes the body may carry on its way; `None`: not counted.
+    body_limit: Option<u64>,
 }
 
 /// The request the upstream receives: the canonical path, hop-by-hop and
@@ -352,12 +470,13 @@ fn upstream_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
     to: UpstreamRequest<'_>,
-) -> Result<(Request<Incoming>, ClientSide), Refusal> {
+) -> Result<(Request<RequestBody>, ClientSide), Refusal> {
     let UpstreamRequest {
         path,
         authority,
         protocol,
         wants_upgrade,
+        body_limit,
     } = to;
     let (mut parts, body) = req.into_parts();
     let is_preflight = cors::is_preflight(&parts.method, &parts.headers);
@@ -393,6 +512,7 @@ fn upstream_request(
         authority,
     );
 
+    let (body, body_limit) = RequestBody::new(body, body_limit);
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     match protocol {
@@ -416,6 +536,7 @@ fn upstream_request(
         cors_headers,
         wants_upgrade,
         upgrade,
+        body_limit,
     };
     Ok((out, client))
 }
@@ -425,7 +546,7 @@ fn upstream_request(
 async fn send_upstream(
     upstream: &UpstreamClient,
     protocol: UpstreamProtocol,
-    out: Request<Incoming>,
+    out: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     let started = Instant::now();
     let limit = upstream.settings.response_timeout;

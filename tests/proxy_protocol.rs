@@ -640,3 +640,49 @@ async fn in_https_mode_the_http_listener_reads_the_header_before_looking_for_tls
     assert_eq!(status_of(&r), 308, "{r}");
     assert_eq!(up.count(), 0);
 }
+
+/// `limits.max_connections_per_ip` counts the client the header carries,
+/// not the balancer: two clients behind one balancer each get their own
+/// connection, and a client's second one is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_address_connection_limit_counts_the_carried_client() {
+    let site = Site::new();
+    let up = site.upstream(Http::V1).await;
+    let overlay = behind_balancer("v2", "", "[limits]\nmax_connections_per_ip = 1\n");
+    let tg = site.gateway(&up, &overlay).await;
+    let client = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 40000);
+    // One client's connection, held open (TLS done, no request yet).
+    let mut held = connect_from(BALANCER, tg.https()).await;
+    held.write_all(&v2(PROXY, client("192.0.2.1"), &[]))
+        .await
+        .unwrap();
+    let config = client_config(site.ca.roots(), &[b"http/1.1"]);
+    let mut held = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), held)
+        .await
+        .expect("TLS handshake");
+    // Another client behind the same balancer: served.
+    let r = tls_exchange(
+        &site,
+        connect_from(BALANCER, tg.https()).await,
+        &v2(PROXY, client("192.0.2.2"), &[]),
+        &get_request("/arcgis/rest/info"),
+    )
+    .await;
+    assert_eq!(status_of(&r), 200, "{r}");
+    // The first client again, while its connection is open: closed.
+    assert!(
+        closed_without_answer(
+            connect_from(BALANCER, tg.https()).await,
+            &v2(PROXY, client("192.0.2.1"), &[]),
+        )
+        .await
+    );
+    // Its held connection still works.
+    held.write_all(get_request("/arcgis/rest/info").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), held.read_to_end(&mut out)).await;
+    assert_eq!(status_of(&String::from_utf8_lossy(&out)), 200);
+}

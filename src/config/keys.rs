@@ -82,6 +82,9 @@ pub const LIMITS_MAX_CONNECTIONS: &str = "limits.max_connections";
 pub const LIMITS_MAX_HEADER_BYTES: &str = "limits.max_header_bytes";
 pub const LIMITS_SHUTDOWN_GRACE: &str = "limits.shutdown_grace";
 pub const LIMITS_SEND_TIMEOUT: &str = "limits.send_timeout";
+pub const LIMITS_MAX_CONNECTIONS_PER_IP: &str = "limits.max_connections_per_ip";
+pub const LIMITS_MAX_BODY_BYTES: &str = "limits.max_body_bytes";
+pub const TOKENS_REFUSE_GET_CREDENTIALS: &str = "tokens.refuse_get_credentials";
 pub const RELOAD_WATCH: &str = "reload.watch";
 pub const RELOAD_SETTLE: &str = "reload.settle";
 pub const LOG_FORMAT: &str = "log.format";
@@ -139,10 +142,44 @@ pub(crate) const ALL: &[(&str, Kind)] = &[
     (LIMITS_MAX_HEADER_BYTES, COUNT),
     (LIMITS_SHUTDOWN_GRACE, Duration),
     (LIMITS_SEND_TIMEOUT, Duration),
+    (LIMITS_MAX_CONNECTIONS_PER_IP, COUNT),
+    (LIMITS_MAX_BODY_BYTES, COUNT),
+    (TOKENS_REFUSE_GET_CREDENTIALS, Bool),
     (RELOAD_WATCH, Bool),
     (RELOAD_SETTLE, Duration),
     (LOG_FORMAT, Text),
     (LOG_LEVEL, Text),
+];
+
+/// `[[access]]`, `[[rate_limit]]` and `[[body_limit]]`: top-level lists
+/// of rules, each entry a table with these keys.
+pub const ACCESS: &str = "access";
+pub const RATE_LIMIT: &str = "rate_limit";
+pub const BODY_LIMIT: &str = "body_limit";
+
+pub(crate) const RULES: &[(&str, &[(&str, Kind)])] = &[
+    (
+        ACCESS,
+        &[
+            ("name", Text),
+            ("paths", List),
+            ("methods", List),
+            ("f", List),
+            ("allow", ListOrCsv),
+            ("deny", ListOrCsv),
+        ],
+    ),
+    (
+        RATE_LIMIT,
+        &[
+            ("name", Text),
+            ("paths", List),
+            ("methods", List),
+            ("rate", Text),
+            ("burst", Whole(u32::MAX as u64)),
+        ],
+    ),
+    (BODY_LIMIT, &[("paths", List), ("max_bytes", COUNT)]),
 ];
 
 /// The keys of one `[[tls.sni]]` entry.
@@ -177,6 +214,38 @@ mod tests {
             List | ListOrCsv => "[\"x\"]",
             Sni => "[{ server_name = \"x\", cert = \"x\", key = \"x\", client_auth = { mode = \"x\" } }]",
             ClientAuth => "{ ca = \"x\", mode = \"x\", crl = [\"x\"], crl_unknown = \"x\", forward_header = \"x\" }",
+        }
+    }
+
+    #[test]
+    fn serde_accepts_every_rule_key_with_a_value_of_its_kind() {
+        for (table, keys) in RULES {
+            let mut text = format!("[[{table}]]\n");
+            for (key, kind) in *keys {
+                text.push_str(&format!("{key} = {}\n", sample(*kind)));
+            }
+            let parsed = toml_edit::de::from_str::<RawConfig>(&text);
+            assert!(parsed.is_ok(), "{parsed:?}\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_rule_key_serde_knows_is_listed() {
+        for (table, keys) in RULES {
+            let text = format!("[[{table}]]\nno_such_key = 1\n");
+            let err = toml_edit::de::from_str::<RawConfig>(&text)
+                .unwrap_err()
+                .to_string();
+            let expected = err
+                .split("expected one of")
+                .nth(1)
+                .or_else(|| err.split("expected").nth(1))
+                .unwrap_or_else(|| panic!("{err}"));
+            let mut serde_keys: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let mut listed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            serde_keys.sort();
+            listed.sort();
+            assert_eq!(serde_keys, listed, "[[{table}]]: {err}");
         }
     }
 

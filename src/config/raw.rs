@@ -51,6 +51,14 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub tokens: RawTokens,
+    #[serde(default)]
+    pub access: Vec<RawAccess>,
+    #[serde(default)]
+    pub rate_limit: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub body_limit: Vec<RawBodyLimit>,
+    #[serde(default)]
     pub reload: RawReload,
     #[serde(default)]
     pub log: RawLog,
@@ -173,6 +181,42 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub shutdown_grace: Option<String>,
     pub send_timeout: Option<String>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    pub refuse_get_credentials: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    pub name: Option<String>,
+    pub paths: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub f: Option<Vec<String>>,
+    pub allow: Option<ListOrCsv>,
+    pub deny: Option<ListOrCsv>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub name: Option<String>,
+    pub paths: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub rate: String,
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBodyLimit {
+    pub paths: Vec<String>,
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]

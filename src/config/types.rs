@@ -38,6 +38,22 @@ pub fn type_errors(loc: &super::error::Locator) -> Vec<(String, String)> {
             None => {}
         }
     }
+    for &(table, rule_keys) in keys::RULES {
+        match root.get(table) {
+            None => {}
+            Some(Item::ArrayOfTables(entries)) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    for &(key, kind) in rule_keys {
+                        check_key(&format!("{table}.{i}"), entry, key, kind, &mut out);
+                    }
+                }
+            }
+            Some(other) => out.push((
+                table.to_string(),
+                format!("expected [[{table}]] tables, found {}", found_item(other)),
+            )),
+        }
+    }
     out
 }
 

@@ -13,6 +13,7 @@ pub use super::client_auth::{ClientAuth, ClientAuthMode, CrlUnknown, SubjectPatt
 use super::error::{ConfigError, ConfigErrors, Locator};
 use super::keys;
 use super::raw::*;
+use super::rules::{AccessRule, BodyLimitRule, RateLimitRule, Tokens};
 use crate::host::HostPort;
 use crate::tls::suites;
 
@@ -65,6 +66,13 @@ pub struct Settings {
     pub cors: Cors,
     pub observability_listen: Option<SocketAddr>,
     pub limits: Limits,
+    pub tokens: Tokens,
+    /// `[[access]]` rules, in file order: the first that matches decides.
+    pub access: Vec<AccessRule>,
+    pub rate_limits: Vec<RateLimitRule>,
+    /// `[[body_limit]]` rules, in file order: the first that matches
+    /// sets the limit, else `limits.max_body_bytes`.
+    pub body_limits: Vec<BodyLimitRule>,
     pub reload_watch: bool,
     /// How long a changed file's content (the config and every file it
     /// names) must stay the same before it is applied. Zero: applied as soon
@@ -262,6 +270,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
     pub send_timeout: Duration,
+    /// Open connections one client address may hold; `None`: no limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// Request body size limit where no `[[body_limit]]` rule applies;
+    /// `None`: no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,7 +439,7 @@ fn describe_serde_error(message: &str, text: &str, offset: usize) -> String {
     }
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     loc: &'a std::sync::Arc<Locator>,
     file: &'a str,
     base: PathBuf,
@@ -435,7 +448,7 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn error(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_string(),
             position: self.loc.position(key),
@@ -496,7 +509,7 @@ impl Validator<'_> {
         p
     }
 
-    fn cidrs(&mut self, key: &str, items: &[String]) -> Vec<IpNet> {
+    pub(super) fn cidrs(&mut self, key: &str, items: &[String]) -> Vec<IpNet> {
         let mut out = Vec::new();
         for item in items {
             match parse_ip_or_cidr(item) {
@@ -525,6 +538,10 @@ impl Validator<'_> {
             "127.0.0.1:9090",
         );
         let limits = self.limits(&raw.limits);
+        let tokens = self.tokens(&raw.tokens);
+        let access = self.access_rules(&raw.access);
+        let rate_limits = self.rate_limits(&raw.rate_limit);
+        let body_limits = self.body_limits(&raw.body_limit);
         let reload_settle = self.reload_settle(&raw.reload);
         let log = self.log(&raw.log);
         self.listen_conflicts(&server, observability_listen);
@@ -552,6 +569,10 @@ impl Validator<'_> {
             cors,
             observability_listen,
             limits,
+            tokens,
+            access,
+            rate_limits,
+            body_limits,
             reload_watch: raw.reload.watch.unwrap_or(true),
             reload_settle,
             log,
@@ -1193,6 +1214,12 @@ impl Validator<'_> {
                 format!("{max_header_bytes} is below the minimum of {MIN_HEADER_BYTES}"),
             );
         }
+        if raw.max_connections_per_ip == Some(0) {
+            self.error(
+                keys::LIMITS_MAX_CONNECTIONS_PER_IP,
+                "must be at least 1 (leave it out for no limit)",
+            );
+        }
         Limits {
             header_read_timeout,
             idle_timeout,
@@ -1200,6 +1227,8 @@ impl Validator<'_> {
             max_header_bytes,
             shutdown_grace,
             send_timeout,
+            max_connections_per_ip: raw.max_connections_per_ip,
+            max_body_bytes: raw.max_body_bytes,
         }
     }
 

@@ -18,6 +18,7 @@ mod http1;
 mod io;
 mod open;
 mod open_connections;
+mod per_ip;
 pub(crate) mod proxy_protocol;
 mod serve;
 mod service;
@@ -89,6 +90,35 @@ pub fn start(
         stop,
     }
 }
+/// `limits.max_connections_per_ip` on the public listeners, for the
+/// client's address (the PROXY header's when there is one): `None` when
+/// it already holds that many (the connection is then closed),
+/// `Some(None)` when no limit applies.
+fn admit_per_ip(
+    gw: &Arc<dyn Service>,
+    kind: ListenerKind,
+    peer: SocketAddr,
+) -> Option<Option<per_ip::PerIpGuard>> {
+    if kind == ListenerKind::Observability {
+        return Some(None);
+    }
+    let Some(limit) = gw.live().settings.limits.max_connections_per_ip else {
+        return Some(None);
+    };
+    match gw.connections().per_ip.admit(peer.ip(), limit) {
+        Some(guard) => Some(Some(guard)),
+        None => {
+            crate::observe::metrics::connection_per_ip_refused(kind.as_str());
+            tracing::debug!(
+                listener = kind.as_str(),
+                "connection closed: {} holds limits.max_connections_per_ip",
+                peer.ip()
+            );
+            None
+        }
+    }
+}
+
 async fn accept_loop(
     gw: Arc<dyn Service>,
     kind: ListenerKind,
@@ -128,7 +158,9 @@ async fn accept_loop(
             // Opening (the TLS handshake) is boxed and freed once it is
             // done: the task then holds only a pointer to the HTTP side, not
             // the handshake's state nor a second slot for the TLS stream.
-            if let Some(conn) = Box::pin(open::open(gw.clone(), kind, tcp, peer, drain)).await {
+            if let Some((conn, _per_ip)) =
+                Box::pin(open::open(gw.clone(), kind, tcp, peer, drain)).await
+            {
                 conn.await;
             }
         });

@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::admit_per_ip;
+use super::per_ip::PerIpGuard;
 use super::proxy_protocol::{self, ProxyHeaderError};
 use super::serve::serve_http;
 use super::service::Service;
@@ -29,14 +31,16 @@ use rustls_pki_types::CertificateDer;
 
 /// Reads the PROXY header (when `server.proxy_protocol` asks for one),
 /// completes the TLS handshake (HTTPS) and returns the connection's HTTP
-/// side, ready to run; `None` when either failed or timed out.
+/// side, ready to run, with the connection's place in its client's count
+/// (`limits.max_connections_per_ip`); `None` when any of them failed or
+/// timed out.
 pub(super) async fn open(
     gw: Arc<dyn Service>,
     kind: ListenerKind,
     mut tcp: TcpStream,
     peer: SocketAddr,
     drain: watch::Receiver<bool>,
-) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+) -> Option<(Pin<Box<dyn Future<Output = ()> + Send>>, Option<PerIpGuard>)> {
     let live = gw.live();
     let limits = live.settings.limits.clone();
     // The policy in force when the connection arrived; the peer is checked
@@ -65,6 +69,7 @@ pub(super) async fn open(
         Some(mode) => client_address(&mut tcp, peer, mode, limits.header_read_timeout).await?,
         None => peer,
     };
+    let per_ip = admit_per_ip(&gw, kind, peer)?;
     let tls = match kind {
         ListenerKind::Https => Some(tls?),
         ListenerKind::Http if tls_on_http => match tls {
@@ -84,7 +89,7 @@ pub(super) async fn open(
             certificate: None,
             activity: Activity::new(true, &limits),
         });
-        return Some(serve_http(gw, tcp, info, false, &limits, drain));
+        return Some((serve_http(gw, tcp, info, false, &limits, drain), per_ip));
     };
     let handshake = tokio::time::timeout(limits.header_read_timeout, handshake(tcp, &sides));
     let (handshake, certificate) = chosen_cert::noting_certificate(handshake).await;
@@ -129,7 +134,7 @@ pub(super) async fn open(
         certificate,
         activity: Activity::new(!h2, &limits),
     });
-    Some(serve_http(gw, stream, info, h2, &limits, drain))
+    Some((serve_http(gw, stream, info, h2, &limits, drain), per_ip))
 }
 
 /// The client's address from the PROXY header on `tcp` (the TCP peer's

@@ -18,6 +18,8 @@ pub struct OpenConnections {
     active: AtomicUsize,
     none_left: Notify,
     pub(super) set_aside: AtomicU64,
+    /// `limits.max_connections_per_ip`'s count.
+    pub(super) per_ip: Arc<super::per_ip::PerIpConnections>,
 }
 
 impl OpenConnections {

@@ -110,12 +110,17 @@ pub fn security_config(live: &Live) -> Value {
 fn extensions(live: &Live) -> Value {
     let s = &live.settings;
     let proxy = &s.server.proxy_protocol;
-    json!({
+    let mut block = json!({
         "proxyProtocol": proxy.mode.as_str(),
         "proxyProtocolFrom": proxy.from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "strictSniHost": s.tls.as_ref().is_some_and(|t| t.strict_sni_host),
         "clientAuth": client_auth_config(live),
-    })
+    });
+    // Issue 25's per-client limits and request rules, in the same block.
+    if let (Value::Object(block), Value::Object(limits)) = (&mut block, limits_block(s)) {
+        block.extend(limits);
+    }
+    block
 }
 
 /// `[tls.client_auth]`, each `[[tls.sni]]` entry's, and the admin paths'
@@ -160,6 +165,39 @@ fn client_auth_config(live: &Live) -> Value {
         "adminRequireClientCert": s.admin.require_client_cert,
         "adminAllowedSubjects": s.admin.allowed_subjects.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "crls": crls,
+    })
+}
+
+/// The per-client limits and request rules, as configured.
+fn limits_block(s: &crate::config::Settings) -> Value {
+    let scope = |sc: &crate::config::RuleScope| {
+        json!({
+            "paths": sc.paths,
+            "methods": sc.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        })
+    };
+    let nets = |l: &[ipnet::IpNet]| l.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    json!({
+        "refuseGetCredentials": s.tokens.refuse_get_credentials,
+        "maxConnectionsPerIp": s.limits.max_connections_per_ip,
+        "maxBodyBytes": s.limits.max_body_bytes,
+        "accessRules": s.access.iter().enumerate().map(|(i, r)| json!({
+            "rule": r.name.clone().unwrap_or_else(|| i.to_string()),
+            "scope": scope(&r.scope),
+            "f": r.f,
+            "allow": r.allow.as_deref().map(nets),
+            "deny": nets(&r.deny),
+        })).collect::<Vec<_>>(),
+        "rateLimits": s.rate_limits.iter().enumerate().map(|(i, r)| json!({
+            "rule": r.name.clone().unwrap_or_else(|| i.to_string()),
+            "scope": scope(&r.scope),
+            "rate": r.rate.text,
+            "burst": r.burst.get(),
+        })).collect::<Vec<_>>(),
+        "bodyLimits": s.body_limits.iter().map(|r| json!({
+            "paths": r.paths,
+            "maxBytes": r.max_bytes,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -18,6 +18,10 @@ pub enum Route {
     AdminDenied,
     Preflight,
     Rejected,
+    /// Refused by an `[[access]]` rule.
+    AccessDenied,
+    /// Refused by a `[[rate_limit]]` rule.
+    RateLimited,
 }
 
 impl Route {
@@ -28,6 +32,8 @@ impl Route {
             Route::AdminDenied => "admin_denied",
             Route::Preflight => "preflight",
             Route::Rejected => "rejected",
+            Route::AccessDenied => "access_denied",
+            Route::RateLimited => "rate_limited",
         }
     }
 }
@@ -49,6 +55,11 @@ pub const CERTIFICATE_EXPIRY_TIMESTAMP: &str = "gisgate_certificate_expiry_times
 pub const BUILD_INFO: &str = "gisgate_build_info";
 pub const CLIENT_CERT_VERIFICATIONS_TOTAL: &str = "gisgate_client_cert_verifications_total";
 pub const CRL_NEXT_UPDATE_TIMESTAMP: &str = "gisgate_crl_next_update_timestamp_seconds";
+pub const RATE_LIMITED_TOTAL: &str = "gisgate_rate_limited_total";
+pub const ACCESS_DENIED_TOTAL: &str = "gisgate_access_denied_total";
+pub const BODY_TOO_LARGE_TOTAL: &str = "gisgate_body_too_large_total";
+pub const GET_CREDENTIALS_REFUSED_TOTAL: &str = "gisgate_get_credentials_refused_total";
+pub const CONNECTIONS_PER_IP_REFUSED_TOTAL: &str = "gisgate_connections_per_ip_refused_total";
 
 /// Latency buckets in seconds: sub-millisecond proxying up to the 300 s
 /// default response timeout of long geoprocessing jobs.
@@ -135,6 +146,26 @@ fn describe() {
         BUILD_INFO,
         "Always 1; the version label says which build runs."
     );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Requests refused with 429 by a [[rate_limit]] rule (its name or index)."
+    );
+    describe_counter!(
+        ACCESS_DENIED_TOTAL,
+        "Requests refused with 403 by an [[access]] rule (its name or index)."
+    );
+    describe_counter!(
+        BODY_TOO_LARGE_TOTAL,
+        "Requests refused with 413, by when the limit was seen (declared length or streamed body)."
+    );
+    describe_counter!(
+        GET_CREDENTIALS_REFUSED_TOTAL,
+        "Sign-in requests refused with 405 for a password in the URL."
+    );
+    describe_counter!(
+        CONNECTIONS_PER_IP_REFUSED_TOTAL,
+        "Connections closed at accept: the client address held limits.max_connections_per_ip."
+    );
 }
 
 /// Upkeep drains histogram buffers; run it so memory stays flat between
@@ -169,12 +200,14 @@ const LISTENERS: [ListenerKind; 3] = [
     ListenerKind::Http,
     ListenerKind::Observability,
 ];
-const ROUTES: [Route; 5] = [
+const ROUTES: [Route; 7] = [
     Route::Proxy,
     Route::Redirect,
     Route::AdminDenied,
     Route::Preflight,
     Route::Rejected,
+    Route::AccessDenied,
+    Route::RateLimited,
 ];
 const STATUSES: usize = 600;
 
@@ -263,6 +296,28 @@ pub fn connection_opened(listener: &'static str) {
 
 pub fn connection_closed(listener: &'static str) {
     gauge!(CONNECTIONS_ACTIVE, "listener" => listener).decrement(1.0);
+}
+
+/// `rule` is a configured name or an index: bounded by the config.
+pub fn rate_limited(rule: &str) {
+    counter!(RATE_LIMITED_TOTAL, "rule" => rule.to_string()).increment(1);
+}
+
+pub fn access_denied(rule: &str) {
+    counter!(ACCESS_DENIED_TOTAL, "rule" => rule.to_string()).increment(1);
+}
+
+/// `when`: `"declared"` (Content-Length) or `"streamed"`.
+pub fn body_too_large(when: &'static str) {
+    counter!(BODY_TOO_LARGE_TOTAL, "when" => when).increment(1);
+}
+
+pub fn get_credentials_refused() {
+    counter!(GET_CREDENTIALS_REFUSED_TOTAL).increment(1);
+}
+
+pub fn connection_per_ip_refused(listener: &'static str) {
+    counter!(CONNECTIONS_PER_IP_REFUSED_TOTAL, "listener" => listener).increment(1);
 }
 
 fn now_unix() -> f64 {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::policy::path::canonical_path;
+use crate::policy::prefixes::PathPrefixes;
 
 /// Outcome of [`AdminGate::decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +22,7 @@ pub enum AdminDecision {
 /// Decides access to administrative paths.
 #[derive(Debug, Clone)]
 pub struct AdminGate {
-    /// Lower-case canonical prefixes without a trailing `/`; `""` (from a
-    /// configured `/`) covers every path.
-    prefixes: Vec<String>,
+    prefixes: PathPrefixes,
     allowed: Vec<IpNet>,
     direct_access: bool,
 }
@@ -33,26 +31,17 @@ impl AdminGate {
     /// Builds the gate.
     ///
     /// `prefixes` are canonical-path prefixes such as `/arcgis/admin`. Each is
-    /// passed through [`canonical_path`] (so `/arcgis//admin` or
+    /// passed through [`canonical_path`](crate::policy::path::canonical_path) (so `/arcgis//admin` or
     /// `/arcgis/%61dmin` in configuration still work), lower-cased and has
     /// trailing `/` trimmed; `/` therefore means every path. A prefix that is
     /// not a valid path is kept lower-cased as written: it can then only
     /// match nothing, so configuration loading should reject it with
-    /// [`canonical_path`] beforehand.
+    /// [`canonical_path`](crate::policy::path::canonical_path) beforehand.
     ///
     /// `allowed` is the client allow list (an empty list admits nobody);
     /// `direct_access = false` denies every admin path to everyone.
     pub fn new(prefixes: &[String], allowed: Vec<IpNet>, direct_access: bool) -> Self {
-        let prefixes = prefixes
-            .iter()
-            .map(|p| {
-                let mut p = canonical_path(p).unwrap_or_else(|_| p.clone());
-                p.make_ascii_lowercase();
-                let trimmed = p.trim_end_matches('/').len();
-                p.truncate(trimmed);
-                p
-            })
-            .collect();
+        let prefixes = PathPrefixes::new(prefixes);
         Self {
             prefixes,
             allowed,
@@ -60,7 +49,7 @@ impl AdminGate {
         }
     }
 
-    /// Whether `canonical` (an output of [`canonical_path`]) lies under an
+    /// Whether `canonical` (an output of [`canonical_path`](crate::policy::path::canonical_path)) lies under an
     /// admin prefix. ASCII case-insensitive, because the upstream (and the
     /// Windows file system under it) may treat `/arcgis/ADMIN` as
     /// `/arcgis/admin`.
@@ -73,15 +62,7 @@ impl AdminGate {
     /// (Windows name trimming, `::$DATA` streams, a second decoding pass)
     /// might read them as the admin resource.
     pub fn is_admin_path(&self, canonical: &str) -> bool {
-        let path = canonical.as_bytes();
-        self.prefixes.iter().any(|prefix| {
-            let prefix = prefix.as_bytes();
-            path.len() >= prefix.len()
-                && path[..prefix.len()].eq_ignore_ascii_case(prefix)
-                && path
-                    .get(prefix.len())
-                    .is_none_or(|&b| !is_name_continuation(b))
-        })
+        self.prefixes.matches(canonical)
     }
 
     /// Whether `client` may reach admin paths. `None` (client address
@@ -106,12 +87,6 @@ impl AdminGate {
             AdminDecision::Denied
         }
     }
-}
-
-/// Bytes that continue a name, so a prefix followed by one of them is a
-/// different name (`admin` vs `adminx`, `admin-tools`, `admin_2`).
-fn is_name_continuation(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~')
 }
 
 /// An allow-list entry that is neither an address nor a CIDR block.
@@ -158,6 +133,7 @@ pub fn parse_ip_or_cidr(s: &str) -> Result<IpNet, NetParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::path::canonical_path;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter()

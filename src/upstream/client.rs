@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+
+use crate::request_body::RequestBody;
 use rustls::pki_types::ServerName;
 
 use super::connect::{Connector, UpstreamStream};
@@ -179,7 +181,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         protocol: UpstreamProtocol,
-        req: http::Request<Incoming>,
+        req: http::Request<RequestBody>,
     ) -> Result<(http::Response<Incoming>, Lease), UpstreamError> {
         let sent = match protocol {
             UpstreamProtocol::Http1 => self

@@ -123,9 +123,12 @@ impl UpstreamError {
     pub fn from_hyper(e: hyper::Error) -> Self {
         // hyper's client reports a request body that failed as a "user"
         // error whose cause is that body's own (our client connection's)
-        // error.
-        let from_body = std::error::Error::source(&e)
-            .is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some());
+        // error (hyper's own, or the limit-counting wrapper's).
+        let from_body = std::error::Error::source(&e).is_some_and(|s| {
+            s.downcast_ref::<hyper::Error>().is_some()
+                || s.downcast_ref::<crate::request_body::RequestBodyError>()
+                    .is_some()
+        });
         if e.is_user() && from_body {
             return UpstreamError::ClientBody(e);
         }

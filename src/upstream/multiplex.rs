@@ -28,6 +28,8 @@ use bytes::Bytes;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::request_body::{RequestBody, RequestBodyError};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
@@ -116,7 +118,7 @@ impl Multiplex {
     /// the upstream refused unprocessed is sent once more if it can be.
     pub async fn send(
         &self,
-        req: http::Request<Incoming>,
+        req: http::Request<RequestBody>,
     ) -> Result<(http::Response<Incoming>, Stream), UpstreamError> {
         let mut again = replayable(&req);
         let mut req = req.map(|body| match body.is_end_stream() {
@@ -218,7 +220,7 @@ impl Shared {
 
 /// A copy of a request that may be sent again: safe methods without a
 /// body (the copy costs a header map per request, so only those).
-fn replayable(req: &http::Request<Incoming>) -> Option<http::Request<H2Body>> {
+fn replayable(req: &http::Request<RequestBody>) -> Option<http::Request<H2Body>> {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe || !req.body().is_end_stream() {
         return None;
@@ -234,18 +236,18 @@ fn replayable(req: &http::Request<Incoming>) -> Option<http::Request<H2Body>> {
 /// A request body to the upstream: the client's, or none (a request
 /// without a body, and its copy for sending again).
 pub enum H2Body {
-    Client(Incoming),
+    Client(RequestBody),
     Empty,
 }
 
 impl Body for H2Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = RequestBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         match self.get_mut() {
             H2Body::Client(body) => Pin::new(body).poll_frame(cx),
             H2Body::Empty => Poll::Ready(None),

@@ -29,12 +29,13 @@ use super::connect::{Connector, UpstreamStream};
 use super::error::UpstreamError;
 use super::upkeep::Upkeep;
 use crate::config::Upstream;
+use crate::request_body::RequestBody;
 
 /// How long idle connections above `pool_max_idle` are kept for the next
 /// burst.
 pub const SURPLUS_GRACE: Duration = Duration::from_secs(1);
 
-type Sender = SendRequest<Incoming>;
+type Sender = SendRequest<RequestBody>;
 
 #[derive(Clone)]
 pub struct Pool {
@@ -94,7 +95,7 @@ impl Pool {
     /// response body has been read.
     pub async fn send(
         &self,
-        mut req: http::Request<Incoming>,
+        mut req: http::Request<RequestBody>,
     ) -> Result<(http::Response<Incoming>, Lease), UpstreamError> {
         while let Some(mut sender) = self.shared.take() {
             if sender.ready().await.is_err() {
