@@ -886,37 +886,32 @@ pub fn write_public_file(path: &Path, contents: &str) -> Result<(), CertError> {
     write_via_temp(path, contents.as_bytes(), PUBLIC_FILE_MODE)
 }
 
+/// `contents` to a temporary file beside `path` (tempfile: an unguessable
+/// name, created exclusively, removed if anything fails), synced, then
+/// renamed over `path`: readers see the old file or the new one, never half.
 fn write_via_temp(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| CertError::InvalidInput {
-            reason: format!("{} is not a file path", path.display()),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let mut suffix = [0u8; 8];
-    random_fill(&mut suffix)?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let temp = path.with_file_name(format!(".{file_name}.{suffix}.tmp"));
-
+    let file_name = path.file_name().ok_or_else(|| CertError::InvalidInput {
+        reason: format!("{} is not a file path", path.display()),
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp)?;
-        // The mode given to open() is reduced by the umask; set it exactly so a
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!(".{}.", file_name.to_string_lossy()))
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(mode))
+            .tempfile_in(dir)?;
+        // The mode given at creation is reduced by the umask; set it exactly so a
         // restrictive umask cannot make a certificate unreadable to the service user.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
+        file.as_file().sync_all()?;
+        file.persist(path).map(drop).map_err(|e| e.error)
     })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(io_err(path, e));
-    }
-    Ok(())
+    result.map_err(|e| io_err(path, e))
 }
 
 /// Fills `buf` from the aws-lc random generator (the crate has no separate RNG dependency).
