@@ -215,49 +215,19 @@ mod tests {
             &[],
         )]);
         let outside = ip("8.8.8.8");
-        let path = "/arcgis/rest/services/Map/MapServer";
-        assert!(rules
-            .decide(&FoldedPath::new(path), &Method::GET, None, outside)
-            .is_err());
-        assert!(rules
-            .decide(
-                &FoldedPath::new(path),
-                &Method::GET,
-                Some("f=html"),
-                outside
-            )
-            .is_err());
-        assert!(rules
-            .decide(
-                &FoldedPath::new(path),
-                &Method::GET,
-                Some("f=HT%4DL"),
-                outside
-            )
-            .is_err());
-        assert!(rules
-            .decide(
-                &FoldedPath::new(path),
-                &Method::GET,
-                Some("f=json&f=html"),
-                outside
-            )
-            .is_err());
-        assert!(rules
-            .decide(
-                &FoldedPath::new(path),
-                &Method::GET,
-                Some("f=json"),
-                outside
-            )
-            .is_ok());
-        assert!(rules
-            .decide(
-                &FoldedPath::new(path),
-                &Method::GET,
-                Some("f=pjson"),
-                outside
-            )
-            .is_ok());
+        let path = FoldedPath::new("/arcgis/rest/services/Map/MapServer");
+        let decide = |query| rules.decide(&path, &Method::GET, query, outside);
+        // No f, or f=html in any spelling or position: the HTML directory.
+        for query in [
+            None,
+            Some("f=html"),
+            Some("f=HT%4DL"),
+            Some("f=json&f=html"),
+        ] {
+            assert!(decide(query).is_err(), "{query:?}");
+        }
+        for query in [Some("f=json"), Some("f=pjson")] {
+            assert!(decide(query).is_ok(), "{query:?}");
+        }
     }
 }
