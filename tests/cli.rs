@@ -26,18 +26,8 @@ async fn access_log_is_json_per_request_without_secrets_and_sigterm_exits_zero()
         ),
     );
     let path = site.write_config(&text);
-    let mut child = gisgate()
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
-    eventually(Duration::from_secs(20), || async {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
+    let mut child = gateway_process(&path, addr).await;
     let r = https_request(
         &site,
         addr,

@@ -6,8 +6,7 @@ mod common;
 mod counters;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
 use counters::{counted, counter};
@@ -91,18 +90,8 @@ async fn the_refused_password_is_not_in_the_access_log() {
         ),
     );
     let path = site.write_config(&text);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gisgate"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
-    eventually(Duration::from_secs(20), || async {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
+    let mut child = gateway_process(&path, addr).await;
     let r = https_get_at(
         &site,
         addr,

@@ -290,18 +290,8 @@ async fn the_access_log_names_the_client_the_header_carries() {
         ),
     );
     let path = site.write_config(&text);
-    let mut gisgate = Command::new(env!("CARGO_BIN_EXE_gisgate"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
-    eventually(Duration::from_secs(20), || async {
-        TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
+    let mut gisgate = gateway_process(&path, addr).await;
     let lb = Haproxy::start(&program, addr, Header::V2).await;
     let r = tls_exchange(
         &site,

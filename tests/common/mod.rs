@@ -942,3 +942,21 @@ pub fn real_peer(program: &str, also: &[&str]) -> Option<PathBuf> {
     }
     found
 }
+
+/// The gateway as its own process (`gisgate run --config PATH`, no
+/// RUST_LOG, its log on a pipe), once its HTTPS listener at `https`
+/// accepts: for tests that read the log or send signals.
+pub async fn gateway_process(config: &Path, https: SocketAddr) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gisgate"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), || async {
+        TcpStream::connect(https).await.is_ok()
+    })
+    .await;
+    child
+}
